@@ -1,0 +1,4 @@
+"""Cardiac TI Corrector logic helpers: MRML <-> slicercad core. Imports slicer, never qt."""
+from SlicerCADLib.study import load_study
+
+__all__ = ["load_study"]

@@ -1,0 +1,39 @@
+"""``slicercad`` command line. Each sub-command lives in its own module exposing
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; they load lazily so
+``slicercad --help`` stays fast."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import SlicerCADError
+
+# sub-command name -> module path (add new commands here)
+COMMANDS = {
+    "scan": "slicercad.dicom.scan_cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slicercad", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, path in COMMANDS.items():
+        mod = importlib.import_module(path)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except SlicerCADError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
