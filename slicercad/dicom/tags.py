@@ -29,6 +29,10 @@ class SeriesTags:
     patient_sex: str = ""                    # 'M', 'F', 'O' or ''
     field_strength_t: Optional[float] = None
     manufacturer: str = ""
+    patient_id: str = ""
+    study_date: str = ""                     # DICOM DA 'YYYYMMDD'
+    study_description: str = ""
+    acquisition_number: Optional[int] = None
 
     def earliest_time(self) -> Optional[float]:
         """Best available acquisition clock for ordering dynamic phases."""
