@@ -1,0 +1,165 @@
+"""Render a slice view to RGB / PNG with Slicer's own ``vtkMRMLSliceLogic`` (no OpenGL).
+
+Layers as in a Slicer slice view: background volume, coloured foreground (e.g. a heat map at
+``foreground_opacity``), segments exported to a labelmap layer drawn as outlines. Markups are then
+drawn with numpy: each control point within half a background slice spacing of the plane gets a
+ring, and a line whose both endpoints are near the plane gets a segment, in the markup's colour.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkCommonCore import vtkStringArray
+
+from slicercad.atomic import atomic_path
+from slicercad.errors import InputError
+
+from .app import application_logic, ensure_scene
+
+ORIENTATIONS = ("Axial", "Sagittal", "Coronal")
+RING_RADIUS_PX = 6.0
+_counter = itertools.count()
+
+
+@dataclasses.dataclass
+class SliceImage:
+    """A rendered slice: ``rgb`` [row, col, 3] uint8 (row 0 at the top) and its XY -> RAS matrix."""
+
+    rgb: np.ndarray
+    xy_to_ras: np.ndarray
+
+    def pixel_of(self, ras) -> tuple[float, float, float]:
+        """(row, col, distance from the plane in mm) of a RAS point."""
+        xyz = (np.linalg.inv(self.xy_to_ras) @ [*np.asarray(ras, dtype=float), 1.0])[:3]
+        normal = self.xy_to_ras[:3, 2]
+        distance = float(np.dot(np.asarray(ras, dtype=float) - self.xy_to_ras[:3, 3], normal / np.linalg.norm(normal)))
+        return self.rgb.shape[0] - 1 - xyz[1], xyz[0], abs(distance)
+
+
+def _matrix(vtk_matrix) -> np.ndarray:
+    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _segment_labelmap(scene, segmentation, reference):
+    """Visible segments as a labelmap node on the background grid, coloured like the segments."""
+    segment_ids = vtkStringArray()
+    display = segmentation.GetDisplayNode()
+    seg = segmentation.GetSegmentation()
+    for i in range(seg.GetNumberOfSegments()):
+        segment_id = seg.GetNthSegmentID(i)
+        if display is None or display.GetSegmentVisibility(segment_id):
+            segment_ids.InsertNextValue(segment_id)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__SlicerCAD_render_segments__")
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation, segment_ids, labelmap, reference):
+        raise InputError("segments could not be exported onto the background grid", segmentation.GetName())
+    return labelmap
+
+
+def _draw_ring(rgb, row, col, color, radius=RING_RADIUS_PX, width=1.5):
+    rows, cols = np.ogrid[: rgb.shape[0], : rgb.shape[1]]
+    ring = np.abs(np.hypot(rows - row, cols - col) - radius) <= width / 2
+    rgb[ring] = color
+
+
+def _draw_segment(rgb, a, b, color):
+    steps = int(np.ceil(np.hypot(b[0] - a[0], b[1] - a[1]))) + 1
+    for t in np.linspace(0.0, 1.0, steps):
+        r, c = int(round(a[0] + t * (b[0] - a[0]))), int(round(a[1] + t * (b[1] - a[1])))
+        if 0 <= r < rgb.shape[0] and 0 <= c < rgb.shape[1]:
+            rgb[r, c] = color
+
+
+def _draw_markups(image: SliceImage, markups, tolerance_mm: float) -> None:
+    nodes = [] if markups is None else list(markups) if isinstance(markups, (list, tuple)) else [markups]
+    for node in nodes:
+        if node is None or not node.IsA("vtkMRMLMarkupsNode"):
+            raise InputError("markups must be markups node(s)", getattr(node, "GetName", lambda: "markups")())
+        display = node.GetDisplayNode()
+        color = np.round(np.array(display.GetSelectedColor() if display else (1.0, 0.5, 0.5)) * 255).astype(np.uint8)
+        near = []
+        for i in range(node.GetNumberOfControlPoints()):
+            ras = [0.0, 0.0, 0.0]
+            node.GetNthControlPointPositionWorld(i, ras)
+            row, col, distance = image.pixel_of(ras)
+            if distance <= tolerance_mm:
+                _draw_ring(image.rgb, row, col, color)
+                near.append((row, col))
+        if node.IsA("vtkMRMLMarkupsLineNode") and len(near) == 2:
+            _draw_segment(image.rgb, near[0], near[1], color)
+
+
+def render_slice_rgb(background, foreground=None, foreground_opacity=0.5, segmentation=None, markups=None,
+                     orientation="Axial", center_ras=None, size=(384, 384)) -> SliceImage:
+    """Render one slice through ``background`` (its centre, or ``center_ras``) as an RGB array.
+
+    ``orientation``: 'Axial', 'Sagittal' or 'Coronal' (RAS planes; oblique volumes are resliced).
+    ``size``: (width, height) in pixels; the field of view fits the background volume.
+    """
+    if background is None or background.GetImageData() is None:
+        raise InputError("a background volume node with image data is required", "background")
+    if orientation not in ORIENTATIONS:
+        raise InputError(f"orientation must be one of {ORIENTATIONS}", str(orientation))
+    if not 0.0 <= float(foreground_opacity) <= 1.0:
+        raise InputError(f"foreground_opacity must be in [0, 1], got {foreground_opacity}", "foreground_opacity")
+    width, height = (int(v) for v in size)
+    if width < 8 or height < 8:
+        raise InputError(f"size must be at least 8x8 pixels, got {size}", "size")
+    scene = ensure_scene(background.GetScene())
+    logic = slicer.vtkMRMLSliceLogic()
+    logic.SetMRMLApplicationLogic(application_logic(scene))
+    logic.SetMRMLScene(scene)
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    try:
+        slice_node = logic.AddSliceNode(f"SlicerCADRender{next(_counter)}")
+        composite = logic.GetSliceCompositeNode()
+        slice_node.SetOrientation(orientation)
+        slice_node.SetDimensions(width, height, 1)
+        composite.SetBackgroundVolumeID(background.GetID())
+        if foreground is not None:
+            composite.SetForegroundVolumeID(foreground.GetID())
+            composite.SetForegroundOpacity(float(foreground_opacity))
+        if segmentation is not None:
+            labelmap = _segment_labelmap(scene, segmentation, background)
+            composite.SetLabelVolumeID(labelmap.GetID())
+            composite.SetLabelOpacity(1.0)
+            slice_node.SetUseLabelOutline(True)
+        logic.FitSliceToVolume(background, width, height)
+        if center_ras is not None:
+            slice_node.JumpSliceByCentering(*(float(v) for v in center_ras))
+        slice_node.UpdateMatrices()
+        connection = logic.GetImageDataConnection()
+        producer = connection.GetProducer()
+        producer.Update()
+        data = producer.GetOutputDataObject(connection.GetIndex())
+        rgba = vtk_to_numpy(data.GetPointData().GetScalars()).reshape(height, width, -1)
+        image = SliceImage(np.ascontiguousarray(rgba[::-1, :, :3]), _matrix(slice_node.GetXYToRAS()))
+        spacing = logic.GetLowestVolumeSliceSpacing()[2]
+        _draw_markups(image, markups, max(0.5, spacing / 2.0))
+        return image
+    finally:
+        logic.DeleteSliceModel()
+        logic.SetMRMLScene(None)
+        added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        for node in added:  # slice, composite, slice model and temporary label nodes
+            if node.GetID() not in before:
+                scene.RemoveNode(node)
+
+
+def render_slice_png(path, background, foreground=None, foreground_opacity=0.5, segmentation=None,
+                     markups=None, orientation="Axial", center_ras=None, size=(384, 384)) -> Path:
+    """Render a slice (see ``render_slice_rgb``) and write it atomically as an RGB PNG."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InputError("slice render must be written to a .png file", str(path))
+    image = render_slice_rgb(background, foreground, foreground_opacity, segmentation, markups,
+                             orientation, center_ras, size)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(sitk.GetImageFromArray(image.rgb, isVector=True), str(tmp))
+    return path
