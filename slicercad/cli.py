@@ -12,6 +12,9 @@ from .errors import SlicerCADError
 # sub-command name -> module path (add new commands here)
 COMMANDS = {
     "scan": "slicercad.dicom.scan_cli",
+    "evaluate": "slicercad.engine.evaluate_cli",
+    "train": "slicercad.engine.train_cli",
+    "liver": "slicercad.liver.cli",
 }
 
 

@@ -1,0 +1,1 @@
+"""Shared engine: manifests, training, evaluation, model registry, Grad-CAM, export, job runner."""
