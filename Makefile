@@ -23,7 +23,7 @@ test: $(STAMP)
 	if [ -f $(SHARED_TOOLS) ]; then $(PY) $(SHARED_TOOLS) .; fi
 
 demo: $(STAMP)
-	$(PY) -m slicercad.demo --out $(OUT)/demo
+	$(PY) Scripts/demo.py --out $(OUT)/demo
 
 clean:
 	rm -rf $(OUT) .pytest_cache

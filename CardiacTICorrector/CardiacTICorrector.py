@@ -129,7 +129,7 @@ class CardiacTICorrectorTest(ScriptedLoadableModuleTest):
         from slicercad.synth.study import write_phantom_study
 
         folder = pathlib.Path(tempfile.mkdtemp())
-        write_phantom_study(folder, kind="ti_scout", seed=0)
+        write_phantom_study(folder, kind="liver_mri", seed=0)
         result = CardiacTICorrectorLogic().loadStudy(folder)
         self.assertIn("volume", result)
         self.assertGreater(len(slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")), 0)

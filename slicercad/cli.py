@@ -11,6 +11,7 @@ from .errors import SlicerCADError
 
 # sub-command name -> module path (add new commands here)
 COMMANDS = {
+    "phantom": "slicercad.synth.phantom_cli",
     "scan": "slicercad.dicom.scan_cli",
     "evaluate": "slicercad.engine.evaluate_cli",
     "train": "slicercad.engine.train_cli",

@@ -1,0 +1,127 @@
+"""`make demo`: real DICOM samples and a SYNTHETIC multi-phase study, loaded, phase-assigned and
+pictured through Slicer's own slice logic (slicer-core, no GUI, no network).
+
+Writes OUT/report.md with its pictures. Runs in plain Python; also runs inside Slicer with
+`Slicer --no-main-window --python-script Scripts/demo.py -- --out DIR`.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from pydicom.data import get_testdata_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from SlicerCADLib.app import ensure_scene  # noqa: E402
+from SlicerCADLib.dicom_nodes import tags_for_volume_node  # noqa: E402
+from SlicerCADLib.render import render_slice_png  # noqa: E402
+from SlicerCADLib.overlays import show_float_overlay  # noqa: E402
+from SlicerCADLib.segmentations import label_array_to_segment  # noqa: E402
+from SlicerCADLib.study import load_study  # noqa: E402
+from SlicerCADLib.volumes import volume_node_to_sitk  # noqa: E402
+from slicercad import atomic  # noqa: E402
+from slicercad.dicom.scan import scan_folder  # noqa: E402
+from slicercad.geometry import ijk_to_lps_matrix, lps_to_ras  # noqa: E402
+from slicercad.liver.attention import sigma_from_diameter  # noqa: E402
+from slicercad.synth.study import write_phantom_study  # noqa: E402
+
+SAMPLES = ["CT_small.dcm", "MR_small.dcm", "693_UNCR.dcm", "693_J2KR.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm",
+           "RG1_UNCI.dcm", "eCT_Supplemental.dcm"]
+
+
+def real_samples(work: Path) -> list[str]:
+    """Scan each packaged sample file and describe the volumes it gives (Markdown table rows)."""
+    rows = ["| file | modality | size | spacing (mm) | spacing known | photometric | value range | warnings |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name in SAMPLES:
+        path = get_testdata_file(name, download=False)
+        if path is None:
+            rows.append(f"| {name} | not installed (pydicom-data) | | | | | | |")
+            continue
+        folder = work / "samples" / name
+        folder.mkdir(parents=True)
+        shutil.copy(path, folder / name)
+        for volume in scan_folder(folder).volumes():
+            image = volume.load()
+            arr = sitk.GetArrayViewFromImage(image)
+            spacing = " × ".join(f"{s:.3g}" for s in image.GetSpacing())
+            rows.append(f"| {name} | {volume.tags.modality} | {'×'.join(map(str, image.GetSize()))} | {spacing} | "
+                        f"{volume.spacing_known} | {volume.photometric} | {arr.min():g} … {arr.max():g} | "
+                        f"{len(volume.warnings)} |")
+    return rows
+
+
+def lesion_overlays(node, lesion: dict):
+    """A Gaussian attention map and a sphere label around the lesion, on the node's grid (patient space)."""
+    image = volume_node_to_sitk(node)
+    idx = np.indices(image.GetSize()[::-1]).reshape(3, -1)[::-1].T  # (i, j, k) per voxel, KJI order
+    lps = np.c_[idx, np.ones(len(idx))] @ ijk_to_lps_matrix(image).T
+    d = np.linalg.norm(lps[:, :3] - np.asarray(lesion["center_lps"]), axis=1).reshape(image.GetSize()[::-1])
+    sigma_mm = sigma_from_diameter(lesion["diameter_mm"], 1.0)
+    gauss = np.exp(-0.5 * (d / sigma_mm) ** 2).astype(np.float32)
+    sphere = (d <= lesion["diameter_mm"] / 2).astype(np.uint8)
+    return gauss, sphere
+
+
+def phantom_study(work: Path, out: Path) -> list[str]:
+    """Write a synthetic liver EOB-MRI study whose dynamic phases share one description; load, assign, render."""
+    folder = work / "phantom_liver_mri"
+    truth = write_phantom_study(folder, kind="liver_mri", seed=0, same_descriptions=True, oblique_deg=10.0)
+    scene = ensure_scene()
+    result = load_study(scene, folder)
+    rows = [f"Loaded: {result.summary()}", "",
+            "| volume | assigned phase | confidence | truth | reason |", "|---|---|---|---|---|"]
+    correct = 0
+    for a in result.assignments:
+        node = result.volume_nodes.get(a.volume_id)
+        expected = truth["truth"].get(tags_for_volume_node(node).series_instance_uid, "?") if node else "?"
+        correct += a.phase == expected
+        rows.append(f"| {node.GetName() if node else a.volume_id} | {a.phase} | {a.confidence:.2f} | {expected} | "
+                    f"{a.reason} |")
+    rows.insert(1, f"Phase assignment by timing (identical descriptions): {correct}/{len(result.assignments)} "
+                   "volumes match the phantom's truth.")
+    hbp = next(result.volume_nodes[a.volume_id] for a in result.assignments if a.phase == "hepatobiliary")
+    lesion = truth["lesions"][0]
+    gauss, sphere = lesion_overlays(hbp, lesion)
+    overlay = show_float_overlay(gauss, hbp, "Attention map (Gaussian)", colormap="PET-Heat", opacity=0.5)
+    seg, _ = label_array_to_segment(sphere, hbp, name=f"{lesion['label']} (synthetic)")
+    center_ras = lps_to_ras(np.asarray(lesion["center_lps"]))
+    fid = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Lesion centre")
+    fid.AddControlPoint(*center_ras)
+    png = render_slice_png(out / "phantom_hbp_attention.png", hbp, foreground=overlay, segmentation=seg,
+                           markups=[fid], center_ras=center_ras)
+    rows += ["", f"![hepatobiliary phase with attention map, lesion outline and centre]({png.name})",
+             f"Hepatobiliary phase (synthetic) at the {lesion['label']} ({lesion['diameter_mm']} mm): Gaussian "
+             "attention map (heat, 50 %), sphere label outline, centre fiducial — rendered by vtkMRMLSliceLogic."]
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        lines = ["# SlicerCAD demo", "", "Everything below ran offline on packaged sample data. "
+                 "**Results on phantoms are SYNTHETIC.**", "", "## Real DICOM samples (pydicom, pydicom-data)", ""]
+        lines += real_samples(work)
+        lines += ["", "## Synthetic multi-phase liver EOB-MRI study (SYNTHETIC)", ""]
+        lines += phantom_study(work, args.out)
+    lines += ["", f"_Demo runtime: {time.time() - start:.1f} s._", ""]
+    report = atomic.write_text(args.out / "report.md", "\n".join(lines))
+    print(f"demo report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
