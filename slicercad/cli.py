@@ -14,6 +14,7 @@ COMMANDS = {
     "phantom": "slicercad.synth.phantom_cli",
     "scan": "slicercad.dicom.scan_cli",
     "evaluate": "slicercad.engine.evaluate_cli",
+    "audit": "slicercad.engine.audit",
     "train": "slicercad.engine.train_cli",
     "liver": "slicercad.liver.cli",
 }

@@ -1,0 +1,110 @@
+"""DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile: the identifying attributes.
+
+A subset of Table E.1-1 as data: (keyword, tag, Basic Profile action, action under the
+Retain Patient Characteristics Option or None). Actions: D replace with a dummy, Z zero
+length, X remove, K keep, C clean, U replace the UID; "X/Z" etc. let the implementer choose.
+The exporter removes every attribute listed here except UIDs (replaced, see ``deid``) and
+those the option keeps; the audit flags any of them found in an export.
+"""
+from __future__ import annotations
+
+PROFILE = "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile"
+OPTION = "Retain Patient Characteristics Option"
+# codes from CID 7050 "De-identification Method"
+CODES = ({"CodeValue": "113100", "CodingSchemeDesignator": "DCM",
+          "CodeMeaning": "Basic Application Confidentiality Profile"},
+         {"CodeValue": "113108", "CodingSchemeDesignator": "DCM",
+          "CodeMeaning": "Retain Patient Characteristics Option"})
+
+TABLE = (
+    ("AccessionNumber", "(0008,0050)", "Z", None),
+    ("AcquisitionComments", "(0018,4000)", "X", None),
+    ("AcquisitionDate", "(0008,0022)", "X/Z", None),
+    ("AcquisitionDateTime", "(0008,002A)", "X/D", None),
+    ("AcquisitionTime", "(0008,0032)", "X/Z", None),
+    ("AdditionalPatientHistory", "(0010,21B0)", "X", "C"),
+    ("AdmissionID", "(0038,0010)", "X", None),
+    ("AdmittingDiagnosesDescription", "(0008,1080)", "X", "C"),
+    ("Allergies", "(0010,2110)", "X", "C"),
+    ("BranchOfService", "(0010,1081)", "X", None),
+    ("ContentCreatorName", "(0070,0084)", "Z", None),
+    ("ContentDate", "(0008,0023)", "Z/D", None),
+    ("ContentTime", "(0008,0033)", "Z/D", None),
+    ("CountryOfResidence", "(0010,2150)", "X", None),
+    ("CurrentPatientLocation", "(0038,0300)", "X", None),
+    ("DerivationDescription", "(0008,2111)", "X", None),
+    ("DeviceSerialNumber", "(0018,1000)", "X/Z/D", None),
+    ("DeviceUID", "(0018,1002)", "U", None),
+    ("EthnicGroup", "(0010,2160)", "X", "K"),
+    ("FrameOfReferenceUID", "(0020,0052)", "U", None),
+    ("ImageComments", "(0020,4000)", "X", None),
+    ("InstanceCreatorUID", "(0008,0014)", "U", None),
+    ("InstitutionAddress", "(0008,0081)", "X", None),
+    ("InstitutionCodeSequence", "(0008,0082)", "X/Z/D", None),
+    ("InstitutionName", "(0008,0080)", "X/Z/D", None),
+    ("InstitutionalDepartmentName", "(0008,1040)", "X", None),
+    ("IrradiationEventUID", "(0008,3010)", "U", None),
+    ("IssuerOfPatientID", "(0010,0021)", "X", None),
+    ("MediaStorageSOPInstanceUID", "(0002,0003)", "U", None),
+    ("MedicalAlerts", "(0010,2000)", "X", "C"),
+    ("MedicalRecordLocator", "(0010,1090)", "X", None),
+    ("MilitaryRank", "(0010,1080)", "X", None),
+    ("NameOfPhysiciansReadingStudy", "(0008,1060)", "X", None),
+    ("Occupation", "(0010,2180)", "X", None),
+    ("OperatorsName", "(0008,1070)", "X/Z/D", None),
+    ("OtherPatientIDs", "(0010,1000)", "X", None),
+    ("OtherPatientIDsSequence", "(0010,1002)", "X", None),
+    ("OtherPatientNames", "(0010,1001)", "X", None),
+    ("PatientAddress", "(0010,1040)", "X", None),
+    ("PatientAge", "(0010,1010)", "X", "K"),
+    ("PatientBirthDate", "(0010,0030)", "Z", None),
+    ("PatientBirthName", "(0010,1005)", "X", None),
+    ("PatientBirthTime", "(0010,0032)", "X", None),
+    ("PatientComments", "(0010,4000)", "X", "C"),
+    ("PatientID", "(0010,0020)", "Z", None),
+    ("PatientInsurancePlanCodeSequence", "(0010,0050)", "X", None),
+    ("PatientMotherBirthName", "(0010,1060)", "X", None),
+    ("PatientName", "(0010,0010)", "Z", None),
+    ("PatientReligiousPreference", "(0010,21F0)", "X", None),
+    ("PatientSex", "(0010,0040)", "Z", "K"),
+    ("PatientSexNeutered", "(0010,2203)", "X/Z", "K"),
+    ("PatientSize", "(0010,1020)", "X", "K"),
+    ("PatientState", "(0038,0500)", "X", "C"),
+    ("PatientTelecomInformation", "(0010,2155)", "X", None),
+    ("PatientTelephoneNumbers", "(0010,2154)", "X", None),
+    ("PatientWeight", "(0010,1030)", "X", "K"),
+    ("PerformedProcedureStepDescription", "(0040,0254)", "X", None),
+    ("PerformedProcedureStepID", "(0040,0253)", "X", None),
+    ("PerformedProcedureStepStartDate", "(0040,0244)", "X", None),
+    ("PerformingPhysicianName", "(0008,1050)", "X", None),
+    ("PhysiciansOfRecord", "(0008,1048)", "X", None),
+    ("PregnancyStatus", "(0010,21C0)", "X", "K"),
+    ("ProtocolName", "(0018,1030)", "X/D", None),
+    ("ReferencedSOPInstanceUID", "(0008,1155)", "U", None),
+    ("ReferringPhysicianAddress", "(0008,0092)", "X", None),
+    ("ReferringPhysicianName", "(0008,0090)", "Z", None),
+    ("ReferringPhysicianTelephoneNumbers", "(0008,0094)", "X", None),
+    ("RegionOfResidence", "(0010,2152)", "X", None),
+    ("RequestAttributesSequence", "(0040,0275)", "X", None),
+    ("RequestingPhysician", "(0032,1032)", "X", None),
+    ("ResponsibleOrganization", "(0010,2299)", "X", None),
+    ("ResponsiblePerson", "(0010,2297)", "X", None),
+    ("SeriesDate", "(0008,0021)", "X/D", None),
+    ("SeriesDescription", "(0008,103E)", "X", None),
+    ("SeriesInstanceUID", "(0020,000E)", "U", None),
+    ("SeriesTime", "(0008,0031)", "X/D", None),
+    ("SmokingStatus", "(0010,21A0)", "X", "K"),
+    ("SOPInstanceUID", "(0008,0018)", "U", None),
+    ("StationName", "(0008,1010)", "X/Z/D", None),
+    ("StorageMediaFileSetUID", "(0088,0140)", "U", None),
+    ("StudyDate", "(0008,0020)", "Z", None),
+    ("StudyDescription", "(0008,1030)", "X", None),
+    ("StudyID", "(0020,0010)", "Z", None),
+    ("StudyInstanceUID", "(0020,000D)", "U", None),
+    ("StudyTime", "(0008,0030)", "Z", None),
+    ("TimezoneOffsetFromUTC", "(0008,0201)", "X", None),
+)
+
+ACTIONS = {keyword: action for keyword, _, action, _ in TABLE}
+RETAINED = frozenset(keyword for keyword, _, _, option in TABLE if option == "K")
+UID_KEYWORDS = frozenset(keyword for keyword, _, action, _ in TABLE if action == "U")
