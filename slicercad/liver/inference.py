@@ -1,0 +1,160 @@
+"""Classify lesions of one study with a saved model: ROIs, attention, calibrated probabilities, Grad-CAM.
+
+Every phase the model card lists must be present (PhaseError naming the lesion). Inputs outside
+the card's validity (field strength, b-value, in-plane spacing, lesion size) are scored but carry
+a ``warnings`` list, so a result is never silently out of range.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..atomic import atomic_path
+from ..engine.gradcam import grad_cam
+from ..engine.predict import predict
+from ..errors import InputError
+from .dataset import lesion_sample
+from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, model_input, parse_alpha
+from .phases import check_phases
+from .roi import Lesion, RoiSpec
+
+SIZE_BINS = ((0.0, 10.0, "<10 mm"), (10.0, 20.0, "10-20 mm"), (20.0, float("inf"), ">=20 mm"))
+
+
+def size_bin(diameter_mm: float) -> str:
+    """The report's size bin of a lesion diameter."""
+    for lo, hi, name in SIZE_BINS:
+        if lo <= diameter_mm < hi:
+            return name
+    raise InputError(f"diameter must be a positive number of mm, got {diameter_mm!r}", "diameter_mm")
+
+
+def validity_warnings(card: dict, images: dict, lesion: Lesion, acquisition: dict | None = None) -> list:
+    """Reasons this lesion lies outside the model card's valid ranges (empty when inside)."""
+    ranges = card.get("input_spec", {}).get("valid_ranges", {})
+    values = dict(acquisition or {})
+    values["diameter_mm"] = lesion.diameter_mm
+    values["in_plane_spacing_mm"] = max(max(img.GetSpacing()[:2]) for img in images.values())
+    out = []
+    for key, (lo, hi) in ranges.items():
+        v = values.get(key)
+        if v is not None and not (lo <= float(v) <= hi):
+            out.append(f"{key}={v:g} outside the model's range [{lo:g}, {hi:g}]")
+    return out
+
+
+def research_notice(card: dict) -> str:
+    """The notice shown with every result of a model trained on synthetic data ('' otherwise)."""
+    if card.get("training_data", {}).get("synthetic"):
+        return "research use - model trained on synthetic data"
+    return ""
+
+
+def classify_lesions(model, card: dict, images: dict, lesions, acquisition: dict | None = None,
+                     with_cam: bool = True, alpha="card", device="cpu") -> list:
+    """One dict per lesion: lesion_id, probabilities, predicted_class, size_bin, warnings,
+    provenance (model sha256, alpha, phases), and the ``rois``, ``attention`` and ``cam`` arrays.
+
+    ``alpha``: 'card' uses the model's training alpha; another value (None = no attention) is
+    applied for this call only and every result warns that it differs from training.
+    """
+    spec = card.get("input_spec", {})
+    trained_alpha = getattr(model, "alpha", spec.get("alpha"))
+    used_alpha = trained_alpha if alpha == "card" else parse_alpha(alpha)
+    extra = [] if used_alpha == trained_alpha else [f"alpha {used_alpha} differs from the model's training alpha "
+                                                    f"{trained_alpha}"]
+    if hasattr(model, "alpha"):
+        model.alpha = used_alpha
+    try:
+        return _classify(model, card, spec, images, lesions, acquisition, with_cam, used_alpha, extra, device)
+    finally:
+        if hasattr(model, "alpha"):
+            model.alpha = trained_alpha
+
+
+def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, extra, device) -> list:
+    phases = tuple(p for p in spec.get("phases", []) if p != ATTENTION_CHANNEL)
+    roi_px = int(spec.get("roi_px", [64])[0])
+    results = []
+    for lesion in lesions:
+        check_phases(images.keys(), phases, lesion.lesion_id)
+        x, G, mask, rois = lesion_sample(images, lesion, phases, RoiSpec(size_px=roi_px))
+        inp = model_input(x, G)
+        res = predict(model, card, inp, parameters={"alpha": alpha, "phases": list(phases)},
+                      device=device)[0]
+        cam = grad_cam(model, inp, spec.get("gradcam_layer", GRADCAM_LAYER))[0] if with_cam else None
+        res.update(lesion_id=lesion.lesion_id, diameter_mm=lesion.diameter_mm, size_bin=size_bin(lesion.diameter_mm),
+                   padded=rois.padded, warnings=validity_warnings(card, images, lesion, acquisition) + extra,
+                   notice=research_notice(card),
+                   rois=rois, attention=G, mask=mask, cam=cam)
+        results.append(res)
+    return results
+
+
+def read_lesion_csv(path) -> list:
+    """Lesions from a CSV with columns lesion_id, x, y, z, coordinate_system, diameter_mm."""
+    path = Path(path)
+    need = ("lesion_id", "x", "y", "z", "coordinate_system", "diameter_mm")
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputError(f"cannot read lesion list ({exc})", path) from exc
+    lesions = []
+    for n, row in enumerate(rows, start=2):
+        missing = [c for c in need if not (row.get(c) or "").strip()]
+        if missing:
+            raise InputError(f"missing column value(s) {missing}", f"{path} line {n}")
+        try:
+            centre = tuple(float(row[c]) for c in "xyz")
+            diameter = float(row["diameter_mm"])
+        except ValueError as exc:
+            raise InputError(f"not a number ({exc})", f"{path} line {n}") from None
+        lesions.append(Lesion(row["lesion_id"].strip(), centre, diameter, row["coordinate_system"].strip()).check())
+    if not lesions:
+        raise InputError("no lesions listed", path)
+    return lesions
+
+
+def write_results_csv(path, results, classes) -> Path:
+    """Results as CSV (atomic): one row per lesion with probabilities and provenance."""
+    cols = (["lesion_id", "predicted_class"] + [f"p_{c}" for c in classes] +
+            ["diameter_mm", "size_bin", "padded", "alpha", "phases", "model_sha256", "synthetic_training_data",
+             "warnings", "notice"])
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for r in results:
+                prov = r["provenance"]
+                w.writerow([r["lesion_id"], r["predicted_class"]] +
+                           [f"{r['probabilities'][c]:.4f}" for c in classes] +
+                           [f"{r['diameter_mm']:.1f}", r["size_bin"], r["padded"], prov["parameters"].get("alpha"),
+                            " ".join(prov["parameters"].get("phases", [])), prov["model_sha256"],
+                            prov["synthetic_training_data"], "; ".join(r["warnings"]), r["notice"]])
+    return Path(path)
+
+
+def save_overlay_png(path, result, phase: str = "hepatobiliary") -> Path:
+    """PNG: the lesion's ROI on ``phase``, its attention map and Grad-CAM side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rois = result["rois"]
+    k = rois.phases.index(phase) if phase in rois.phases else 0
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+    panels = [("ROI " + rois.phases[k], None), ("attention", result["attention"]), ("Grad-CAM", result["cam"])]
+    for ax, (title, overlay) in zip(axes, panels):
+        ax.imshow(rois.array[k], cmap="gray")
+        if overlay is not None:
+            ax.imshow(overlay, cmap="inferno", alpha=0.5)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle(f"{result['lesion_id']}: {result['predicted_class']} "
+                 f"({max(result['probabilities'].values()):.2f}) - SYNTHETIC-trained research model", fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    return Path(path)

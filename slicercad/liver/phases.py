@@ -1,0 +1,39 @@
+"""The 8-image Gd-EOB-DTPA MRI set of the source report (seed 000) and phase checks."""
+from __future__ import annotations
+
+from ..errors import PhaseError
+
+# Order is the channel order of every ROI stack and model input.
+PHASES = (
+    "t1_pre",         # T1-weighted before contrast
+    "arterial",       # late arterial
+    "portal",         # portal venous (~60 s)
+    "transitional",   # ~3 min; EOB liver uptake starts, so washout can be mimicked
+    "hepatobiliary",  # ~20 min; the reference phase where lesions are clearest
+    "t2",             # T2-weighted
+    "dwi",            # diffusion-weighted, high b-value (b-value recorded with the study)
+    "adc",            # apparent diffusion coefficient map (x 1e-3 mm^2/s)
+)
+REFERENCE_PHASE = "hepatobiliary"
+
+PHASE_TITLES = {
+    "t1_pre": "T1 pre", "arterial": "Arterial", "portal": "Portal", "transitional": "Transitional",
+    "hepatobiliary": "Hepatobiliary", "t2": "T2", "dwi": "DWI", "adc": "ADC",
+}
+
+
+def check_phases(available, required, lesion_id=None) -> tuple:
+    """Return ``required`` as a tuple in canonical order; raise PhaseError naming what is missing.
+
+    Unknown phase names are an error too: a typo must not silently drop a channel.
+    """
+    required = tuple(required)
+    unknown = [p for p in required if p not in PHASES]
+    if unknown:
+        raise PhaseError(f"unknown phase(s) {unknown}; expected names from {list(PHASES)}",
+                         lesion_id)
+    missing = [p for p in required if p not in set(available)]
+    if missing:
+        raise PhaseError(f"required phase(s) {missing} missing; available {sorted(available)}",
+                         lesion_id)
+    return tuple(p for p in PHASES if p in required)
