@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= out
 SHARED_TOOLS := ../shared/tools/check_slicer_api.py
 
-.PHONY: env test demo bench clean
+.PHONY: env test demo bench clean liver-model reproduce-liver fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,20 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) Scripts/demo.py --out $(OUT)/demo
+
+# every benchmarks/bench_*.py in turn (CPU; bench_liver trains a brief ResNet-18 reference, ~2 min)
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# rebuild Resources/Models/liver_lesion_demo.* from the SYNTHETIC phantom, deterministic by seed (~2 min, 2 CPU cores)
+liver-model: $(STAMP)
+	$(PY) Scripts/build_liver_model.py
+
+reproduce-liver: $(STAMP)
+	$(PY) -m slicercad liver reproduce --out $(OUT)/liver
+
+fuzz: $(STAMP)
+	$(PY) -m slicercad.fuzz --inputs 10000 --seed 0 --out $(OUT)/fuzz
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -34,7 +34,7 @@ def _marks(scene, centre_lps, diameter):
 def test_fiducial_in_scene_lands_at_roi_centre_and_offset_moves_one_phase(scene):
     nodes = {"hepatobiliary": sitk_to_volume_node(
                  blob_image(P, 6.0, (60, 50, 12), (0.8, 1.1, 4.0), rotation([1, 2, 3], 20), (-10.0, -70.0, 30.0)), scene),
-             "t2": sitk_to_volume_node(
+             "T2": sitk_to_volume_node(
                  blob_image(P, 6.0, (40, 44, 10), (1.7, 1.3, 5.0), rotation([-2, 1, 1], 12), (-20.0, -75.0, 30.0)), scene)}
     points, line = _marks(scene, P, 12.0)
     (lesion,) = lesions_from_nodes(points, line)
@@ -43,7 +43,7 @@ def test_fiducial_in_scene_lands_at_roi_centre_and_offset_moves_one_phase(scene)
     rois = extract_rois(images, lesion)
     for k in range(2):
         assert np.allclose(centroid(rois.array[k]), rois.center_px, atol=0.6)
-    (moved,) = lesions_from_nodes(points, line, {"L1": {"t2": (0.0, 6.0, 0.0)}})
+    (moved,) = lesions_from_nodes(points, line, {"L1": {"T2": (0.0, 6.0, 0.0)}})
     shifted = extract_rois(images, moved)
     assert np.allclose(shifted.array[0], rois.array[0]) and not np.allclose(shifted.array[1], rois.array[1])
     with pytest.raises(InputError, match="diameter") as info:

@@ -27,7 +27,7 @@ def test_deterministic_by_seed_and_labelled_synthetic():
         assert x.label == y.label and x.lesion_id == y.lesion_id and x.synthetic
         for p in PHASES:
             assert np.array_equal(sitk.GetArrayViewFromImage(x.images[p]), sitk.GetArrayViewFromImage(y.images[p]))
-    assert not np.array_equal(sitk.GetArrayViewFromImage(a[0].images["t2"]), sitk.GetArrayViewFromImage(c[0].images["t2"]))
+    assert not np.array_equal(sitk.GetArrayViewFromImage(a[0].images["T2"]), sitk.GetArrayViewFromImage(c[0].images["T2"]))
 
 
 def test_sizes_shifts_grids_and_shifted_test_acquisition(train_items, test_items):
@@ -35,7 +35,7 @@ def test_sizes_shifts_grids_and_shifted_test_acquisition(train_items, test_items
         assert 3.0 <= item.diameter_mm <= 40.0 and set(item.images) == set(PHASES)
         assert np.allclose(item.shifts_mm["hepatobiliary"], 0.0)
         assert max(np.linalg.norm(s) for s in item.shifts_mm.values()) <= 10.0 + 1e-9
-        assert item.images["dwi"].GetSpacing()[0] > item.images["hepatobiliary"].GetSpacing()[0]
+        assert item.images["DWI"].GetSpacing()[0] > item.images["hepatobiliary"].GetSpacing()[0]
     assert {i.b_value for i in train_items} == {ACQUISITION["train"]["b_value"]}
     assert {i.b_value for i in test_items} == {ACQUISITION["test"]["b_value"]}
     labels = [i.label for i in train_items]
@@ -67,7 +67,7 @@ def test_lesion_sits_at_roi_centre_and_adc_orders_cysts_above_metastases(train_i
     c = (ds.x.shape[-1] - 1) / 2
     centroids = np.array([np.argwhere(m).mean(0) for m in ds.masks])
     assert np.all(np.abs(centroids - c) < 0.2 * ds.x.shape[-1])
-    adc = PHASES.index("adc")
+    adc = PHASES.index("ADC")
     lesion_adc = np.array([x[adc][m].mean() for x, m in zip(ds.x, ds.masks)])
     cyst, met = ds.labels == CLASSES.index("cyst"), ds.labels == CLASSES.index("metastasis")
     assert lesion_adc[cyst].mean() > lesion_adc[met].mean()

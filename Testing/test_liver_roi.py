@@ -39,7 +39,7 @@ def phases():
     """Two phases with different oblique, anisotropic grids, both containing a ball at P."""
     a = blob_image(P, 6.0, (60, 50, 12), (0.8, 1.1, 4.0), rotation([1, 2, 3], 20), (-10.0, -70.0, 30.0))
     b = blob_image(P, 6.0, (40, 44, 10), (1.7, 1.3, 5.0), rotation([-2, 1, 1], 12), (-20.0, -75.0, 30.0))
-    return {"hepatobiliary": a, "t2": b}
+    return {"hepatobiliary": a, "T2": b}
 
 
 def centroid(arr):
@@ -51,7 +51,7 @@ def centroid(arr):
 def test_fiducial_lands_at_roi_centre_on_every_phase_and_ras_matches_lps(phases):
     spec = RoiSpec(size_px=32, fov_mm=40.0)
     rois = extract_rois(phases, Lesion("L1", P, 12.0), spec=spec)
-    assert rois.array.shape == (2, 32, 32) and rois.phases == ("hepatobiliary", "t2")
+    assert rois.array.shape == (2, 32, 32) and rois.phases == ("hepatobiliary", "T2")
     for k in range(2):
         assert np.allclose(centroid(rois.array[k]), rois.center_px, atol=0.6)
     ras = extract_rois(phases, Lesion("L1", lps_to_ras(P), 12.0, coordinate_system="RAS"), spec=spec)
@@ -65,11 +65,11 @@ def test_fiducial_lands_at_roi_centre_on_every_phase_and_ras_matches_lps(phases)
 def test_offset_moves_only_that_phase(phases):
     spec = RoiSpec(size_px=32, fov_mm=40.0)
     base = extract_rois(phases, Lesion("L1", P, 12.0), spec=spec)
-    moved = extract_rois(phases, Lesion("L1", P, 12.0, offsets_mm={"t2": (5.0, 0.0, 0.0)}), spec=spec)
+    moved = extract_rois(phases, Lesion("L1", P, 12.0, offsets_mm={"T2": (5.0, 0.0, 0.0)}), spec=spec)
     assert np.allclose(base.array[0], moved.array[0])
     assert not np.allclose(base.array[1], moved.array[1])
     shift_px = centroid(base.array[1]) - centroid(moved.array[1])
-    axes = np.array(moved.geometries["t2"].GetDirection()).reshape(3, 3)
+    axes = np.array(moved.geometries["T2"].GetDirection()).reshape(3, 3)
     expected = np.array([axes[:, 1] @ [5, 0, 0], axes[:, 0] @ [5, 0, 0]]) / base.spacing_mm
     assert np.allclose(shift_px, expected, atol=0.6)
 
@@ -125,7 +125,7 @@ def test_voxel_order_does_not_change_the_roi():
     b.SetDirection(tuple(np.diag([-1.0, -1.0, 1.0]).ravel()))
     b.SetOrigin(a.TransformIndexToPhysicalPoint((39, 39, 0)))
     spec = RoiSpec(size_px=24, fov_mm=30.0)
-    ra = extract_rois({"t2": a}, Lesion("L", P, 10.0), spec=spec)
-    rb = extract_rois({"t2": b}, Lesion("L", P, 10.0), spec=spec)
+    ra = extract_rois({"T2": a}, Lesion("L", P, 10.0), spec=spec)
+    rb = extract_rois({"T2": b}, Lesion("L", P, 10.0), spec=spec)
     assert np.allclose(ra.array, rb.array, atol=1e-4)
     assert centroid(ra.array[0])[1] > ra.center_px[1] + 1   # the ball lies 3 mm to patient Left: columns run L

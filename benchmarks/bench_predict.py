@@ -19,8 +19,9 @@ from monai.networks.nets import DenseNet121
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from slicercad.engine.predict import predict  # noqa: E402
 from slicercad.engine.tasks import TinyCNN  # noqa: E402
+from slicercad.phases import LIVER_MRI_PHASES  # noqa: E402
 
-PHASES = ["t1_pre", "arterial", "portal", "transitional", "hepatobiliary", "t2", "dwi", "adc"]
+PHASES = list(LIVER_MRI_PHASES)
 
 
 def card(name: str) -> dict:

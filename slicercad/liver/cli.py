@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
     c.add_argument("--model", required=True, help="model card (.json) beside its .safetensors")
     c.add_argument("--image", action="append", default=[], metavar="PHASE=PATH",
                    help="one phase image (NRRD/NIfTI/...), repeat for every phase the model needs")
-    c.add_argument("--lesions", required=True, help="CSV: lesion_id,x,y,z,coordinate_system,diameter_mm")
+    c.add_argument("--lesions", required=True, help="CSV (lesion_id,x,y,z,coordinate_system,diameter_mm) or Slicer .mrk.json")
     c.add_argument("--out", required=True, help="results CSV to write")
     c.add_argument("--png-dir", help="write an ROI / attention / Grad-CAM picture per lesion here")
     c.add_argument("--field-strength", type=float, help="tesla, checked against the model card")
@@ -49,12 +49,13 @@ def _images(specs) -> dict:
 def _classify(args) -> int:
     from ..engine.registry import load_model
     from . import task  # noqa: F401  (registers the liver tasks)
-    from .inference import classify_lesions, read_lesion_csv, save_overlay_png, write_results_csv
+    from .inference import classify_lesions, save_overlay_png, write_results_csv
+    from .lesion_files import read_lesions
 
     model, card = load_model(args.model)
     acquisition = {k: v for k, v in (("field_strength_t", args.field_strength), ("b_value", args.b_value))
                    if v is not None}
-    results = classify_lesions(model, card, _images(args.image), read_lesion_csv(args.lesions), acquisition,
+    results = classify_lesions(model, card, _images(args.image), read_lesions(args.lesions), acquisition,
                                with_cam=bool(args.png_dir))
     write_results_csv(args.out, results, card["classes"])
     for r in results:

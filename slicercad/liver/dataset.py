@@ -15,7 +15,7 @@ from .attention import attention_from_diameter, attention_from_mask
 from .phases import PHASES
 from .roi import Lesion, RoiSpec, extract_rois, mask_roi
 
-QUANTITATIVE = ("adc",)
+QUANTITATIVE = ("ADC",)
 NORMALISATION = "roi-median"
 
 

@@ -2,23 +2,18 @@
 from __future__ import annotations
 
 from ..errors import PhaseError
+from ..phases import LIVER_MRI_PHASES
 
-# Order is the channel order of every ROI stack and model input.
-PHASES = (
-    "t1_pre",         # T1-weighted before contrast
-    "arterial",       # late arterial
-    "portal",         # portal venous (~60 s)
-    "transitional",   # ~3 min; EOB liver uptake starts, so washout can be mimicked
-    "hepatobiliary",  # ~20 min; the reference phase where lesions are clearest
-    "t2",             # T2-weighted
-    "dwi",            # diffusion-weighted, high b-value (b-value recorded with the study)
-    "adc",            # apparent diffusion coefficient map (x 1e-3 mm^2/s)
-)
+# Order is the channel order of every ROI stack and model input. The core phase-assignment vocabulary (one set of names across the project):
+# T1_pre (before contrast), arterial (late arterial), portal (~60 s), transitional (~3 min; EOB liver
+# uptake starts, so washout can be mimicked), hepatobiliary (~20 min; the reference phase where lesions
+# are clearest), T2, DWI (high b-value, b recorded with the study), ADC (x 1e-3 mm^2/s).
+PHASES = LIVER_MRI_PHASES
 REFERENCE_PHASE = "hepatobiliary"
 
 PHASE_TITLES = {
-    "t1_pre": "T1 pre", "arterial": "Arterial", "portal": "Portal", "transitional": "Transitional",
-    "hepatobiliary": "Hepatobiliary", "t2": "T2", "dwi": "DWI", "adc": "ADC",
+    "T1_pre": "T1 pre", "arterial": "Arterial", "portal": "Portal", "transitional": "Transitional",
+    "hepatobiliary": "Hepatobiliary", "T2": "T2", "DWI": "DWI", "ADC": "ADC",
 }
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-T1_PHASES = ("t1_pre", "arterial", "portal", "transitional", "hepatobiliary")
+T1_PHASES = ("T1_pre", "arterial", "portal", "transitional", "hepatobiliary")
 CLASSES = ("cyst", "hemangioma", "metastasis")
 EXTENDED_CLASSES = ("cyst", "hemangioma", "metastasis", "hcc", "fnh")
 # seed 000: 94 cysts, 64 hemangiomas, ~481 metastases among 639 lesions
@@ -73,20 +73,20 @@ def _variant(rng, label):
 def sample_patient(rng, acq: dict) -> dict:
     """Per-patient liver, scanner and breath-hold parameters."""
     shifts = {}
-    for p in ("t1_pre", "arterial", "portal", "transitional", "t2", "dwi"):
+    for p in ("T1_pre", "arterial", "portal", "transitional", "T2", "DWI"):
         v = rng.normal(size=3) * (0.35, 0.35, 1.0)        # breathing moves the liver mostly head-foot
         shifts[p] = v / np.linalg.norm(v) * rng.uniform(0, acq["max_shift_mm"])
     shifts["hepatobiliary"] = np.zeros(3)
-    shifts["adc"] = shifts["dwi"]
+    shifts["ADC"] = shifts["DWI"]
     return {
         "liver_t1": 1.0,
-        "liver_enh": {"t1_pre": 0.0, "arterial": _u(rng, (0.1, 0.35)), "portal": _u(rng, (0.4, 0.75)),
+        "liver_enh": {"T1_pre": 0.0, "arterial": _u(rng, (0.1, 0.35)), "portal": _u(rng, (0.4, 0.75)),
                       "transitional": _u(rng, (0.5, 0.9)), "hepatobiliary": _u(rng, acq["liver_hbp_enh"])},
         "liver_t2": 1.0, "liver_adc": _u(rng, (1.0, 1.45)),
         "liver_texture": _u(rng, (0.02, 0.1)), "steatosis_t1": _u(rng, (0.85, 1.1)),
         "snr": {"t1": _u(rng, acq["snr_t1"]), "t2": _u(rng, acq["snr_t2"]), "b0": _u(rng, acq["snr_b0"])},
-        "gain": {p: _u(rng, (600.0, 1600.0)) for p in T1_PHASES + ("t2", "dwi")},
-        "bias": {p: rng.uniform(-0.15, 0.15, size=5) for p in T1_PHASES + ("t2", "dwi")},
+        "gain": {p: _u(rng, (600.0, 1600.0)) for p in T1_PHASES + ("T2", "DWI")},
+        "bias": {p: rng.uniform(-0.15, 0.15, size=5) for p in T1_PHASES + ("T2", "DWI")},
         "shifts_mm": shifts,
         "t1_spacing": _u(rng, acq["t1_spacing"]), "t1_thickness": _u(rng, acq["t1_thickness"]),
         "t2_spacing": _u(rng, acq["t2_spacing"]), "dwi_spacing": _u(rng, acq["dwi_spacing"]),
@@ -178,7 +178,7 @@ def sample_lesion(rng, label: str, patient: dict) -> dict:
         t1, enh, t2, adc, extra = _fnh(rng, variant)
     else:
         raise ValueError(f"unknown lesion class {label!r}")
-    enh["t1_pre"] = _profile(0.0)
+    enh["T1_pre"] = _profile(0.0)
     return {"label": label, "variant": variant, "t1": t1 * patient["steatosis_t1"], "enh": enh, "t2": t2,
             "adc": adc, "diameter_mm": float(np.exp(rng.uniform(np.log(3.0), np.log(40.0)))),
             "axes": (1.0, _u(rng, (0.7, 1.0)), _u(rng, (0.7, 1.0))), "angle": _u(rng, (0, np.pi)),

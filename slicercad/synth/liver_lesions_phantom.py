@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from ..phases import LIVER_MRI_PHASES
 from .liver_lesions import ACQUISITION, CLASSES, EXTENDED_PRIORS, REPORT_PRIORS, T1_PHASES, sample_lesion, sample_patient
 
 GROUP = {p: "t1" for p in T1_PHASES}
-GROUP.update({"t2": "t2", "dwi": "dwi"})
+GROUP.update({"T2": "t2", "DWI": "dwi"})
 N_SLICES = 7          # +-3.5 slices around the midpoint of fiducial and moved lesion: covers 10 mm shifts
-_VESSEL_RATIO = {"t1_pre": (0.6, 0.8), "arterial": (1.1, 1.6), "portal": (1.3, 1.9), "transitional": (1.0, 1.4),
-                 "hepatobiliary": (0.45, 0.8), "t2": (0.3, 0.7)}
+_VESSEL_RATIO = {"T1_pre": (0.6, 0.8), "arterial": (1.1, 1.6), "portal": (1.3, 1.9), "transitional": (1.0, 1.4),
+                 "hepatobiliary": (0.45, 0.8), "T2": (0.3, 0.7)}
 
 
 @dataclass
@@ -148,7 +149,7 @@ def render_lesion(rng, patient, les, centre, pid, lid, split) -> PhantomLesion:
     liver_dirs, liver_ph = rng.normal(size=(4, 3)), rng.uniform(0, 2 * np.pi, 4)
     les_freq = 1.0 / (0.6 * d / 2.0 + 2.0)
     images, mask = {}, None
-    for phase in T1_PHASES + ("t2", "dwi"):
+    for phase in T1_PHASES + ("T2", "DWI"):
         group = GROUP[phase]
         shift = patient["shifts_mm"][phase]
         grid = _Grid(rng, patient, group, centre + shift / 2.0, half)
@@ -172,7 +173,7 @@ def render_lesion(rng, patient, les, centre, pid, lid, split) -> PhantomLesion:
             signal = ((1 - member) * bg + member * lesion_sig * les_tex) * bias
             noisy = _rician(rng, signal, patient["liver_t1"] / patient["snr"]["t1"])
         elif group == "t2":
-            bg = patient["liver_t2"] * liver_tex * (1 - vessel) + vratio["t2"] * vessel
+            bg = patient["liver_t2"] * liver_tex * (1 - vessel) + vratio["T2"] * vessel
             signal = ((1 - member) * bg + member * _profile_value(rho, les["t2"]) * les_tex) * bias
             noisy = _rician(rng, signal, patient["liver_t2"] / patient["snr"]["t2"])
         else:
@@ -187,7 +188,7 @@ def render_lesion(rng, patient, les, centre, pid, lid, split) -> PhantomLesion:
             sigma = 1.0 / patient["snr"]["b0"]
             b0n, bbn = _rician(rng, b0, sigma), _rician(rng, bb, sigma)
             adc = np.clip(np.log(np.maximum(b0n, 1e-3) / np.maximum(bbn, 1e-3)) / b, 0.0, 4.0)
-            images["adc"] = grid.image(adc)
+            images["ADC"] = grid.image(adc)
             noisy = bbn
         images[phase] = grid.image(noisy * patient["gain"][phase])
         if phase == "hepatobiliary":  # lesion at the slice centre, and always the voxel holding its centre
@@ -197,8 +198,7 @@ def render_lesion(rng, patient, les, centre, pid, lid, split) -> PhantomLesion:
             mask = sitk.Cast(grid.image(inner), sitk.sitkUInt8)
     shifts = {p: np.asarray(patient["shifts_mm"][p], float) for p in images}
     return PhantomLesion(pid, lid, les["label"], les["variant"], float(d), np.asarray(centre, float), shifts,
-                         {p: images[p] for p in ("t1_pre", "arterial", "portal", "transitional", "hepatobiliary",
-                                                 "t2", "dwi", "adc")},
+                         {p: images[p] for p in LIVER_MRI_PHASES},
                          mask, patient["b_value"], patient["field_strength_t"], split)
 
 
