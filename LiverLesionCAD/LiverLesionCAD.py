@@ -3,9 +3,9 @@
 Thin Slicer module: the panel binds to the parameter node and every line of logic
 lives in ``LiverLesionCADLib`` (MRML <-> core) and ``slicercad`` (algorithms)."""
 import pathlib
+import tempfile
 from typing import Annotated
 
-import ctk
 import qt
 import vtk
 
@@ -22,7 +22,10 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.util import VTKObservationMixin
 
 import LiverLesionCADLib
-from slicercad.liver.phases import PHASES
+from LiverLesionCADLib import workflow
+from slicercad.liver.phases import PHASES, REFERENCE_PHASE
+
+STRIP_PNG = pathlib.Path(tempfile.gettempdir()) / "LiverLesionCAD_phases.png"
 
 
 class LiverLesionCAD(ScriptedLoadableModule):
@@ -38,7 +41,7 @@ class LiverLesionCAD(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class LiverLesionCADParameterNode:
-    """Panel state, saved with the scene."""
+    """Panel state, saved with the scene (the site secret is deliberately not part of it)."""
 
     dicomFolder: pathlib.Path
     strictGeometry: bool = False
@@ -58,11 +61,11 @@ class LiverLesionCADParameterNode:
     overrideAlpha: bool = False
     overlay: Annotated[str, Choice(["Grad-CAM", "Attention"])] = "Grad-CAM"
     resultsTable: slicer.vtkMRMLTableNode
-
-
-# parameter-node field -> core phase name
-PHASE_FIELDS = {"t1Pre": "T1_pre", "arterial": "arterial", "portal": "portal", "transitional": "transitional",
-                "hepatobiliary": "hepatobiliary", "t2": "T2", "dwi": "DWI", "adc": "ADC"}
+    phaseOffsets: str = ""  # JSON {lesion: {phase: [dx, dy, dz] LPS mm}}, parsed by workflow.parse_offsets
+    offsetPhase: Annotated[str, Choice(list(PHASES))] = REFERENCE_PHASE
+    datasetFolder: pathlib.Path
+    label: Annotated[str, Choice(list(workflow.LABEL_CHOICES))] = "metastasis"
+    annotator: str = ""
 
 
 class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -83,57 +86,14 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
+        self.ui.fillPhasesButton.connect("clicked(bool)", self.onFillPhases)
         self.ui.classifyButton.connect("clicked(bool)", self.onClassify)
-        self._addWorkflowWidgets(uiWidget.layout())
+        self.ui.offsetLesionComboBox.connect("currentIndexChanged(int)", self.showOffset)
+        self.ui.offsetPhaseComboBox.connect("currentIndexChanged(int)", self.showOffset)
+        self.ui.offsetCoordinatesWidget.connect("coordinatesChanged(double*)", self.onOffsetChanged)
+        self.ui.showStripButton.connect("clicked(bool)", self.onShowStrip)
+        self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
         self.initializeParameterNode()
-
-    def _addWorkflowWidgets(self, layout) -> None:
-        """Research notice, Fill phases, per-phase offsets with the phase strip, Add to training set."""
-        self.noticeLabel = qt.QLabel()
-        self.noticeLabel.setStyleSheet("QLabel { color: white; background: #a33; padding: 4px; font-weight: bold; }")
-        self.noticeLabel.wordWrap = True
-        self.noticeLabel.visible = False
-        layout.insertWidget(0, self.noticeLabel)
-        self.fillPhasesButton = qt.QPushButton(_("Fill phases from the scene"))
-        self.fillPhasesButton.toolTip = _("Assign phases to the loaded volumes (also from Slicer's DICOM browser).")
-        self.fillPhasesButton.connect("clicked(bool)", self.onFillPhases)
-        layout.addWidget(self.fillPhasesButton)
-        box = ctk.ctkCollapsibleButton()
-        box.text = _("Per-phase centre offsets and all phases at the lesion")
-        form = qt.QFormLayout(box)
-        self.lesionCombo, self.offsetPhaseCombo = qt.QComboBox(), qt.QComboBox()
-        self.offsetPhaseCombo.addItems(list(PHASES))
-        self.offsetWidget = ctk.ctkCoordinatesWidget()
-        self.offsetWidget.coordinates = "0,0,0"
-        self.offsetWidget.connect("coordinatesChanged(double*)", self.onOffsetChanged)
-        self.offsetPhaseCombo.connect("currentIndexChanged(int)", self.onOffsetPhaseChanged)
-        self.lesionCombo.connect("currentIndexChanged(int)", self.onOffsetPhaseChanged)
-        self.stripButton = qt.QPushButton(_("Show all phases at the lesion"))
-        self.stripButton.connect("clicked(bool)", self.onShowStrip)
-        self.stripLabel = qt.QLabel()
-        form.addRow(_("Lesion:"), self.lesionCombo)
-        form.addRow(_("Phase:"), self.offsetPhaseCombo)
-        form.addRow(_("Offset (LPS mm):"), self.offsetWidget)
-        form.addRow(self.stripButton)
-        form.addRow(self.stripLabel)
-        layout.addWidget(box)
-        train = ctk.ctkCollapsibleButton()
-        train.text = _("Add to training set")
-        train.collapsed = True
-        tform = qt.QFormLayout(train)
-        self.datasetButton = ctk.ctkDirectoryButton()
-        self.labelCombo = qt.QComboBox()
-        self.labelCombo.addItems(["cyst", "hemangioma", "metastasis", "hcc", "fnh"])
-        self.annotatorEdit, self.secretEdit = qt.QLineEdit(), qt.QLineEdit()
-        self.secretEdit.echoMode = qt.QLineEdit.Password
-        self.addTrainingButton = qt.QPushButton(_("Add to training set"))
-        self.addTrainingButton.connect("clicked(bool)", self.onAddToTrainingSet)
-        for label, widget in ((_("Dataset folder:"), self.datasetButton), (_("Label:"), self.labelCombo),
-                              (_("Annotator:"), self.annotatorEdit), (_("Site secret:"), self.secretEdit)):
-            tform.addRow(label, widget)
-        tform.addRow(self.addTrainingButton)
-        layout.addWidget(train)
-        self.offsets = {}   # lesion name -> {phase: (x, y, z) LPS mm}
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -163,18 +123,35 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
+            self.showOffset()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        folder = self._parameterNode.dicomFolder if self._parameterNode else None
-        self.ui.loadStudyButton.enabled = bool(folder and str(folder) not in ("", "."))
         p = self._parameterNode
-        ready = bool(p and p.hepatobiliary and p.lesionPoints and p.modelPath and str(p.modelPath) not in ("", "."))
+        self.ui.loadStudyButton.enabled = bool(p) and workflow.is_set(p.dicomFolder)
+        ready = workflow.ready_to_classify(p)
         self.ui.classifyButton.enabled = ready
         self.ui.classifyButton.toolTip = _("Classify every lesion in the list.") if ready else _(
             "Select the phases, the lesion centres and diameters, and a model card.")
-        notice = self.logic.modelNotice(p.modelPath) if p and p.modelPath else ""
-        self.noticeLabel.text = notice
-        self.noticeLabel.visible = bool(notice)
+        notice = self.logic.modelNotice(p.modelPath) if p else ""
+        self.ui.researchNoticeLabel.text = notice
+        self.ui.researchNoticeLabel.visible = bool(notice)
+        allowed = workflow.label_choices(p.modelPath) if p else ()
+        for row, label in enumerate(workflow.LABEL_CHOICES):
+            self.ui.labelComboBox.view().setRowHidden(row, label not in allowed)
+        self._refreshLesionNames()
+
+    def _refreshLesionNames(self) -> None:
+        combo = self.ui.offsetLesionComboBox
+        names = workflow.lesion_names(self._parameterNode) if self._parameterNode else []
+        if [combo.itemText(i) for i in range(combo.count)] != names:
+            current = combo.currentText
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            combo.setCurrentIndex(max(0, combo.findText(current)))
+            combo.blockSignals(False)
+            self.showOffset()
+        self.ui.offsetCoordinatesWidget.enabled = bool(names)
 
     def onLoadStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the DICOM study."), waitCursor=True):
@@ -186,145 +163,77 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not assign phases."), waitCursor=True):
             self.ui.studyStatusLabel.text = self.logic.fillPhases(self._parameterNode)
 
-    def _lesions(self):
-        return self.logic.lesions(self._parameterNode, self.offsets)
-
-    def onOffsetPhaseChanged(self, _index=None) -> None:
-        values = self.offsets.get(self.lesionCombo.currentText, {}).get(self.offsetPhaseCombo.currentText, (0, 0, 0))
-        self.offsetWidget.blockSignals(True)
-        self.offsetWidget.coordinates = ",".join(str(float(v)) for v in values)
-        self.offsetWidget.blockSignals(False)
+    def showOffset(self, _index=None) -> None:
+        """Show the stored offset of the chosen lesion and phase (signals blocked: showing is not editing)."""
+        if not self._parameterNode:
+            return
+        xyz = workflow.offset_of(self._parameterNode.phaseOffsets, self.ui.offsetLesionComboBox.currentText,
+                                 self.ui.offsetPhaseComboBox.currentText)
+        self.ui.offsetCoordinatesWidget.blockSignals(True)
+        self.ui.offsetCoordinatesWidget.coordinates = workflow.coordinates_text(xyz)
+        self.ui.offsetCoordinatesWidget.blockSignals(False)
 
     def onOffsetChanged(self, _coords=None) -> None:
-        if self.lesionCombo.currentText:
-            values = tuple(float(v) for v in self.offsetWidget.coordinates.split(","))
-            self.offsets.setdefault(self.lesionCombo.currentText, {})[self.offsetPhaseCombo.currentText] = values
+        with slicer.util.tryWithErrorDisplay(_("Could not set the offset.")):
+            p = self._parameterNode
+            p.phaseOffsets = workflow.with_offset(p.phaseOffsets, self.ui.offsetLesionComboBox.currentText,
+                                                  self.ui.offsetPhaseComboBox.currentText,
+                                                  self.ui.offsetCoordinatesWidget.coordinates)
 
     def onShowStrip(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not show the phases."), waitCursor=True):
-            lesions = self._lesions()
-            names = [lesion.lesion_id for lesion in lesions]
-            if [self.lesionCombo.itemText(i) for i in range(self.lesionCombo.count)] != names:
-                current = self.lesionCombo.currentText
-                self.lesionCombo.blockSignals(True)
-                self.lesionCombo.clear()
-                self.lesionCombo.addItems(names)
-                self.lesionCombo.setCurrentIndex(max(0, self.lesionCombo.findText(current)))
-                self.lesionCombo.blockSignals(False)
-            lesion = lesions[max(0, self.lesionCombo.currentIndex)]
-            path, titles = self.logic.phaseStrip(self._parameterNode, lesion)
-            self.stripLabel.setPixmap(qt.QPixmap(str(path)))
-            self.stripLabel.toolTip = " | ".join(titles)
+            self._refreshLesionNames()
+            path, titles = self.logic.phaseStrip(self._parameterNode, self.ui.offsetLesionComboBox.currentText)
+            self.ui.stripLabel.setPixmap(qt.QPixmap(str(path)))
+            self.ui.stripLabel.toolTip = " | ".join(titles)
 
     def onAddToTrainingSet(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not add the lesion to the training set."), waitCursor=True):
-            lesions = self._lesions()
-            lesion = next((x for x in lesions if x.lesion_id == self.lesionCombo.currentText), lesions[0])
             self.ui.classifyStatusLabel.text = self.logic.addToTrainingSet(
-                self._parameterNode, lesion, self.datasetButton.directory, self.labelCombo.currentText,
-                self.annotatorEdit.text, self.secretEdit.text.encode("utf-8"))
+                self._parameterNode, self.ui.offsetLesionComboBox.currentText,
+                self.ui.siteSecretLineEdit.text.encode("utf-8"))
 
     def onClassify(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Classification failed."), waitCursor=True):
-            message = self.logic.classify(self._parameterNode, self.offsets)
-            self.ui.classifyStatusLabel.text = message
+            self.ui.classifyStatusLabel.text = self.logic.classify(self._parameterNode)
+            self._refreshLesionNames()
 
 
 class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
-    """Delegates to LiverLesionCADLib; usable from batch scripts without the widget."""
+    """Delegates to LiverLesionCADLib.workflow; usable from batch scripts without the widget."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.lastResults = {}   # lesion name -> last classification result (for the training export)
 
-    @staticmethod
-    def modelNotice(cardPath) -> str:
-        """The 'research use' notice when the model card says it was trained on synthetic data."""
-        import json
-
-        path = pathlib.Path(cardPath)
-        if path.suffix != ".json" or not path.is_file():
-            return ""
-        try:
-            card = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return ""
-        synthetic = bool((card.get("training_data") or {}).get("synthetic"))
-        return _("Research use only - model trained on synthetic data.") if synthetic else ""
-
-    def fillPhases(self, parameterNode) -> str:
-        """Set every phase selector from the phase assignment of the scene's DICOM volumes."""
-        from LiverLesionCADLib.phase_nodes import phase_nodes_from_scene
-
-        nodes = phase_nodes_from_scene(slicer.mrmlScene)
-        for field, phase in PHASE_FIELDS.items():
-            if phase in nodes:
-                setattr(parameterNode, field, nodes[phase])
-        missing = [p for p in PHASES if p not in nodes]
-        return _("Phases filled: {found}").format(found=", ".join(nodes)) + (
-            _("; not found: {missing}").format(missing=", ".join(missing)) if missing else "")
-
-    @staticmethod
-    def volumes(parameterNode) -> dict:
-        return {phase: getattr(parameterNode, field) for field, phase in PHASE_FIELDS.items()
-                if getattr(parameterNode, field)}
-
-    @staticmethod
-    def lesions(parameterNode, offsets=None) -> list:
-        """Core lesions from the markups, with the panel's per-phase offsets {name: {phase: LPS mm}}."""
-        from LiverLesionCADLib.classify import lesions_from_nodes
-
-        return lesions_from_nodes(parameterNode.lesionPoints, parameterNode.lesionLines, offsets)
-
-    def phaseStrip(self, parameterNode, lesion):
-        """(PNG path, tile titles): every selected phase side by side at ``lesion`` (+ its offsets)."""
-        import tempfile
-
-        from LiverLesionCADLib.phase_nodes import phase_strip_png, strip_titles
-
-        volumes = self.volumes(parameterNode)
-        path = pathlib.Path(tempfile.gettempdir()) / "LiverLesionCAD_phases.png"
-        return phase_strip_png(path, volumes, lesion, size_px=128), strip_titles(volumes)
-
-    def addToTrainingSet(self, parameterNode, lesion, datasetDir, label, annotator, siteSecret) -> str:
-        """Export ``lesion`` with the reader's label through the engine's de-identified export."""
-        from LiverLesionCADLib.training import add_to_training_set
-
-        result = self.lastResults.get(lesion.lesion_id)
-        prediction = None if result is None else {"class": result["predicted_class"],
-                                                  "probabilities": dict(result["probabilities"]),
-                                                  "model_sha256": result["provenance"]["model_sha256"]}
-        edited = prediction is not None and prediction["class"] != label
-        row = add_to_training_set(datasetDir, self.volumes(parameterNode), lesion, label, annotator, edited,
-                                  prediction, siteSecret)
-        return _("{lesion} added to the training set as {label} (case {case}).").format(
-            lesion=lesion.lesion_id, label=label, case=row["case_id"])
-
     def getParameterNode(self):
         return LiverLesionCADParameterNode(super().getParameterNode())
 
-    def loadStudy(self, folder, strict=False) -> str:
-        """Load every volume of a DICOM folder with its phase assignment; return a summary line."""
+    @staticmethod
+    def modelNotice(cardPath) -> str:
+        return workflow.model_notice(cardPath)
+
+    @staticmethod
+    def loadStudy(folder, strict=False) -> str:
         return LiverLesionCADLib.load_study(slicer.mrmlScene, folder, strict=strict).summary()
 
-    def classify(self, parameterNode, offsets=None) -> str:
-        """Classify every marked lesion; append rows to the results table, show the overlay, return a summary."""
-        from LiverLesionCADLib.classify import classify_scene, lesions_from_nodes, load_liver_model
+    @staticmethod
+    def fillPhases(parameterNode) -> str:
+        return workflow.fill_phases(slicer.mrmlScene, parameterNode)
 
-        p = parameterNode
-        model, card = load_liver_model(p.modelPath, p.device)
-        volumes = self.volumes(p)
-        lesions = lesions_from_nodes(p.lesionPoints, p.lesionLines, offsets)
-        alpha = p.alpha if p.overrideAlpha else "card"
-        overlay = "cam" if p.overlay == "Grad-CAM" else "attention"
-        results, table, _node = classify_scene(model, card, volumes, lesions, p.resultsTable, overlay=overlay,
-                                               alpha=alpha, device=card["device"])
-        p.resultsTable = table
-        self.lastResults.update({r["lesion_id"]: r for r in results})
-        lines = [f"{r['lesion_id']}: {r['predicted_class']} ({max(r['probabilities'].values()):.2f})"
-                 + (f" - {'; '.join(r['warnings'])}" if r["warnings"] else "") for r in results]
-        notice = results[0]["notice"] if results else ""
-        return "\n".join(lines + ([notice] if notice else []))
+    @staticmethod
+    def volumes(parameterNode) -> dict:
+        return workflow.phase_volumes(parameterNode)
+
+    @staticmethod
+    def phaseStrip(parameterNode, lesionName=""):
+        return workflow.panel_phase_strip(parameterNode, lesionName, STRIP_PNG)
+
+    def addToTrainingSet(self, parameterNode, lesionName, siteSecret) -> str:
+        return workflow.add_panel_lesion(parameterNode, lesionName, siteSecret, self.lastResults)
+
+    def classify(self, parameterNode) -> str:
+        return workflow.classify_panel(parameterNode, self.lastResults)
 
 
 class LiverLesionCADTest(ScriptedLoadableModuleTest):
@@ -338,8 +247,6 @@ class LiverLesionCADTest(ScriptedLoadableModuleTest):
         self.test_load_fill_classify()
 
     def test_load_fill_classify(self):
-        import tempfile
-
         import torch
 
         from slicercad.engine.registry import save_model
@@ -366,6 +273,8 @@ class LiverLesionCADTest(ScriptedLoadableModuleTest):
         line.AddControlPoint(list(ras - [lesion["diameter_mm"] / 2, 0, 0]))
         line.AddControlPoint(list(ras + [lesion["diameter_mm"] / 2, 0, 0]))
         p.lesionPoints, p.lesionLines = points, line
+        p.phaseOffsets = workflow.with_offset(p.phaseOffsets, "L1", "T2", (0.0, 4.0, 0.0))
+        self.assertEqual(list(workflow.panel_lesions(p)[0].offset_lps("T2")), [0.0, 4.0, 0.0])
         message = logic.classify(p)
         self.assertTrue(message.startswith("L1: "))
         self.assertEqual(p.resultsTable.GetNumberOfRows(), 1)

@@ -1,0 +1,222 @@
+"""The LiverLesionCAD panel's workflow, on its parameter node: notice, phase fill, per-phase offsets,
+Classify, the phase strip and 'Add to training set'.
+
+Functions take the parameter node (any object with the panel's fields: phase volume nodes named as in
+``PHASE_FIELDS``, ``lesionPoints``, ``lesionLines``, ``modelPath``, ``device``, ``alpha``,
+``overrideAlpha``, ``overlay``, ``resultsTable``, ``phaseOffsets``, ``datasetFolder``, ``label``,
+``annotator``) and the scene explicitly. Imports ``slicer`` (through its siblings), never Qt.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from slicercad.errors import InputError
+from slicercad.liver.model import PRESETS
+from slicercad.liver.phases import PHASES
+
+from .classify import classify_scene, lesions_from_nodes, load_liver_model
+from .phase_nodes import phase_nodes_from_scene, phase_strip_png, strip_titles
+from .training import add_to_training_set
+
+# parameter-node field -> core phase name
+PHASE_FIELDS = {"t1Pre": "T1_pre", "arterial": "arterial", "portal": "portal", "transitional": "transitional",
+                "hepatobiliary": "hepatobiliary", "t2": "T2", "dwi": "DWI", "adc": "ADC"}
+# every class of every preset, in preset order: the label combo's choices
+LABEL_CHOICES = tuple(dict.fromkeys(c for classes in PRESETS.values() for c in classes))
+SYNTHETIC_NOTICE = "Research use only - model trained on synthetic data."
+OFFSETS_FIELD = "phaseOffsets"
+
+
+def is_set(path) -> bool:
+    """Whether a path field holds a path (the parameter node's empty Path reads as '.')."""
+    return bool(path) and str(path) not in ("", ".")
+
+
+def read_card(card_path) -> dict | None:
+    """The model card at ``card_path``, or None when no readable ``.json`` card is selected."""
+    if not is_set(card_path):
+        return None
+    path = Path(card_path)
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def model_notice(card_path) -> str:
+    """``SYNTHETIC_NOTICE`` when the card says it was trained on synthetic data, else ''."""
+    card = read_card(card_path) or {}
+    training = card.get("training_data")
+    return SYNTHETIC_NOTICE if isinstance(training, dict) and training.get("synthetic") else ""
+
+
+def label_choices(card_path) -> tuple:
+    """Labels the reader may give: the card's classes (those of a known preset), else the extended preset."""
+    classes = (read_card(card_path) or {}).get("classes")
+    known = tuple(c for c in classes if c in LABEL_CHOICES) if isinstance(classes, list) else ()
+    return known or PRESETS["extended"]
+
+
+def parse_offsets(text) -> dict:
+    """{lesion name: {phase: (dx, dy, dz) LPS mm}} from the parameter node's JSON text ('' = none).
+    Raises InputError naming the field, lesion or phase that is malformed."""
+    if not str(text or "").strip():
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"per-phase offsets are not valid JSON ({exc})", OFFSETS_FIELD) from None
+    if not isinstance(raw, dict):
+        raise InputError("per-phase offsets must be a JSON object {lesion: {phase: [dx, dy, dz]}}", OFFSETS_FIELD)
+    offsets = {}
+    for lesion, phases in raw.items():
+        if not isinstance(phases, dict):
+            raise InputError("expected an object {phase: [dx, dy, dz]}", f"{OFFSETS_FIELD}[{lesion}]")
+        offsets[lesion] = {}
+        for phase, xyz in phases.items():
+            source = f"{OFFSETS_FIELD}[{lesion}][{phase}]"
+            if phase not in PHASES:
+                raise InputError(f"unknown phase; expected one of {list(PHASES)}", source)
+            offsets[lesion][phase] = _vector(xyz, source)
+    return offsets
+
+
+def _vector(xyz, source) -> tuple:
+    """Three finite floats from a sequence or an 'x,y,z' string."""
+    values = xyz.split(",") if isinstance(xyz, str) else xyz
+    try:
+        vector = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise InputError(f"expected three numbers (LPS mm), got {xyz!r}", source) from None
+    if len(vector) != 3 or not all(math.isfinite(v) for v in vector):
+        raise InputError(f"expected three finite numbers (LPS mm), got {xyz!r}", source)
+    return vector
+
+
+def offsets_text(offsets: dict) -> str:
+    """The JSON text stored in the parameter node for ``offsets`` (validated, zero offsets dropped)."""
+    checked = parse_offsets(json.dumps({lesion: {p: list(v) for p, v in phases.items()}
+                                        for lesion, phases in offsets.items()}))
+    clean = {lesion: {p: list(v) for p, v in phases.items() if any(v)} for lesion, phases in checked.items()}
+    return json.dumps({lesion: phases for lesion, phases in clean.items() if phases}, sort_keys=True)
+
+
+def offset_of(text, lesion: str, phase: str) -> tuple:
+    """The (dx, dy, dz) LPS mm offset of ``phase`` for ``lesion`` (zeros when none is set)."""
+    return parse_offsets(text).get(lesion, {}).get(phase, (0.0, 0.0, 0.0))
+
+
+def with_offset(text, lesion: str, phase: str, xyz) -> str:
+    """``text`` with ``lesion``'s ``phase`` offset set to ``xyz`` (sequence or 'x,y,z' string, LPS mm)."""
+    if not str(lesion or "").strip():
+        raise InputError("choose a lesion before setting an offset", OFFSETS_FIELD)
+    if phase not in PHASES:
+        raise InputError(f"unknown phase; expected one of {list(PHASES)}", f"{OFFSETS_FIELD}[{lesion}]")
+    offsets = parse_offsets(text)
+    offsets.setdefault(lesion, {})[phase] = _vector(xyz, f"{OFFSETS_FIELD}[{lesion}][{phase}]")
+    return offsets_text(offsets)
+
+
+def coordinates_text(xyz) -> str:
+    """'x,y,z' as a ctkCoordinatesWidget shows it."""
+    return ",".join(str(float(v)) for v in xyz)
+
+
+def phase_volumes(p) -> dict:
+    """{core phase: volume node} for the phase selectors that hold a node."""
+    return {phase: getattr(p, field) for field, phase in PHASE_FIELDS.items() if getattr(p, field)}
+
+
+def fill_phases(scene, p) -> str:
+    """Set every phase field from the phase assignment of the scene's DICOM volumes; return a summary."""
+    nodes = phase_nodes_from_scene(scene)
+    for field, phase in PHASE_FIELDS.items():
+        if phase in nodes:
+            setattr(p, field, nodes[phase])
+    missing = [phase for phase in PHASES if phase not in nodes]
+    return f"Phases filled: {', '.join(nodes)}" + (f"; not found: {', '.join(missing)}" if missing else "")
+
+
+def lesion_names(p) -> list:
+    """Names of the lesion centre points, in order."""
+    points = p.lesionPoints
+    return [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())] if points else []
+
+
+def panel_lesions(p) -> list:
+    """Core lesions from the markups with the parameter node's per-phase offsets."""
+    return lesions_from_nodes(p.lesionPoints, p.lesionLines, parse_offsets(p.phaseOffsets))
+
+
+def pick_lesion(lesions: list, name: str = ""):
+    """The lesion called ``name`` (the first lesion when ``name`` is empty)."""
+    if not name:
+        return lesions[0]
+    for lesion in lesions:
+        if lesion.lesion_id == name:
+            return lesion
+    raise InputError(f"no such lesion; marked lesions are {[x.lesion_id for x in lesions]}", name)
+
+
+def ready_to_classify(p) -> bool:
+    """Whether the hepatobiliary phase, the lesion centres and a model card are selected."""
+    return bool(p and p.hepatobiliary and p.lesionPoints and is_set(p.modelPath))
+
+
+def result_summary(results) -> str:
+    """One line per lesion (class, top probability, warnings), then the notice of the model."""
+    lines = [f"{r['lesion_id']}: {r['predicted_class']} ({max(r['probabilities'].values()):.2f})"
+             + (f" - {'; '.join(r['warnings'])}" if r["warnings"] else "") for r in results]
+    notice = results[0]["notice"] if results else ""
+    return "\n".join(lines + ([notice] if notice else []))
+
+
+def classify_panel(p, last_results: dict) -> str:
+    """Classify every marked lesion; append rows to the results table (kept in ``p.resultsTable``),
+    show the overlay, remember each result in ``last_results`` by lesion name; return the summary."""
+    model, card = load_liver_model(p.modelPath, p.device)
+    alpha = p.alpha if p.overrideAlpha else "card"
+    overlay = "cam" if p.overlay == "Grad-CAM" else "attention"
+    results, table, _overlay = classify_scene(model, card, phase_volumes(p), panel_lesions(p), p.resultsTable,
+                                              overlay=overlay, alpha=alpha, device=card["device"])
+    p.resultsTable = table
+    last_results.update({r["lesion_id"]: r for r in results})
+    return result_summary(results)
+
+
+def export_prediction(result, label: str):
+    """(model prediction for the export or None, ``edited``: the reader's label differs from it)."""
+    if result is None:
+        return None, False
+    prediction = {"class": result["predicted_class"], "probabilities": dict(result["probabilities"]),
+                  "model_sha256": result["provenance"]["model_sha256"]}
+    return prediction, prediction["class"] != label
+
+
+def add_panel_lesion(p, lesion_name: str, site_secret: bytes, last_results: dict) -> str:
+    """Export the named lesion with ``p.label`` / ``p.annotator`` into ``p.datasetFolder``; return a message."""
+    if not is_set(p.datasetFolder):
+        raise InputError("choose the dataset folder first", "datasetFolder")
+    if not site_secret:
+        raise InputError("the site secret is required for the pseudonyms", "siteSecret")
+    allowed = label_choices(p.modelPath)
+    if p.label not in allowed:
+        raise InputError(f"label {p.label!r} is not a class of the selected model; choose one of {list(allowed)}",
+                         "label")
+    lesion = pick_lesion(panel_lesions(p), lesion_name)
+    prediction, edited = export_prediction(last_results.get(lesion.lesion_id), p.label)
+    row = add_to_training_set(p.datasetFolder, phase_volumes(p), lesion, p.label, p.annotator, edited,
+                              prediction, site_secret)
+    return f"{lesion.lesion_id} added to the training set as {p.label} (case {row['case_id']})."
+
+
+def panel_phase_strip(p, lesion_name: str, path):
+    """(PNG path, tile titles): every selected phase side by side at the named lesion (+ its offsets)."""
+    volumes = phase_volumes(p)
+    lesion = pick_lesion(panel_lesions(p), lesion_name)
+    return phase_strip_png(path, volumes, lesion, size_px=128), strip_titles(volumes)
