@@ -6,10 +6,11 @@ probabilities + a Grad-CAM map of the predicted class:
 - ``naive``: our LiverLesionNet, Gaussian built per call, ``model.eval()`` per call, a separate
   no-grad forward for the probabilities, then ``engine.grad_cam`` (MONAI GradCAM, full hooks, its
   own forward + backward);
-- ``optimised``: the same weights; squared-distance grid precomputed (only the exp per lesion),
-  eval once, channels-last, the trunk up to ``last_conv`` under ``inference_mode`` and ONE
-  forward + backward through the head only (Grad-CAM needs d logit / d last_conv activation, so
-  nothing before that layer needs a graph);
+- ``optimised``: the product path, ``slicercad.liver.fast_cam.FastLiverCam`` (what
+  ``classify_lesions`` runs) on the same weights: squared-distance grid precomputed (only the exp
+  per lesion), eval once, channels-last, the trunk up to ``last_conv`` under ``inference_mode``
+  and ONE forward + backward through the head only (Grad-CAM needs d logit / d last_conv
+  activation, so nothing before that layer needs a graph);
 - ``resnet18``: reference ``monai.networks.nets.resnet18(spatial_dims=2, n_input_channels=8,
   num_classes=3)`` trained briefly on the same phantom (attended ROIs), probabilities by a
   forward + MONAI GradCAM on ``layer4``.
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.networks.nets import resnet18
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,6 +39,7 @@ from slicercad.engine.registry import BUNDLED_DIR, load_model  # noqa: E402
 from slicercad.liver import task  # noqa: E402,F401  (registers the liver tasks)
 from slicercad.liver.attention import attend, attention_from_diameter  # noqa: E402
 from slicercad.liver.dataset import build_dataset  # noqa: E402
+from slicercad.liver.fast_cam import FastLiverCam  # noqa: E402
 from slicercad.liver.model import GRADCAM_LAYER, model_input  # noqa: E402
 from slicercad.liver.roi import RoiSpec  # noqa: E402
 from slicercad.synth.liver_lesions import CLASSES  # noqa: E402
@@ -63,33 +64,9 @@ def naive(model, temperature, stack, diameter_mm, device):
     return proba.cpu().numpy(), cam
 
 
-class FastLiverCam:
-    """One forward + one head-only backward per lesion for LiverLesionNet (see module doc)."""
-
-    def __init__(self, model, temperature, size_px, device):
-        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
-        self.temperature, self.device = float(temperature), device
-        c = (size_px - 1) / 2.0
-        r = torch.arange(size_px, dtype=torch.float32, device=device) - c
-        self.r2 = r[:, None] ** 2 + r[None, :] ** 2          # squared pixel distance from the ROI centre
-
-    def __call__(self, stack, diameter_mm):
-        m = self.model
-        sigma = diameter_mm / 2.0 / roi_spacing_mm(diameter_mm)
-        G = torch.exp(self.r2 * (-0.5 / sigma ** 2))
-        images = torch.as_tensor(stack, device=self.device)[None].contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            att = images if m.alpha is None else attend(images, G, m.alpha)
-            z = m.last_conv(m.features(att))
-        z = z.clone().requires_grad_(True)                     # leave inference mode: graph for the head only
-        logits = m.head(torch.flatten(m.pool(z), 1))
-        k = int(logits.argmax(1))
-        (grad,) = torch.autograd.grad(logits[0, k], z)
-        cam = F.relu((grad.mean((2, 3), keepdim=True) * z).sum(1, keepdim=True))
-        cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-        cam = (cam / cam.max().clamp_min(torch.finfo(cam.dtype).tiny)).detach()
-        proba = torch.softmax(logits.detach()[0] / self.temperature, 0)
-        return proba.cpu().numpy(), cam.cpu().numpy()
+def optimised(fast, stack, diameter_mm):
+    """The product path (``slicercad.liver.fast_cam.FastLiverCam``, as ``classify_lesions`` runs it)."""
+    return fast(stack, fast.attention(diameter_mm, roi_spacing_mm(diameter_mm)))
 
 
 def train_resnet(ds, epochs, seed, alpha, device):
@@ -163,13 +140,13 @@ def main(argv=None) -> int:
     t, alpha = card["temperature"], model.alpha if model.alpha is not None else 0.0
     test = build_dataset(generate_lesions(args.n_test, seed=2, split="test"), CLASSES, seed=1)
     lesions = [(test.x[i], float(test.diameters_mm[i])) for i in range(len(test.labels))]
-    fast = FastLiverCam(model, t, test.x.shape[-1], device)
+    fast = FastLiverCam(model, t, test.x.shape[-1], GRADCAM_LAYER, device)
     t0 = time.time()
     net = train_resnet(build_dataset(generate_lesions(args.n_train, seed=1), CLASSES, seed=1), args.resnet_epochs,
                        0, alpha, device)
     train_s = time.time() - t0
     torch.set_num_threads(args.threads)                   # training used every core; timing uses --threads
-    paths = {"naive": lambda s, d: naive(model, t, s, d, device), "optimised": fast,
+    paths = {"naive": lambda s, d: naive(model, t, s, d, device), "optimised": lambda s, d: optimised(fast, s, d),
              "resnet18": lambda s, d: resnet_path(net, s, d, alpha, device)}
     common = {"device": str(device), "threads": args.threads, "synthetic": True, "n_test": len(lesions)}
     ms, preds = {}, {}
@@ -177,7 +154,8 @@ def main(argv=None) -> int:
         ms[name] = timed(fn, lesions, args.repeats, device)
         acc, preds[name] = accuracy(fn, lesions, test.labels)
         print(json.dumps({"path": name, "median_ms_per_lesion": round(ms[name], 2), **acc, **common}))
-    cam_diff = max(float(np.abs(naive(model, t, s, d, device)[1] - fast(s, d)[1]).max()) for s, d in lesions[:20])
+    cam_diff = max(float(np.abs(naive(model, t, s, d, device)[1] - optimised(fast, s, d)[1]).max())
+                   for s, d in lesions[:20])
     print(json.dumps({"optimised_vs_naive_speedup": round(ms["naive"] / ms["optimised"], 2),
                       "optimised_vs_resnet18_speedup": round(ms["resnet18"] / ms["optimised"], 2),
                       "same_predictions_optimised_naive": bool((preds["naive"] == preds["optimised"]).all()),

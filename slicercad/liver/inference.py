@@ -2,19 +2,22 @@
 
 Every phase the model card lists must be present (PhaseError naming the lesion). Inputs outside
 the card's validity (field strength, b-value, in-plane spacing, lesion size) are scored but carry
-a ``warnings`` list, so a result is never silently out of range.
+a ``warnings`` list, so a result is never silently out of range. Probabilities and Grad-CAM come
+from ``fast_cam.FastLiverCam`` (one trunk forward + a head-only backward per lesion; equal to
+``engine.predict`` + ``engine.gradcam.grad_cam``, see Testing/test_liver_fast_cam.py).
 """
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
+from .. import __version__ as SLICERCAD_VERSION
 from ..atomic import atomic_path
-from ..engine.gradcam import grad_cam
-from ..engine.predict import predict
 from ..errors import InputError
 from .dataset import lesion_sample
-from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, model_input, parse_alpha
+from .fast_cam import FastLiverCam
+from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, parse_alpha
 from .phases import check_phases
 from .roi import Lesion, RoiSpec
 
@@ -72,22 +75,33 @@ def classify_lesions(model, card: dict, images: dict, lesions, acquisition: dict
             model.alpha = trained_alpha
 
 
+def _provenance(card: dict, parameters: dict) -> dict:
+    """The provenance block of ``engine.predict`` results."""
+    return {"model_sha256": card.get("sha256"), "card": card.get("name"), "task": card.get("task"),
+            "temperature": card["temperature"], "parameters": parameters,
+            "synthetic_training_data": card.get("training_data", {}).get("synthetic"),
+            "slicercad_version": SLICERCAD_VERSION}
+
+
 def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, extra, device) -> list:
     phases = tuple(p for p in spec.get("phases", []) if p != ATTENTION_CHANNEL)
     roi_px = int(spec.get("roi_px", [64])[0])
+    classes = [str(c) for c in card.get("classes", [])]
+    fast = FastLiverCam(model, card["temperature"], roi_px, spec.get("gradcam_layer", GRADCAM_LAYER), device)
+    provenance = _provenance(card, {"alpha": alpha, "phases": list(phases)})
     results = []
     for lesion in lesions:
         check_phases(images.keys(), phases, lesion.lesion_id)
         x, G, mask, rois = lesion_sample(images, lesion, phases, RoiSpec(size_px=roi_px))
-        inp = model_input(x, G)
-        res = predict(model, card, inp, parameters={"alpha": alpha, "phases": list(phases)},
-                      device=device)[0]
-        cam = grad_cam(model, inp, spec.get("gradcam_layer", GRADCAM_LAYER))[0] if with_cam else None
-        res.update(lesion_id=lesion.lesion_id, diameter_mm=lesion.diameter_mm, size_bin=size_bin(lesion.diameter_mm),
-                   padded=rois.padded, warnings=validity_warnings(card, images, lesion, acquisition) + extra,
-                   notice=research_notice(card),
-                   rois=rois, attention=G, mask=mask, cam=cam)
-        results.append(res)
+        t0 = time.perf_counter()
+        proba, cam = fast(x, G, with_cam=with_cam)
+        k = int(proba.argmax())
+        results.append({"probabilities": {c: float(p) for c, p in zip(classes, proba)}, "predicted_index": k,
+                        "predicted_class": classes[k], "time_ms": (time.perf_counter() - t0) * 1000.0,
+                        "provenance": provenance, "lesion_id": lesion.lesion_id, "diameter_mm": lesion.diameter_mm,
+                        "size_bin": size_bin(lesion.diameter_mm), "padded": rois.padded,
+                        "warnings": validity_warnings(card, images, lesion, acquisition) + extra,
+                        "notice": research_notice(card), "rois": rois, "attention": G, "mask": mask, "cam": cam})
     return results
 
 
