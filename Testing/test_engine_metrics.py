@@ -137,3 +137,24 @@ def test_segmentation_dice_and_surface_distance():
 
 def test_jsonable_replaces_non_finite():
     assert jsonable({"a": np.float32(np.nan), "b": [np.int64(2), float("inf")]}) == {"a": None, "b": [2, None]}
+
+
+def test_accuracy_and_balanced_accuracy_cis_bracket_the_estimates_and_match_sklearn_per_resample():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from slicercad.engine.metrics import _accuracy_cis, _bootstrap_idx
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    pred = np.where(rng.random(300) < 0.7, y, rng.integers(0, 3, 300))
+    proba = np.eye(3)[pred] * 0.8 + 0.2 / 3
+    m = evaluate_classification(y, proba, ["a", "b", "c"], n_boot=400, seed=1)
+    for key in ("accuracy", "balanced_accuracy"):
+        lo, hi = m[f"{key}_ci95"]
+        assert lo < m[key] < hi and hi - lo < 0.2
+    boot = _bootstrap_idx(300, 5, np.random.default_rng(0))
+    for row in boot:  # the vectorised bootstrap equals sklearn on each resample
+        one = _accuracy_cis(y, pred, 3, np.repeat(row[None], 10, axis=0))["balanced_accuracy_ci95"]
+        assert one[0] == pytest.approx(balanced_accuracy_score(y[row], pred[row]))
+    perfect = evaluate_classification(y, np.eye(3)[y], ["a", "b", "c"], n_boot=100)
+    assert perfect["accuracy_ci95"] == [1.0, 1.0] and perfect["balanced_accuracy_ci95"] == [1.0, 1.0]

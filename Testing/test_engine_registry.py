@@ -1,5 +1,6 @@
 """Model registry: round trip, and refusal of tampered, pickled, mismatched or out-of-range models."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,3 +115,14 @@ def test_save_refuses_an_incomplete_card(tmp_path):
     del card["classes"]
     with pytest.raises(ModelError, match="lacks field"):
         save_model(model, card, tmp_path)
+
+
+def test_list_models_ignores_temporary_files_left_by_a_killed_write(tmp_path, monkeypatch):
+    from slicercad.engine.registry import list_models
+
+    monkeypatch.setenv("SLICERCAD_MODELS", str(tmp_path))
+    card = {"schema": "slicercad.model-card/1", "name": "m", "task": "toy2d", "training_data": {"synthetic": True}}
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    (tmp_path / ".m.json.abc123.tmp.json").write_text(json.dumps(card))
+    user = [m for m in list_models() if m["source"] == "user"]
+    assert [Path(m["card_path"]).name for m in user] == ["m.json"]

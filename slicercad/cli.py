@@ -16,6 +16,7 @@ COMMANDS = {
     "evaluate": "slicercad.engine.evaluate_cli",
     "audit": "slicercad.engine.audit",
     "train": "slicercad.engine.train_cli",
+    "fuzz": "slicercad.fuzz.cli",
     "liver": "slicercad.liver.cli",
 }
 

@@ -13,6 +13,8 @@ from typing import Optional
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from ..errors import DicomError
 from .read_tags import _float, _int, b_value, frame_item, inversion_time, temporal_position, trigger_time
@@ -59,10 +61,11 @@ class FrameInfo:
 
 def read_header(path) -> pydicom.Dataset:
     """Header of a DICOM file (large values such as pixel data are deferred, not read). Non-DICOM
-    input raises InvalidDicomError; a header that cannot be parsed raises DicomError naming the file."""
+    input raises InvalidDicomError; a header that cannot be parsed raises DicomError naming the file.
+    Every element except pixel data is decoded here, so a damaged one fails now and not later."""
     path = Path(path)
     try:
-        return pydicom.dcmread(path, defer_size=4096)
+        ds = pydicom.dcmread(path, defer_size=4096)
     except InvalidDicomError:
         # files without the 128-byte preamble are still DICOM when they parse into an image header
         try:
@@ -71,9 +74,37 @@ def read_header(path) -> pydicom.Dataset:
             raise InvalidDicomError(f"{path}: not a DICOM file") from None
         if "SOPClassUID" not in ds or "Rows" not in ds:
             raise InvalidDicomError(f"{path}: not a DICOM file") from None
-        return ds
     except Exception as exc:  # pydicom raises many kinds on truncated or corrupt headers
         raise DicomError(f"corrupt or truncated DICOM header ({type(exc).__name__}: {exc})", path) from None
+    size = path.stat().st_size
+    meta = getattr(ds, "file_meta", None)
+    for part in (meta, ds) if meta is not None else (ds,):
+        _decode_all(part, path, size)
+    return ds
+
+
+_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
+
+
+def _decode_all(ds, path, size: int) -> None:
+    """Decode every element (recursing into sequences) but pixel data; a deferred value that runs
+    past the end of the file, or a value that does not fit its VR, raises DicomError naming the tag."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=True)
+        tell = getattr(raw, "value_tell", None)
+        if getattr(raw, "value", 0) is None and tell is not None and raw.length != 0xFFFFFFFF \
+                and tell + raw.length > size:
+            raise DicomError(f"corrupt or truncated: element {Tag(tag)} declares {raw.length} bytes at offset "
+                             f"{tell}, the file has {size}", path)
+        if tag in _PIXEL_TAGS:
+            continue
+        try:
+            elem = ds[tag]  # decodes the raw value (reads a deferred one from the file)
+        except Exception as exc:  # pydicom: wrong length for the VR, unknown VR, broken sequence...
+            raise DicomError(f"corrupt element {Tag(tag)} ({type(exc).__name__}: {exc})", path) from None
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _decode_all(item, path, size)
 
 
 def check_pixel_data(ds, path) -> None:
@@ -82,11 +113,17 @@ def check_pixel_data(ds, path) -> None:
     if element is None:
         raise DicomError("corrupt or truncated: image object without pixel data", path)
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None or syntax.is_compressed or getattr(element, "is_undefined_length", False):
+    if syntax is not None and not UID(str(syntax)).is_transfer_syntax:
+        raise DicomError(f"TransferSyntaxUID {str(syntax)!r} is not a known transfer syntax; the pixel data "
+                         "cannot be decoded", path)
+    frames = _int(ds.get("NumberOfFrames")) or 1
+    available = Path(path).stat().st_size - int(getattr(element, "file_tell", 0) or 0)
+    if syntax is None or UID(str(syntax)).is_compressed or getattr(element, "is_undefined_length", False):
+        if frames > max(available, 0) // 8:  # each encapsulated frame needs at least an 8-byte item header
+            raise DicomError(f"NumberOfFrames={frames} cannot fit in {max(available, 0)} bytes of pixel data", path)
         return
     expected = (_int(ds.get("Rows")) or 0) * (_int(ds.get("Columns")) or 0) * (_int(ds.get("NumberOfFrames")) or 1) \
         * (_int(ds.get("SamplesPerPixel")) or 1) * (_int(ds.get("BitsAllocated")) or 16) // 8
-    available = Path(path).stat().st_size - int(getattr(element, "file_tell", 0) or 0)
     if available < expected:
         raise DicomError(f"corrupt or truncated: pixel data has {max(available, 0)} of {expected} bytes", path)
 
@@ -104,14 +141,27 @@ def _spacing(value) -> Optional[tuple]:
     return out if out is not None and min(out) > 0 else None
 
 
-def _iop(value) -> Optional[tuple]:
+def _slice_spacing(ds) -> Optional[float]:
+    """SpacingBetweenSlices, else SliceThickness, when finite and positive (mm)."""
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        value = _float(ds.get(keyword))
+        if value is not None and np.isfinite(value) and value > 0:
+            return value
+    return None
+
+
+def _iop(value, path) -> Optional[tuple]:
     out = _vector(value, 6) if value is not None else None
     if out is None:
         return None
     row, col = np.array(out[:3]), np.array(out[3:])
     if np.linalg.norm(row) < 1e-3 or np.linalg.norm(col) < 1e-3:
         return None
-    return tuple(np.r_[row / np.linalg.norm(row), col / np.linalg.norm(col)])
+    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    if not (np.all(np.isfinite(row)) and np.all(np.isfinite(col)) and abs(np.linalg.norm(row) - 1) < 1e-3
+            and abs(np.linalg.norm(col) - 1) < 1e-3 and abs(float(np.dot(row, col))) < 1e-2):
+        raise DicomError(f"ImageOrientationPatient {list(out)} is not two orthogonal direction cosines", path)
+    return tuple(np.r_[row, col])
 
 
 def _classic_frame(ds, path, index, base) -> FrameInfo:
@@ -120,7 +170,7 @@ def _classic_frame(ds, path, index, base) -> FrameInfo:
         spacing = _spacing(ds.get("ImagerPixelSpacing"))
     ipp = ds.get("ImagePositionPatient")
     return FrameInfo(
-        path=path, index=index, iop=_iop(ds.get("ImageOrientationPatient")),
+        path=path, index=index, iop=_iop(ds.get("ImageOrientationPatient"), path),
         ipp=_vector(ipp, 3) if ipp is not None else None, pixel_spacing=spacing,
         slope=_float(ds.get("RescaleSlope")) or 1.0, intercept=_float(ds.get("RescaleIntercept")) or 0.0,
         b_value=b_value(ds), inversion_time=inversion_time(ds), trigger_time=trigger_time(ds),
@@ -144,7 +194,7 @@ def _enhanced_frame(ds, path, index, base) -> FrameInfo:
         base["image_type"] = tuple(str(v).upper() for v in frame_type.FrameType)
         base["localizer"] = "LOCALIZER" in base["image_type"]
     return FrameInfo(
-        path=path, index=index, iop=_iop(iop) if iop is not None else _iop(ds.get("ImageOrientationPatient")),
+        path=path, index=index, iop=_iop(iop, path) if iop is not None else _iop(ds.get("ImageOrientationPatient"), path),
         ipp=_vector(ipp, 3) if ipp is not None else None,
         pixel_spacing=_spacing(spacing) if spacing is not None else _spacing(ds.get("PixelSpacing")),
         slope=(_float(transform.get("RescaleSlope")) if transform is not None else None) or 1.0,
@@ -166,6 +216,8 @@ def frames_from_header(ds, path) -> list[FrameInfo]:
     """All frames a header describes (see module docstring)."""
     path = Path(path)
     n = _int(ds.get("NumberOfFrames")) or 1
+    if n < 1:
+        raise DicomError(f"NumberOfFrames={n}; a positive frame count is expected", path)
     image_type = tuple(str(v).upper() for v in (ds.get("ImageType") or ()))
     base = dict(
         rows=_int(ds.get("Rows")) or 0, cols=_int(ds.get("Columns")) or 0,
@@ -174,6 +226,9 @@ def frames_from_header(ds, path) -> list[FrameInfo]:
         localizer="LOCALIZER" in image_type)
     if base["rows"] <= 0 or base["cols"] <= 0:
         raise DicomError("image has no Rows/Columns", path)
+    for group in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        if group in ds and ds[group].VR != "SQ":
+            raise DicomError(f"{group} is not a sequence (VR {ds[group].VR})", path)
     if ds.get("PerFrameFunctionalGroupsSequence") or ds.get("SharedFunctionalGroupsSequence"):
         return [_enhanced_frame(ds, path, i, base) for i in range(n)]
     frames = [_classic_frame(ds, path, i, base) for i in range(n)]
@@ -181,7 +236,7 @@ def frames_from_header(ds, path) -> list[FrameInfo]:
         pointer = ds.get("FrameIncrementPointer")
         pointers = {tuple((int(t) >> 16, int(t) & 0xFFFF)) for t in (pointer if isinstance(pointer, (list, tuple))
                     or type(pointer).__name__ == "MultiValue" else [pointer])} if pointer is not None else set()
-        thickness = _float(ds.get("SpacingBetweenSlices")) or _float(ds.get("SliceThickness"))
+        thickness = _slice_spacing(ds)
         times = _frame_times(ds, n) if pointers and not pointers & _SPATIAL_POINTERS else None
         for i, f in enumerate(frames):
             f.slice_spacing = thickness
@@ -191,5 +246,5 @@ def frames_from_header(ds, path) -> list[FrameInfo]:
                 f.timeseries = True
                 f.frame_time = times[i] if times else float(i)
     else:
-        frames[0].slice_spacing = _float(ds.get("SpacingBetweenSlices")) or _float(ds.get("SliceThickness"))
+        frames[0].slice_spacing = _slice_spacing(ds)
     return frames

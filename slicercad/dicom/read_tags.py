@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from pydicom.sequence import Sequence
+
 from .tags import SeriesTags, parse_age_years, parse_dicom_time
 
 # functional-group macros that hold per-frame values in enhanced MR/CT objects
@@ -42,11 +44,11 @@ def frame_item(ds, index: int, macro: str):
     """The ``macro`` item (e.g. 'PlanePositionSequence') for frame ``index``: per-frame first, then shared."""
     for group in _FRAME_GROUPS:
         seq = ds.get(group)
-        if not seq:
+        if not isinstance(seq, Sequence) or not seq:
             continue
         item = seq[index] if group.startswith("PerFrame") and index < len(seq) else seq[0]
         sub = item.get(macro)
-        if sub:
+        if isinstance(sub, Sequence) and sub:
             return sub[0]
     return None
 

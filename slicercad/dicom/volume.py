@@ -22,7 +22,8 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from ..errors import DicomError, SeriesError
-from .frames import FrameInfo, frames_from_header, read_header
+from ..resources import check_memory
+from .frames import FrameInfo, check_pixel_data, frames_from_header, read_header
 from .sorting import ORIENTATION_TOL, slice_offset, sort_along_normal
 
 GAP_TOL_REL = 0.01       # gaps within 1% (or GAP_TOL_MM) of the median gap count as regular
@@ -40,6 +41,7 @@ def frames_of_files(files) -> list[FrameInfo]:
             raise DicomError("not a DICOM file", path) from None
         except OSError as exc:
             raise DicomError(f"cannot read file ({exc.strerror})", path) from None
+        check_pixel_data(ds, path)
         frames.extend(frames_from_header(ds, path))
     if not frames:
         raise SeriesError("no files given")
@@ -68,14 +70,20 @@ def read_pixels(path) -> np.ndarray:
 def _values(frames: list[FrameInfo]) -> np.ndarray:
     """Rescaled [n, rows, cols] float64 stack of the given frames (files read once each)."""
     cache: dict[Path, np.ndarray] = {}
-    out = np.empty((len(frames), frames[0].rows, frames[0].cols), dtype=np.float64)
-    for n, f in enumerate(frames):
+
+    def stored(f: FrameInfo) -> np.ndarray:
         if f.path not in cache:
             cache[f.path] = read_pixels(f.path)
         pixels = cache[f.path]
         if f.index >= len(pixels) or pixels.shape[1:] != (f.rows, f.cols):
             raise DicomError(f"frame {f.index} missing or not {f.rows}x{f.cols} in pixel data", f.path)
-        out[n] = pixels[f.index] * f.slope + f.intercept
+        return pixels[f.index]
+
+    stored(frames[0])  # the header's Rows/Columns are checked against real pixels before allocating
+    check_memory((len(frames), frames[0].rows, frames[0].cols), np.float64, str(frames[0].path), copies=2)
+    out = np.empty((len(frames), frames[0].rows, frames[0].cols), dtype=np.float64)
+    for n, f in enumerate(frames):
+        out[n] = stored(f) * f.slope + f.intercept
     if any(f.photometric == "MONOCHROME1" for f in frames):
         out = out.min() + out.max() - out
     return out

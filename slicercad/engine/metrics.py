@@ -127,6 +127,22 @@ def _roc(y, p, classes, boot) -> dict:
     return {"per_class": per_class, "macro_auc": macro, "macro_auc_ci95": macro_ci}
 
 
+def _accuracy_cis(y, pred, n_classes, boot) -> dict:
+    """Bootstrap 95% CIs of accuracy and balanced accuracy (mean recall over the classes present)."""
+    if not len(boot):
+        return {"accuracy_ci95": [None, None], "balanced_accuracy_ci95": [None, None]}
+    yb, correct = y[boot], (pred == y)[boot]
+    recalls = []
+    for c in range(n_classes):
+        member = yb == c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls.append(np.where(member.any(axis=1), (correct & member).sum(axis=1) / member.sum(axis=1), np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        balanced = np.nanmean(np.vstack(recalls), axis=0)
+    return {"accuracy_ci95": _ci(correct.mean(axis=1)), "balanced_accuracy_ci95": _ci(balanced)}
+
+
 def calibration(y, p, n_bins: int = 10) -> dict:
     """Top-label reliability bins and expected calibration error (ECE)."""
     conf = p.max(axis=1)
@@ -153,15 +169,17 @@ def _classification_block(y, p, classes, n_boot, rng) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         balanced = float(balanced_accuracy_score(y, pred))
+    boot = _bootstrap_idx(n, n_boot, rng)
     return {
         "n": n,
         "accuracy": float(accuracy_score(y, pred)),
         "balanced_accuracy": balanced,
+        **_accuracy_cis(y, pred, len(classes), boot),
         "majority_baseline": {"class": classes[int(counts.argmax())], "accuracy": float(counts.max() / n)},
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
         "per_class": {name: {"precision": float(prec[c]), "recall": float(rec[c]), "f1": float(f1[c]),
                              "support": int(support[c])} for c, name in enumerate(classes)},
-        "roc": _roc(y, p, classes, _bootstrap_idx(n, n_boot, rng)),
+        "roc": _roc(y, p, classes, boot),
         "calibration": calibration(y, p),
     }
 

@@ -94,17 +94,18 @@ def check_input(card: dict, input_spec: dict | None, src="input") -> None:
     spec = card["input_spec"]
     missing = [p for p in spec.get("phases", []) if "phases" in input_spec and p not in input_spec["phases"]]
     if missing:
-        raise ModelError(f"the model needs phase(s) {missing}; the input has {list(input_spec['phases'])}",
-                         src)
+        raise ModelError(f"the model needs phase(s) {missing}; the input has {list(input_spec['phases'])}: "
+                         "load the missing phase(s) or pick a model trained on these phases", src)
     if "roi_px" in input_spec and spec.get("roi_px") and list(input_spec["roi_px"]) != list(spec["roi_px"]):
-        raise ModelError(f"ROI {list(input_spec['roi_px'])} px differs from the model's {spec['roi_px']} px",
-                         src)
+        raise ModelError(f"ROI {list(input_spec['roi_px'])} px differs from the model's {spec['roi_px']} px: "
+                         "crop at the model's ROI size or pick a model trained at this size", src)
     for key, (lo, hi) in spec.get("valid_ranges", {}).items():
         if key in input_spec:
             value = input_spec[key]
             if not (isinstance(value, (int, float)) and lo <= value <= hi):
                 raise ModelError(f"{key}={value!r} is outside the range the model was trained for "
-                                 f"[{lo}, {hi}]; results would be unreliable", src)
+                                 f"[{lo}, {hi}]; results would be unreliable: pick or train a model "
+                                 "that covers this input", src)
 
 
 def load_model(card_path, task: str | None = None, input_spec: dict | None = None) -> tuple:
@@ -112,7 +113,8 @@ def load_model(card_path, task: str | None = None, input_spec: dict | None = Non
     card_path = Path(card_path)
     card = _read_card(card_path)
     if task is not None and card["task"] != task:
-        raise ModelError(f"model is for task {card['task']!r}, not {task!r}", card_path)
+        raise ModelError(f"model is for task {card['task']!r}, not {task!r}: pick a {task} model "
+                         f"(list_models) or train one with `slicercad train {task}`", card_path)
     try:
         spec = get_task(card["task"])
     except InputError as exc:
@@ -134,12 +136,14 @@ def load_model(card_path, task: str | None = None, input_spec: dict | None = Non
     try:
         state = load_file(str(weights))
     except (SafetensorError, ValueError, OSError) as exc:
-        raise ModelError(f"not a readable safetensors file ({exc})", weights) from exc
+        raise ModelError(f"not a readable safetensors file ({exc}); restore the original file or retrain",
+                         weights) from exc
     model = spec.build_model(spec.config(card.get("model_config", {})))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ModelError(f"weights do not fit the {card['task']} network ({exc})", weights) from exc
+        raise ModelError(f"weights do not fit the {card['task']} network ({exc}); the card and weights "
+                         "belong to different models: restore the matching pair or retrain", weights) from exc
     return model.eval(), dict(card, card_path=str(card_path))
 
 
@@ -148,6 +152,8 @@ def list_models(task: str | None = None) -> list:
     found = []
     for source, folder in (("bundled", BUNDLED_DIR), ("user", user_model_dir())):
         for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
+            if path.name.startswith("."):  # an atomic write's temporary file left by a killed process
+                continue
             try:
                 card = json.loads(path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError, OSError):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from ..atomic import write_json
+from ..atomic import write_json, write_text
+from .tables import results_markdown
 from ..errors import ImageIOError, InputError
 
 HELP = "liver lesions on multi-phase EOB-MRI: classify a study's lesions, or reproduce the synthetic tables"
@@ -25,7 +26,7 @@ def add_arguments(parser) -> None:
     c.add_argument("--field-strength", type=float, help="tesla, checked against the model card")
     c.add_argument("--b-value", type=float, help="DWI b-value (s/mm^2), checked against the model card")
     r = sub.add_parser("reproduce", help="size-bin table, alpha study and Grad-CAM focus on the SYNTHETIC phantom")
-    r.add_argument("--out", required=True, help="folder for results.json")
+    r.add_argument("--out", required=True, help="folder for results.json and results.md")
     r.add_argument("--n-train", type=int, default=400)
     r.add_argument("--n-test", type=int, default=250)
     r.add_argument("--epochs", type=int, default=15)
@@ -90,6 +91,7 @@ def _reproduce(args) -> int:
     from ..engine.metrics import jsonable
 
     path = write_json(Path(args.out) / "results.json", jsonable(out))
+    write_text(Path(args.out) / "results.md", results_markdown(jsonable(out)))
     print(json.dumps({"baseline": out["baseline_logistic_roi_means"], "focus_trained": out["focus"]["focus_trained_mean"],
                       "focus_random": out["focus"]["focus_random_mean"], "runtime_s": out["runtime_s"]}))
     print(f"SYNTHETIC results written to {path}")
