@@ -45,7 +45,7 @@ def test_toy_task_learns_and_permuted_labels_stay_at_chance(tmp_path, capsys):
 
 
 class _Crash(Exception):
-    pass
+    """A simulated interruption in the middle of training."""
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):

@@ -75,34 +75,31 @@ def b_value(ds, frame: int = 0) -> Optional[float]:
     return None
 
 
+def _classic_or_frame(ds, frame: int, keyword: str, sequence: str, item_keyword: str, convert):
+    """A value from its classic attribute, else from the enhanced per-frame/shared functional group."""
+    if keyword in ds:
+        return convert(ds[keyword].value)
+    item = frame_item(ds, frame, sequence)
+    if item is not None and item_keyword in item:
+        return convert(item[item_keyword].value)
+    return None
+
+
 def inversion_time(ds, frame: int = 0) -> Optional[float]:
     """Inversion time in ms (classic tag or enhanced MR modifier macro)."""
-    if "InversionTime" in ds:
-        return _float(ds.InversionTime)
-    item = frame_item(ds, frame, "MRModifierSequence")
-    if item is not None and "InversionTimes" in item:
-        return _float(item.InversionTimes)
-    return None
+    return _classic_or_frame(ds, frame, "InversionTime", "MRModifierSequence", "InversionTimes", _float)
 
 
 def trigger_time(ds, frame: int = 0) -> Optional[float]:
     """Cardiac trigger delay in ms (classic TriggerTime or the enhanced cardiac synchronisation macro)."""
-    if "TriggerTime" in ds:
-        return _float(ds.TriggerTime)
-    item = frame_item(ds, frame, "CardiacSynchronizationSequence")
-    if item is not None and "NominalCardiacTriggerDelayTime" in item:
-        return _float(item.NominalCardiacTriggerDelayTime)
-    return None
+    return _classic_or_frame(ds, frame, "TriggerTime", "CardiacSynchronizationSequence",
+                             "NominalCardiacTriggerDelayTime", _float)
 
 
 def temporal_position(ds, frame: int = 0) -> Optional[int]:
     """Temporal position (classic identifier or enhanced frame-content index)."""
-    if "TemporalPositionIdentifier" in ds:
-        return _int(ds.TemporalPositionIdentifier)
-    item = frame_item(ds, frame, "FrameContentSequence")
-    if item is not None and "TemporalPositionIndex" in item:
-        return _int(item.TemporalPositionIndex)
-    return None
+    return _classic_or_frame(ds, frame, "TemporalPositionIdentifier", "FrameContentSequence",
+                             "TemporalPositionIndex", _int)
 
 
 def contrast_agent(ds) -> str:

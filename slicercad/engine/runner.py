@@ -9,6 +9,7 @@ whole process tree with psutil. :func:`run_blocking` is the same for batch scrip
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import shutil
@@ -133,17 +134,13 @@ class JobRunner:
         except psutil.NoSuchProcess:
             descendants = []
         for proc in descendants:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.terminate()
-            except psutil.NoSuchProcess:
-                pass
         self._process.terminate()  # through Popen, so that Popen reaps it and keeps its exit status
         _, alive = psutil.wait_procs(descendants, timeout=grace_s)
         for proc in alive:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-            except psutil.NoSuchProcess:
-                pass
         try:
             self._process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
