@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from SlicerCADLib.app import ensure_scene  # noqa: E402
 from SlicerCADLib.dicom_nodes import tags_for_volume_node  # noqa: E402
-from SlicerCADLib.render import render_slice_png  # noqa: E402
+from SlicerCADLib.render import lesion_fov_mm, render_slice_png  # noqa: E402
 from SlicerCADLib.overlays import show_float_overlay  # noqa: E402
 from SlicerCADLib.segmentations import label_array_to_segment  # noqa: E402
 from SlicerCADLib.study import load_study  # noqa: E402
@@ -98,7 +98,7 @@ def phantom_study(work: Path, out: Path) -> list[str]:
     fid = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Lesion centre")
     fid.AddControlPoint(*center_ras)
     png = render_slice_png(out / "phantom_hbp_attention.png", hbp, foreground=overlay, segmentation=seg,
-                           markups=[fid], center_ras=center_ras)
+                           markups=[fid], center_ras=center_ras, fov_mm=lesion_fov_mm(lesion["diameter_mm"]))
     rows += ["", f"![hepatobiliary phase with attention map, lesion outline and centre]({png.name})",
              f"Hepatobiliary phase (synthetic) at the {lesion['label']} ({lesion['diameter_mm']} mm): Gaussian "
              "attention map (heat, 50 %), sphere label outline, centre fiducial — rendered by vtkMRMLSliceLogic."]

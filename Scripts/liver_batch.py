@@ -33,7 +33,7 @@ from slicercad.liver.lesion_files import read_lesions  # noqa: E402
 from slicercad.liver.phases import REFERENCE_PHASE  # noqa: E402
 from SlicerCADLib.app import close_scene, ensure_scene  # noqa: E402
 from SlicerCADLib.dicom_nodes import tags_for_volume_node  # noqa: E402
-from SlicerCADLib.render import render_slice_png  # noqa: E402
+from SlicerCADLib.render import lesion_fov_mm, render_slice_png  # noqa: E402
 from SlicerCADLib.study import load_study  # noqa: E402
 
 
@@ -73,7 +73,8 @@ def classify_study(scene, study_dir, lesion_file, model, card, png_dir: Path, al
         if ref is not None:
             overlay = show_lesion_overlay(result, ref, "cam")
             png = png_dir / f"{Path(study_dir).name}_{result['lesion_id']}.png"
-            render_slice_png(png, ref, overlay, 0.5, center_ras=lps_to_ras(lesion.center_lps()))
+            render_slice_png(png, ref, overlay, 0.5, center_ras=lps_to_ras(lesion.center_lps()),
+                             fov_mm=lesion_fov_mm(lesion.diameter_mm))
             scene.RemoveNode(overlay)
             row["overlay_png"] = png.name
     for node in loaded.volume_nodes.values():

@@ -95,12 +95,18 @@ def _draw_markups(image: SliceImage, markups, tolerance_mm: float) -> None:
             _draw_segment(image.rgb, near[0], near[1], color)
 
 
+def lesion_fov_mm(diameter_mm: float, factor: float = 4.0, minimum_mm: float = 60.0) -> float:
+    """Field of view that shows a lesion with its surroundings: ``factor`` diameters, at least ``minimum_mm``."""
+    return max(float(minimum_mm), float(factor) * float(diameter_mm))
+
+
 def render_slice_rgb(background, foreground=None, foreground_opacity=0.5, segmentation=None, markups=None,
-                     orientation="Axial", center_ras=None, size=(384, 384)) -> SliceImage:
+                     orientation="Axial", center_ras=None, size=(384, 384), fov_mm=None) -> SliceImage:
     """Render one slice through ``background`` (its centre, or ``center_ras``) as an RGB array.
 
     ``orientation``: 'Axial', 'Sagittal' or 'Coronal' (RAS planes; oblique volumes are resliced).
-    ``size``: (width, height) in pixels; the field of view fits the background volume.
+    ``size``: (width, height) in pixels; the field of view fits the background volume, or is ``fov_mm``
+    wide (zoom on a lesion; the height follows the aspect ratio).
     """
     if background is None or background.GetImageData() is None:
         raise InputError("a background volume node with image data is required", "background")
@@ -111,6 +117,8 @@ def render_slice_rgb(background, foreground=None, foreground_opacity=0.5, segmen
     width, height = (int(v) for v in size)
     if width < 8 or height < 8:
         raise InputError(f"size must be at least 8x8 pixels, got {size}", "size")
+    if fov_mm is not None and not (np.isfinite(fov_mm) and fov_mm > 0):
+        raise InputError(f"fov_mm must be a positive number of mm, got {fov_mm!r}", "fov_mm")
     scene = ensure_scene(background.GetScene())
     logic = slicer.vtkMRMLSliceLogic()
     logic.SetMRMLApplicationLogic(application_logic(scene))
@@ -131,6 +139,8 @@ def render_slice_rgb(background, foreground=None, foreground_opacity=0.5, segmen
             composite.SetLabelOpacity(1.0)
             slice_node.SetUseLabelOutline(True)
         logic.FitSliceToVolume(background, width, height)
+        if fov_mm is not None:
+            slice_node.SetFieldOfView(float(fov_mm), float(fov_mm) * height / width, slice_node.GetFieldOfView()[2])
         if center_ras is not None:
             slice_node.JumpSliceByCentering(*(float(v) for v in center_ras))
         slice_node.UpdateMatrices()
@@ -153,13 +163,13 @@ def render_slice_rgb(background, foreground=None, foreground_opacity=0.5, segmen
 
 
 def render_slice_png(path, background, foreground=None, foreground_opacity=0.5, segmentation=None,
-                     markups=None, orientation="Axial", center_ras=None, size=(384, 384)) -> Path:
+                     markups=None, orientation="Axial", center_ras=None, size=(384, 384), fov_mm=None) -> Path:
     """Render a slice (see ``render_slice_rgb``) and write it atomically as an RGB PNG."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InputError("slice render must be written to a .png file", str(path))
     image = render_slice_rgb(background, foreground, foreground_opacity, segmentation, markups,
-                             orientation, center_ras, size)
+                             orientation, center_ras, size, fov_mm)
     with atomic_path(path) as tmp:
         sitk.WriteImage(sitk.GetImageFromArray(image.rgb, isVector=True), str(tmp))
     return path

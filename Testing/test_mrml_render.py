@@ -96,3 +96,16 @@ def test_coronal_view_and_bad_arguments(lesion_scene, tmp_path):
         render_slice_rgb(node, orientation="Oblique")
     with pytest.raises(InputError, match=".png"):
         render_slice_png(tmp_path / "view.jpg", node)
+
+
+def test_field_of_view_zooms_on_the_lesion(lesion_scene):
+    node, overlay, _, _, ras = lesion_scene
+    wide = render_slice_rgb(node, center_ras=ras, size=SIZE)
+    zoom = render_slice_rgb(node, center_ras=ras, size=SIZE, fov_mm=24.0)
+    mm_per_px = np.linalg.norm(zoom.xy_to_ras[:3, 0])
+    assert mm_per_px == pytest.approx(24.0 / SIZE[0], rel=1e-6)
+    assert mm_per_px < np.linalg.norm(wide.xy_to_ras[:3, 0]) / 2
+    row, col, distance = zoom.pixel_of(ras)                 # still centred on the lesion
+    assert distance < 1e-6 and abs(row - SIZE[1] / 2) <= 1 and abs(col - SIZE[0] / 2) <= 1
+    with pytest.raises(InputError, match="fov_mm"):
+        render_slice_rgb(node, fov_mm=0)

@@ -18,7 +18,7 @@ from slicercad.geometry import lps_to_ras
 from slicercad.liver.phases import PHASE_TITLES, PHASES
 from slicercad.phases import assign_phases, best_by_phase
 from SlicerCADLib.dicom_nodes import tags_for_volume_node
-from SlicerCADLib.render import render_slice_rgb
+from SlicerCADLib.render import lesion_fov_mm, render_slice_rgb
 
 STRIP_GAP_PX = 4
 
@@ -64,7 +64,7 @@ def phase_strip_rgb(volume_nodes: dict, lesion, size_px: int = 192, orientation:
     for phase in phases:
         centre = lps_to_ras(lesion.center_lps() + lesion.offset_lps(phase))
         tile = render_slice_rgb(volume_nodes[phase], orientation=orientation, center_ras=centre,
-                                size=(size_px, size_px)).rgb
+                                size=(size_px, size_px), fov_mm=lesion_fov_mm(lesion.diameter_mm)).rgb
         tiles.append(tile)
         tiles.append(np.zeros((size_px, STRIP_GAP_PX, 3), np.uint8))
     return np.concatenate(tiles[:-1], axis=1)
