@@ -33,16 +33,51 @@ def dataset_tensor(ds) -> torch.Tensor:
     return model_input(ds.x, ds.attention)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _augment(x: torch.Tensor, gen: torch.Generator, n_phases: int, quantitative, gamma_sd: float = 0.15,
+             noise_max: float = 0.05, shift_px: int = 1) -> torch.Tensor:
+    """Training augmentation of a batch [N, P+1, H, W]: ``n_phases`` phase channels (indices in
+    ``quantitative`` hold quantitative maps such as ADC), then the attention map.
+
+    Geometry (all channels): a random flip and rotation by a multiple of 90 degrees within the slice.
+    Per phase channel and sample: a random shift of up to ``shift_px`` pixels (residual breath-hold
+    misregistration after the reader's nudge) and, for the non-quantitative phases, a gamma
+    ``x ** exp(N(0, gamma_sd))`` on the parenchyma-normalised image -- a change of lesion-to-liver
+    log-contrast such as field strength (T1 relaxation) or b-value (DWI contrast ~ exp(-b dADC)) brings;
+    then Gaussian noise of a random sigma up to ``noise_max`` (parenchyma = 1), i.e. lower SNR.
+    """
     if torch.rand(1, generator=gen) < 0.5:
         x = torch.flip(x, dims=[-1])
-    return torch.rot90(x, int(torch.randint(0, 4, (1,), generator=gen)), dims=[-2, -1])
+    x = torch.rot90(x, int(torch.randint(0, 4, (1,), generator=gen)), dims=[-2, -1]).clone()
+    n, p = x.shape[0], n_phases
+    shifts = torch.randint(-shift_px, shift_px + 1, (n, p, 2), generator=gen)
+    for i in range(n):
+        for k in range(p):
+            x[i, k] = torch.roll(x[i, k], tuple(int(v) for v in shifts[i, k]), dims=(0, 1))
+    qual = torch.tensor([k not in quantitative for k in range(p)])
+    gamma = torch.exp(gamma_sd * torch.randn((n, p, 1, 1), generator=gen))
+    phases = x[:, :p]
+    phases = torch.where(qual[None, :, None, None], phases.clamp_min(0) ** gamma, phases)
+    sigma = noise_max * torch.rand((n, 1, 1, 1), generator=gen)
+    x[:, :p] = phases + sigma * torch.randn(phases.shape, generator=gen)
+    return x
 
 
-def train_network(ds, alpha=0.1, seed: int = 0, epochs: int = 15, channels=(16, 32, 64), batch_size: int = 32,
-                  lr: float = 2e-3, val_fraction: float = 0.2):
-    """Train ``LiverLesionNet`` on a ``RoiDataset`` (patient-level validation split, class-balanced
-    loss, flips/rotations); returns (model in eval mode, temperature fitted on validation)."""
+def _validation_score(model, x, y) -> dict:
+    """Balanced accuracy and cross-entropy of ``model`` on a validation split."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    return {"balanced_accuracy": float(balanced_accuracy_score(y.numpy(), logits.argmax(1).numpy())),
+            "nll": float(torch.nn.functional.cross_entropy(logits, y))}
+
+
+def fit_network(ds, alpha=0.1, seed: int = 0, epochs: int = 15, channels=(16, 32, 64), batch_size: int = 32,
+                lr: float = 2e-3, val_fraction: float = 0.2, weight_decay: float = 1e-4,
+                intensity_augmentation: bool = True):
+    """``train_network`` also returning {history: per-epoch validation balanced accuracy and loss,
+    n_train, n_val}; ``intensity_augmentation=False`` keeps only the flips/rotations of ``_augment``."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x, y = dataset_tensor(ds), torch.as_tensor(ds.labels)
@@ -50,26 +85,41 @@ def train_network(ds, alpha=0.1, seed: int = 0, epochs: int = 15, channels=(16, 
     tr, va = np.asarray(parts["train"]), np.asarray(parts["val"])
     counts = torch.bincount(y[tr], minlength=len(ds.classes)).float().clamp_min(1)
     loss_fn = classification_loss(counts.sum() / (len(counts) * counts))
-    model = LiverLesionNet(x.shape[1] - 1, len(ds.classes), tuple(channels), alpha)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    model = LiverLesionNet(len(ds.phases), len(ds.classes), tuple(channels), alpha)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, epochs * -(-len(tr) // batch_size)))
-    for _ in range(epochs):
+    aug = {"n_phases": model.n_phases, "quantitative": {k for k, p in enumerate(ds.phases) if p in QUANTITATIVE}}
+    if not intensity_augmentation:
+        aug.update(gamma_sd=0.0, noise_max=0.0, shift_px=0)
+    history = []
+    for epoch in range(1, epochs + 1):
         model.train()
         order = tr[torch.randperm(len(tr), generator=gen).numpy()]
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             if len(idx) < 2:
                 continue
-            loss = loss_fn(model(_augment(x[idx], gen)), y[idx]).mean()
+            loss = loss_fn(model(_augment(x[idx], gen, **aug)), y[idx]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+        if len(va):
+            history.append({"epoch": epoch, **_validation_score(model, x[va], y[va])})
     model.eval()
     temperature = 1.0
     if len(va):
         with torch.no_grad():
             temperature = fit_temperature(model(x[va]), y[va])
+    return model, temperature, {"history": history, "n_train": int(len(tr)), "n_val": int(len(va))}
+
+
+def train_network(ds, alpha=0.1, seed: int = 0, epochs: int = 15, channels=(16, 32, 64), batch_size: int = 32,
+                  lr: float = 2e-3, val_fraction: float = 0.2, **recipe):
+    """Train ``LiverLesionNet`` on a ``RoiDataset`` (patient-level validation split, class-balanced
+    loss, AdamW, one-cycle schedule, ``_augment``; ``recipe``: see ``fit_network``); returns (model
+    in eval mode, temperature fitted on the validation split)."""
+    model, temperature, _ = fit_network(ds, alpha, seed, epochs, channels, batch_size, lr, val_fraction, **recipe)
     return model, temperature
 
 
