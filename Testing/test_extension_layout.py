@@ -64,3 +64,4 @@ def test_mrml_layers_never_import_qt():
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 bad += [f"{path}: {n}" for n in names if n.split(".")[0] in {"qt", "ctk"}]
     assert not bad
+
