@@ -22,7 +22,8 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slicercad", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="slicercad", description="SlicerCAD core tools: DICOM, phases, phantoms, "
+                                     "training, evaluation, audit and the liver module (research use only).")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, path in COMMANDS.items():
         mod = importlib.import_module(path)
