@@ -22,10 +22,12 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.util import VTKObservationMixin
 
 import LiverLesionCADLib
-from LiverLesionCADLib import workflow
+from LiverLesionCADLib import train_job, workflow
+from slicercad.errors import InputError
 from slicercad.liver.phases import PHASES, REFERENCE_PHASE
 
 STRIP_PNG = pathlib.Path(tempfile.gettempdir()) / "LiverLesionCAD_phases.png"
+TRAIN_POLL_MS = 500
 
 
 class LiverLesionCAD(ScriptedLoadableModule):
@@ -66,6 +68,7 @@ class LiverLesionCADParameterNode:
     datasetFolder: pathlib.Path
     label: Annotated[str, Choice(list(workflow.LABEL_CHOICES))] = "metastasis"
     annotator: str = ""
+    trainEpochs: Annotated[int, WithinRange(1, 500)] = 20
 
 
 class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -93,9 +96,16 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.offsetCoordinatesWidget.connect("coordinatesChanged(double*)", self.onOffsetChanged)
         self.ui.showStripButton.connect("clicked(bool)", self.onShowStrip)
         self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
+        self.ui.trainButton.connect("clicked(bool)", self.onTrain)
+        self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
+        self.trainTimer = qt.QTimer()
+        self.trainTimer.setInterval(TRAIN_POLL_MS)
+        self.trainTimer.connect("timeout()", self.onTrainTimer)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        self.trainTimer.stop()
+        self.logic.cancelTraining()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -193,6 +203,30 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode, self.ui.offsetLesionComboBox.currentText,
                 self.ui.siteSecretLineEdit.text.encode("utf-8"))
 
+    def onTrain(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
+            self.logic.startTraining(self._parameterNode)
+            self.ui.trainProgressBar.value = 0
+            self._showTraining(True)
+            self.trainTimer.start()
+
+    def onCancelTraining(self) -> None:
+        self.logic.cancelTraining()
+        self.onTrainTimer()
+
+    def onTrainTimer(self) -> None:
+        """Show the job's progress; when it ends, stop polling (a finished job's card is now the model)."""
+        status = self.logic.pollTraining(self._parameterNode)
+        self.ui.trainProgressBar.value = train_job.progress_percent(status)
+        self.ui.trainStatusLabel.text = train_job.status_text(status)
+        if status["state"] != "running":
+            self.trainTimer.stop()
+            self._showTraining(False)
+
+    def _showTraining(self, running: bool) -> None:
+        self.ui.trainButton.enabled = not running
+        self.ui.cancelTrainingButton.enabled = running
+
     def onClassify(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Classification failed."), waitCursor=True):
             self.ui.classifyStatusLabel.text = self.logic.classify(self._parameterNode)
@@ -205,6 +239,7 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.lastResults = {}   # lesion name -> last classification result (for the training export)
+        self.trainingJob = None  # the panel's background training job (train_job.TrainingJob)
 
     def getParameterNode(self):
         return LiverLesionCADParameterNode(super().getParameterNode())
@@ -234,6 +269,18 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
 
     def classify(self, parameterNode) -> str:
         return workflow.classify_panel(parameterNode, self.lastResults)
+
+    def startTraining(self, parameterNode) -> None:
+        if self.trainingJob is not None and self.trainingJob.running:
+            raise InputError("a training job is already running; cancel it first", "Train on the training set")
+        self.trainingJob = train_job.start_panel_training(parameterNode)
+
+    def pollTraining(self, parameterNode) -> dict:
+        return train_job.poll_panel_training(self.trainingJob, parameterNode)
+
+    def cancelTraining(self) -> None:
+        if self.trainingJob is not None:
+            self.trainingJob.cancel()
 
 
 class LiverLesionCADTest(ScriptedLoadableModuleTest):
