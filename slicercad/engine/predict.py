@@ -44,6 +44,14 @@ def _check(x: torch.Tensor, spec: dict) -> None:
         raise InputError("batch contains NaN or infinite values", "batch")
 
 
+def result_provenance(card: dict, parameters: dict | None = None) -> dict:
+    """What every result carries: model sha256, card name, task, temperature, parameters, synthetic flag."""
+    return {"model_sha256": card.get("sha256"), "card": card.get("name"), "task": card.get("task"),
+            "temperature": card["temperature"], "parameters": dict(parameters or {}),
+            "synthetic_training_data": card.get("training_data", {}).get("synthetic"),
+            "slicercad_version": SLICERCAD_VERSION}
+
+
 def predict(model: torch.nn.Module, card: dict, batch, *, batch_size: int = 64, device="cpu",
             parameters: dict | None = None, input_spec: dict | None = None) -> list:
     """One result dict per sample.
@@ -62,10 +70,7 @@ def predict(model: torch.nn.Module, card: dict, batch, *, batch_size: int = 64, 
         raise InputError(f"batch_size must be >= 1, got {batch_size}", "batch_size")
     kind, classes = card.get("kind", "classification"), card.get("classes", [])
     temperature = card["temperature"]
-    provenance = {"model_sha256": card.get("sha256"), "card": card.get("name"), "task": card.get("task"),
-                  "temperature": temperature, "parameters": dict(parameters or {}),
-                  "synthetic_training_data": card.get("training_data", {}).get("synthetic"),
-                  "slicercad_version": SLICERCAD_VERSION}
+    provenance = result_provenance(card, parameters)
     model = model.to(device).eval()
     results = []
     with torch.inference_mode():

@@ -12,8 +12,8 @@ import csv
 import time
 from pathlib import Path
 
-from .. import __version__ as SLICERCAD_VERSION
 from ..atomic import atomic_path
+from ..engine.predict import result_provenance
 from ..errors import InputError
 from .dataset import lesion_sample
 from .fast_cam import FastLiverCam
@@ -75,20 +75,12 @@ def classify_lesions(model, card: dict, images: dict, lesions, acquisition: dict
             model.alpha = trained_alpha
 
 
-def _provenance(card: dict, parameters: dict) -> dict:
-    """The provenance block of ``engine.predict`` results."""
-    return {"model_sha256": card.get("sha256"), "card": card.get("name"), "task": card.get("task"),
-            "temperature": card["temperature"], "parameters": parameters,
-            "synthetic_training_data": card.get("training_data", {}).get("synthetic"),
-            "slicercad_version": SLICERCAD_VERSION}
-
-
 def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, extra, device) -> list:
     phases = tuple(p for p in spec.get("phases", []) if p != ATTENTION_CHANNEL)
     roi_px = int(spec.get("roi_px", [64])[0])
     classes = [str(c) for c in card.get("classes", [])]
     fast = FastLiverCam(model, card["temperature"], roi_px, spec.get("gradcam_layer", GRADCAM_LAYER), device)
-    provenance = _provenance(card, {"alpha": alpha, "phases": list(phases)})
+    provenance = result_provenance(card, {"alpha": alpha, "phases": list(phases)})
     results = []
     for lesion in lesions:
         check_phases(images.keys(), phases, lesion.lesion_id)
