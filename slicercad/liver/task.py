@@ -77,31 +77,20 @@ def input_spec(cfg: dict) -> dict:
             "reference_phase": "hepatobiliary", "valid_ranges": VALID_RANGES}
 
 
-LIVER_LESION = register_task(TaskSpec(
-    name=TASK_NAME,
-    kind="classification",
-    build_model=build_model,
-    make_dataset=make_dataset,
-    make_loss=classification_loss,
-    input_spec=input_spec,
-    classes=preset_classes("report"),
-    default_config=DEFAULT_CONFIG,
-    needs_manifest=False,
-    description="liver lesion cyst/hemangioma/metastasis on 8-phase EOB-MRI ROIs with Gaussian attention "
-                "(trains on the SYNTHETIC phantom without a manifest)",
-))
-LIVER_LESION_EXTENDED = register_task(TaskSpec(
-    name=TASK_NAME + "_extended",
-    kind="classification",
-    build_model=build_model,
-    make_dataset=make_dataset,
-    make_loss=classification_loss,
-    input_spec=input_spec,
-    classes=preset_classes("extended"),
-    default_config={**DEFAULT_CONFIG, "classes": "extended"},
-    needs_manifest=False,
-    description="liver lesion cyst/hemangioma/metastasis/HCC/FNH (extended preset; SYNTHETIC phantom by default)",
-))
+def _register(name: str, preset: str, description: str) -> TaskSpec:
+    """Register the liver task for one class preset (same network, data and input spec)."""
+    return register_task(TaskSpec(
+        name=name, kind="classification", build_model=build_model, make_dataset=make_dataset,
+        make_loss=classification_loss, input_spec=input_spec, classes=preset_classes(preset),
+        default_config={**DEFAULT_CONFIG, "classes": preset}, needs_manifest=False, description=description))
+
+
+LIVER_LESION = _register(TASK_NAME, "report",
+                         "liver lesion cyst/hemangioma/metastasis on 8-phase EOB-MRI ROIs with Gaussian attention "
+                         "(trains on the SYNTHETIC phantom without a manifest)")
+LIVER_LESION_EXTENDED = _register(TASK_NAME + "_extended", "extended",
+                                  "liver lesion cyst/hemangioma/metastasis/HCC/FNH (extended preset; SYNTHETIC "
+                                  "phantom by default)")
 
 
 def model_card(cfg: dict, temperature: float, name: str, metrics: dict, synthetic: bool = True,
