@@ -29,7 +29,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# rebuild Resources/Models/liver_lesion_demo.* from the SYNTHETIC phantom, deterministic by seed (75 s on 2 CPU cores, measured with `time make liver-model`-equivalent Scripts/build_liver_model.py)
+# rebuild Resources/Models/liver_lesion_demo.* from the SYNTHETIC phantom, deterministic by seed (75 s on 2 CPU cores)
 liver-model: $(STAMP)
 	$(PY) Scripts/build_liver_model.py
 
