@@ -5,15 +5,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= out
 SHARED_TOOLS := ../shared/tools/check_slicer_api.py
+# versions Slicer 5.12 bundles: the environment is pinned to them
+BUNDLED := Resources/slicer-5.12-bundled.txt
 
 .PHONY: env test demo bench clean liver-model reproduce-liver fuzz
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(BUNDLED)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU wheel of torch 2.13.0 installs from local disk; other specs may pull CUDA builds
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q torch==2.13.0 -c $(BUNDLED)
+	$(PY) -m pip install -q -e ".[test]" -c $(BUNDLED)
 	touch $(STAMP)
 
 env: $(STAMP)

@@ -21,8 +21,9 @@ from slicer.ScriptedLoadableModule import (
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
-import LiverLesionCADLib
-from LiverLesionCADLib import train_job, workflow
+from LiverLesionCADLib import workflow
+from SlicerCADLib import dependencies
+from SlicerCADLib.study import load_study
 from slicercad.errors import InputError
 from slicercad.liver.phases import PHASES, REFERENCE_PHASE
 
@@ -110,8 +111,13 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        if self.logic.trainingRunning():
+            self._showTraining(True)
+            self.trainTimer.start()
 
     def exit(self) -> None:
+        # the job lives in the logic and keeps running; polling resumes (and picks up its card) on enter
+        self.trainTimer.stop()
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
@@ -197,13 +203,28 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.stripLabel.setPixmap(qt.QPixmap(str(path)))
             self.ui.stripLabel.toolTip = " | ".join(titles)
 
+    def _dependenciesReady(self, statusLabel) -> bool:
+        """Install torch, MONAI, ... on first use (asking first); on refusal say what to do, in the panel."""
+        with slicer.util.tryWithErrorDisplay(_("Could not check SlicerCAD's Python packages."), waitCursor=True):
+            try:
+                self.logic.ensureDependencies()
+                return True
+            except dependencies.DependencyError as exc:
+                statusLabel.text = str(exc)
+                slicer.util.warningDisplay(str(exc), windowTitle=_("Liver Lesion CAD"))
+        return False
+
     def onAddToTrainingSet(self) -> None:
+        if not self._dependenciesReady(self.ui.classifyStatusLabel):
+            return
         with slicer.util.tryWithErrorDisplay(_("Could not add the lesion to the training set."), waitCursor=True):
             self.ui.classifyStatusLabel.text = self.logic.addToTrainingSet(
                 self._parameterNode, self.ui.offsetLesionComboBox.currentText,
                 self.ui.siteSecretLineEdit.text.encode("utf-8"))
 
     def onTrain(self) -> None:
+        if not self._dependenciesReady(self.ui.trainStatusLabel):
+            return
         with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
             self.logic.startTraining(self._parameterNode)
             self.ui.trainProgressBar.value = 0
@@ -216,10 +237,10 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onTrainTimer(self) -> None:
         """Show the job's progress; when it ends, stop polling (a finished job's card is now the model)."""
-        status = self.logic.pollTraining(self._parameterNode)
-        self.ui.trainProgressBar.value = train_job.progress_percent(status)
-        self.ui.trainStatusLabel.text = train_job.status_text(status)
-        if status["state"] != "running":
+        percent, text, running = self.logic.pollTraining()
+        self.ui.trainProgressBar.value = percent
+        self.ui.trainStatusLabel.text = text
+        if not running:
             self.trainTimer.stop()
             self._showTraining(False)
 
@@ -228,6 +249,8 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelTrainingButton.enabled = running
 
     def onClassify(self) -> None:
+        if not self._dependenciesReady(self.ui.classifyStatusLabel):
+            return
         with slicer.util.tryWithErrorDisplay(_("Classification failed."), waitCursor=True):
             self.ui.classifyStatusLabel.text = self.logic.classify(self._parameterNode)
             self._refreshLesionNames()
@@ -241,6 +264,11 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
         self.lastResults = {}   # lesion name -> last classification result (for the training export)
         self.trainingJob = None  # the panel's background training job (train_job.TrainingJob)
 
+    @staticmethod
+    def ensureDependencies() -> None:
+        """Install what classification and training need (asking first); raises DependencyError."""
+        dependencies.ensure_dependencies(requester="Liver Lesion CAD")
+
     def getParameterNode(self):
         return LiverLesionCADParameterNode(super().getParameterNode())
 
@@ -250,7 +278,7 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def loadStudy(folder, strict=False) -> str:
-        return LiverLesionCADLib.load_study(slicer.mrmlScene, folder, strict=strict).summary()
+        return load_study(slicer.mrmlScene, folder, strict=strict).summary()
 
     @staticmethod
     def fillPhases(parameterNode) -> str:
@@ -273,10 +301,22 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
     def startTraining(self, parameterNode) -> None:
         if self.trainingJob is not None and self.trainingJob.running:
             raise InputError("a training job is already running; cancel it first", "Train on the training set")
+        from LiverLesionCADLib import train_job
+
         self.trainingJob = train_job.start_panel_training(parameterNode)
 
-    def pollTraining(self, parameterNode) -> dict:
-        return train_job.poll_panel_training(self.trainingJob, parameterNode)
+    def trainingRunning(self) -> bool:
+        return self.trainingJob is not None and self.trainingJob.running
+
+    def pollTraining(self):
+        """(progress %, status line, still running); a finished job's card becomes the model (in the
+        module's own parameter node, so this works while the user is in another module)."""
+        if self.trainingJob is None:
+            return 0, "", False
+        from LiverLesionCADLib import train_job
+
+        status = train_job.poll_panel_training(self.trainingJob, self.getParameterNode())
+        return train_job.progress_percent(status), train_job.status_text(status), status["state"] == "running"
 
     def cancelTraining(self) -> None:
         if self.trainingJob is not None:
@@ -294,6 +334,11 @@ class LiverLesionCADTest(ScriptedLoadableModuleTest):
         self.test_load_fill_classify()
 
     def test_load_fill_classify(self):
+        try:
+            LiverLesionCADLogic.ensureDependencies()
+        except dependencies.DependencyError as exc:  # --testing installs nothing: skip, never a false pass
+            self.delayDisplay(str(exc))
+            self.skipTest(str(exc))
         import torch
 
         from slicercad.engine.registry import save_model

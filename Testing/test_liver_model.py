@@ -5,7 +5,8 @@ import torch
 
 from slicercad.engine.gradcam import grad_cam
 from slicercad.errors import InputError
-from slicercad.liver.model import GRADCAM_LAYER, LiverLesionNet, model_input, preset_classes
+from slicercad.liver.classes import preset_classes
+from slicercad.liver.model import GRADCAM_LAYER, LiverLesionNet, model_input
 
 torch.set_num_threads(1)
 

@@ -16,7 +16,7 @@ from LiverLesionCADLib import workflow  # noqa: E402
 from slicercad.engine.registry import save_model  # noqa: E402
 from slicercad.errors import InputError  # noqa: E402
 from slicercad.geometry import lps_to_ras  # noqa: E402
-from slicercad.liver.model import PRESETS  # noqa: E402
+from slicercad.liver.classes import PRESETS  # noqa: E402
 from slicercad.liver.phases import PHASES  # noqa: E402
 from slicercad.liver.task import LIVER_LESION, build_model, model_card  # noqa: E402
 from slicercad.synth.study import write_phantom_study  # noqa: E402

@@ -7,7 +7,6 @@ import math
 import os
 
 import numpy as np
-import psutil
 
 from .errors import InputError
 
@@ -39,6 +38,8 @@ def check_memory(shape, dtype, what: str, copies: float = 1.0, fraction: float =
                  available: int | None = None) -> int:
     """Bytes needed for a ``shape`` grid of ``dtype`` (times ``copies`` working arrays); raises
     InputError naming ``what`` with advice when that exceeds ``fraction`` of the available memory."""
+    import psutil
+
     need = estimate_bytes(shape, dtype, copies)
     free = psutil.virtual_memory().available if available is None else int(available)
     if need > fraction * free:

@@ -1,7 +1,4 @@
-"""Liver Lesion CAD logic helpers: MRML <-> slicercad core. Imports slicer, never qt."""
-from SlicerCADLib.study import load_study
+"""Liver Lesion CAD logic helpers: MRML <-> slicercad core. Imports slicer, never qt.
 
-from .classify import classify_scene, lesions_from_nodes, load_liver_model, phase_images, show_lesion_overlay
-
-__all__ = ["load_study", "classify_scene", "lesions_from_nodes", "load_liver_model", "phase_images",
-           "show_lesion_overlay"]
+Import the submodules themselves: this package imports nothing, so loading the module in a fresh
+Slicer (before torch and MONAI are installed) stays light."""

@@ -15,7 +15,7 @@ import slicercad
 from slicercad.engine.manifest import load_manifest
 from slicercad.engine.runner import JobRunner, slicercad_command
 from slicercad.errors import InputError, ManifestError
-from slicercad.liver.model import PRESETS
+from slicercad.liver.classes import PRESETS
 
 MANIFEST_NAME = "manifest.jsonl"
 RUNS_FOLDER = "runs"

@@ -4,7 +4,9 @@ Classify, the phase strip and 'Add to training set'.
 Functions take the parameter node (any object with the panel's fields: phase volume nodes named as in
 ``PHASE_FIELDS``, ``lesionPoints``, ``lesionLines``, ``modelPath``, ``device``, ``alpha``,
 ``overrideAlpha``, ``overlay``, ``resultsTable``, ``phaseOffsets``, ``datasetFolder``, ``label``,
-``annotator``) and the scene explicitly. Imports ``slicer`` (through its siblings), never Qt.
+``annotator``) and the scene explicitly. Imports ``slicer`` (through its siblings), never Qt. Loads light:
+the panel's state helpers run before the dependencies are installed, so the siblings that need torch,
+MONAI or scikit-learn are imported inside the functions that use them.
 """
 from __future__ import annotations
 
@@ -13,12 +15,9 @@ import math
 from pathlib import Path
 
 from slicercad.errors import InputError
-from slicercad.liver.model import PRESETS
+from slicercad.liver.classes import PRESETS
 from slicercad.liver.phases import PHASES
 
-from .classify import classify_scene, lesions_from_nodes, load_liver_model
-from .phase_nodes import phase_nodes_from_scene, phase_strip_png, strip_titles
-from .training import add_to_training_set
 
 # parameter-node field -> core phase name
 PHASE_FIELDS = {"t1Pre": "T1_pre", "arterial": "arterial", "portal": "portal", "transitional": "transitional",
@@ -134,6 +133,8 @@ def phase_volumes(p) -> dict:
 
 def fill_phases(scene, p) -> str:
     """Set every phase field from the phase assignment of the scene's DICOM volumes; return a summary."""
+    from .phase_nodes import phase_nodes_from_scene
+
     nodes = phase_nodes_from_scene(scene)
     for field, phase in PHASE_FIELDS.items():
         if phase in nodes:
@@ -150,6 +151,8 @@ def lesion_names(p) -> list:
 
 def panel_lesions(p) -> list:
     """Core lesions from the markups with the parameter node's per-phase offsets."""
+    from .classify import lesions_from_nodes
+
     return lesions_from_nodes(p.lesionPoints, p.lesionLines, parse_offsets(p.phaseOffsets))
 
 
@@ -179,6 +182,8 @@ def result_summary(results) -> str:
 def classify_panel(p, last_results: dict) -> str:
     """Classify every marked lesion; append rows to the results table (kept in ``p.resultsTable``),
     show the overlay, remember each result in ``last_results`` by lesion name; return the summary."""
+    from .classify import classify_scene, load_liver_model
+
     model, card = load_liver_model(p.modelPath, p.device)
     alpha = p.alpha if p.overrideAlpha else "card"
     overlay = "cam" if p.overlay == "Grad-CAM" else "attention"
@@ -200,6 +205,8 @@ def export_prediction(result, label: str):
 
 def add_panel_lesion(p, lesion_name: str, site_secret: bytes, last_results: dict) -> str:
     """Export the named lesion with ``p.label`` / ``p.annotator`` into ``p.datasetFolder``; return a message."""
+    from .training import add_to_training_set
+
     if not is_set(p.datasetFolder):
         raise InputError("choose the dataset folder first", "datasetFolder")
     if not site_secret:
@@ -217,6 +224,8 @@ def add_panel_lesion(p, lesion_name: str, site_secret: bytes, last_results: dict
 
 def panel_phase_strip(p, lesion_name: str, path):
     """(PNG path, tile titles): every selected phase side by side at the named lesion (+ its offsets)."""
+    from .phase_nodes import phase_strip_png, strip_titles
+
     volumes = phase_volumes(p)
     lesion = pick_lesion(panel_lesions(p), lesion_name)
     return phase_strip_png(path, volumes, lesion, size_px=128), strip_titles(volumes)

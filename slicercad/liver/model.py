@@ -15,20 +15,8 @@ from ..errors import InputError
 from .attention import attend, check_alpha
 from .phases import PHASES
 
-PRESETS = {
-    "report": ("cyst", "hemangioma", "metastasis"),                    # seed 000's three classes
-    "extended": ("cyst", "hemangioma", "metastasis", "hcc", "fnh"),
-}
-BENIGN = ("cyst", "hemangioma", "fnh")
 GRADCAM_LAYER = "last_conv"
 ATTENTION_CHANNEL = "attention"
-
-
-def preset_classes(name: str) -> tuple:
-    """Class names of a preset ('report' or 'extended')."""
-    if name not in PRESETS:
-        raise InputError(f"class preset must be one of {sorted(PRESETS)}, got {name!r}", "classes")
-    return PRESETS[name]
 
 
 def parse_alpha(value):

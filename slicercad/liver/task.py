@@ -13,7 +13,8 @@ import torch
 from ..engine.tasks import SampleSet, TaskSpec, classification_loss, register_task
 from ..errors import ImageIOError
 from .dataset import NORMALISATION, build_dataset, lesion_sample
-from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, LiverLesionNet, preset_classes
+from .classes import preset_classes
+from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, LiverLesionNet
 from .phases import PHASES, check_phases
 from .roi import Lesion, RoiSpec
 

@@ -1,0 +1,139 @@
+"""SlicerCADLib.dependencies: one requirement list (pyproject.toml), passed whole to pip_ensure with its
+version specifiers; torch through the PyTorch extension; refusals become DependencyError messages."""
+import importlib.metadata
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from SlicerCADLib import dependencies
+from SlicerCADLib.dependencies import DependencyError
+
+ROOT = Path(__file__).resolve().parents[1]
+INDEX = ROOT.parent / "shared" / "tools" / "slicer_api_index.json"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+class RecordingPackaging:
+    """Stands in for slicer.packaging (slicer-core has none): records what pip_ensure receives."""
+
+    def __init__(self, raises=None):
+        self.calls, self.raises = [], raises
+
+    def pip_ensure(self, requirements, skip_packages=None, requester=None, **kwargs):
+        self.calls.append({"requirements": [str(r) for r in requirements], "skip": skip_packages,
+                           "requester": requester})
+        if self.raises:
+            raise self.raises
+
+
+def test_pip_ensure_receives_every_pyproject_requirement_with_its_specifier():
+    packaging = RecordingPackaging()
+    dependencies.ensure_dependencies(requester="Test", packaging=packaging)
+    (call,) = packaging.calls
+    expected = [str(Requirement(d)) for d in PYPROJECT["project"]["dependencies"]]
+    assert call["requirements"] == expected
+    assert all(Requirement(r).specifier for r in call["requirements"]), "every requirement carries a version"
+    assert {"torch", "numpy", "SimpleITK", "pydicom"} <= set(call["skip"]) and call["requester"] == "Test"
+
+
+def test_too_old_and_missing_are_reported(monkeypatch):
+    versions = {"monai": "1.4.0", "scikit-learn": "1.9.1"}
+    monkeypatch.setattr(dependencies, "installed_version", versions.get)
+    problems = dependencies.unmet([Requirement("monai>=1.6"), Requirement("scikit-learn>=1.6"),
+                                   Requirement("safetensors>=0.4")])
+    assert problems == ["monai: installed 1.4.0, needs monai>=1.6 (upgrade)",
+                        "safetensors: not installed, needs safetensors>=0.4"]
+
+
+def test_unmet_after_pip_ensure_raises_instead_of_passing(monkeypatch):
+    """Testing mode (pip_ensure installs nothing): the caller gets 'dependencies missing', never success."""
+    real = dependencies.installed_version
+    monkeypatch.setattr(dependencies, "installed_version", lambda n: "1.0.0" if n == "monai" else real(n))
+    with pytest.raises(DependencyError, match=r"skipped: dependencies missing \(monai: installed 1.0.0"):
+        dependencies.ensure_dependencies(packaging=RecordingPackaging())
+
+
+def test_declined_install_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(dependencies, "installed_version", lambda n: None if n == "safetensors" else "99")
+    with pytest.raises(DependencyError, match="not installed .*User declined.*safetensors: not installed"):
+        dependencies.ensure_dependencies(packaging=RecordingPackaging(RuntimeError("User declined package "
+                                                                                   "installation")))
+    with pytest.raises(DependencyError, match="pip exit code 1"):
+        dependencies.ensure_dependencies(packaging=RecordingPackaging(subprocess.CalledProcessError(1, "pip")))
+
+
+def _pyproject_needing_newer_torch(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project]\nname = "x"\ndependencies = ["torch>=99.0"]\n')
+    return path
+
+
+def test_torch_comes_from_the_pytorch_extension_with_the_pyproject_specifier(tmp_path, monkeypatch):
+    pyproject = _pyproject_needing_newer_torch(tmp_path)
+    asked = []
+
+    class Logic:
+        def installTorch(self, askConfirmation=False, torchVersionRequirement=None):
+            asked.append((askConfirmation, torchVersionRequirement))
+
+    fake = type("PyTorchUtils", (), {"PyTorchUtilsLogic": Logic})
+    with pytest.raises(DependencyError, match="was not installed"):  # installTorch returns None: declined
+        dependencies.ensure_torch(fake, pyproject)
+    assert asked == [(True, ">=99.0")]
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # the PyTorch extension is not installed
+    with pytest.raises(DependencyError, match="Extensions Manager"):
+        dependencies.ensure_torch(None, pyproject)
+
+
+def test_torch_floor_meets_monai_own_floor():
+    """skip_packages drops torch from pip's check, so our torch floor must satisfy MONAI's."""
+    ours = dependencies.requirement("torch").specifier
+    floor = Version(re.search(r">=\s*([\d.]+)", str(ours)).group(1))
+    monai_torch = next(Requirement(r) for r in importlib.metadata.requires("monai")
+                       if Requirement(r).name == "torch" and Requirement(r).marker is None)
+    assert floor in monai_torch.specifier, f"torch{ours} admits versions MONAI rejects ({monai_torch})"
+
+
+def test_floors_are_versions_that_work():
+    reqs = {Requirement(d).name: Requirement(d).specifier for d in PYPROJECT["project"]["dependencies"]}
+    assert not reqs["monai"].contains("1.5.9") and reqs["monai"].contains("1.6.0")  # calibration_binning
+    assert not reqs["scikit-learn"].contains("1.5.2")  # GroupKFold(shuffle=True)
+    assert PYPROJECT["project"]["requires-python"] == ">=3.10"  # pydicom 3
+    for name, spec in reqs.items():
+        assert spec.contains(importlib.metadata.version(name)), f"the test environment's {name} is outside {spec}"
+
+
+def test_cmake_installs_the_pyproject_beside_the_modules():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r"list\(APPEND SLICERCAD_PACKAGE_RESOURCES pyproject\.toml\)", text)
+    assert dependencies.PYPROJECT == ROOT / "pyproject.toml"
+    assert "5.12" in text and "5.12" in (ROOT / "README.md").read_text()
+
+
+def _bundled_pins():
+    lines = (ROOT / "Resources" / "slicer-5.12-bundled.txt").read_text().splitlines()
+    return dict(line.split("==") for line in lines if line and not line.startswith("#"))
+
+
+@pytest.mark.skipif(not INDEX.is_file(), reason="the Slicer API index lives in ../shared/tools")
+def test_test_environment_pins_what_slicer_bundles():
+    import json
+
+    bundled = {k.lower(): v for k, v in json.loads(INDEX.read_text())["bundled_python_packages"].items()}
+    for name, version in _bundled_pins().items():
+        assert bundled[name.lower()] == version, f"{name}: pinned {version}, Slicer 5.12 bundles {bundled[name.lower()]}"
+
+
+def test_installed_versions_are_the_pinned_ones():
+    for name, version in _bundled_pins().items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # pinned for when the project uses it
+        assert installed == version, f"{name} {installed} is installed; Slicer 5.12 has {version} (make env)"
