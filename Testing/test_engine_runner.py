@@ -13,6 +13,7 @@ from slicercad.engine.runner import JobRunner, run_blocking, slicercad_command
 from slicercad.errors import InputError
 
 ENV = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+ENV.pop("SLICERCAD_PROGRESS", None)  # the runner itself asks its children for progress lines
 
 EMITTER = textwrap.dedent("""
     from slicercad.engine.progress import emit

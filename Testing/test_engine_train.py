@@ -25,7 +25,8 @@ def _config(out, **kw):
     return TrainConfig(**base)
 
 
-def test_toy_task_learns_and_permuted_labels_stay_at_chance(tmp_path, capsys):
+def test_toy_task_learns_and_permuted_labels_stay_at_chance(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SLICERCAD_PROGRESS", "machine")  # the @@progress lines the job runner asks for
     real = train(_config(tmp_path / "real"))
     assert real["metrics"]["test"]["accuracy"] >= 0.9 and real["metrics"]["test"]["n"] >= 80
     # the same run with the labels shuffled across samples: nothing to learn, held-out at chance

@@ -53,7 +53,8 @@ def loop(tmp_path_factory):
                           False, None, crop_mm=80.0)
     torch.manual_seed(0)
     run, log = root / "run", io.StringIO()
-    with contextlib.redirect_stdout(log):
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(log):
+        mp.setenv("SLICERCAD_PROGRESS", "machine")  # the @@progress lines a runner-started job writes
         result = train(TrainConfig(task="liver_lesion", out=run, manifest=dataset / "manifest.jsonl", epochs=1,
                                    batch_size=4, val_fraction=0.34, seed=0, amp=False,
                                    task_config={"channels": [4, 8, 8], "roi_px": 32}))

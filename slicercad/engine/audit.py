@@ -17,9 +17,6 @@ import os
 import re
 from pathlib import Path
 
-import pydicom
-from pydicom.errors import InvalidDicomError
-
 from ..errors import InputError
 from .basic_profile import ACTIONS, RETAINED, UID_KEYWORDS
 
@@ -121,6 +118,8 @@ def _structured(path: Path, rel: str, text: str, problems: list) -> None:
 
 
 def _nrrd_header(data: bytes, rel: str, problems: list) -> str:
+    import pydicom
+
     header = data.split(b"\n\n", 1)[0].decode("latin-1")
     for line in header.splitlines():
         if ":=" in line:
@@ -135,6 +134,9 @@ def _nrrd_header(data: bytes, rel: str, problems: list) -> str:
 
 
 def _dicom_text(path: Path, rel: str, problems: list) -> str | None:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError):

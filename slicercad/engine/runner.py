@@ -2,9 +2,10 @@
 
 The child's stdout and stderr are read line by line on a background thread into a queue;
 :meth:`JobRunner.poll` hands them to the callbacks on the caller's thread (call it from a
-``qt.QTimer`` in Slicer: GUI objects must not be touched from other threads). ``@@progress``
-lines (see :mod:`.progress`) update :attr:`JobRunner.progress`. :meth:`JobRunner.cancel` ends the
-whole process tree with psutil. :func:`run_blocking` is the same for batch scripts.
+``qt.QTimer`` in Slicer: GUI objects must not be touched from other threads). The child is asked
+for ``@@progress`` lines (``SLICERCAD_PROGRESS=machine``, see :mod:`.progress`); they update
+:attr:`JobRunner.progress`. :meth:`JobRunner.cancel` ends the whole process tree with psutil.
+:func:`run_blocking` is the same for batch scripts.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from ..errors import InputError
-from .progress import parse_line
+from .progress import ENV_VAR, MACHINE, parse_line
 
 
 def slicercad_command(*args) -> list[str]:
@@ -51,7 +52,7 @@ class JobRunner:
         self.args = [str(a) for a in args]
         self.on_progress, self.on_line = on_progress, on_line
         self.cwd = cwd
-        self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
+        self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1", **{ENV_VAR: MACHINE})
         self.progress: dict | None = None
         self.lines = collections.deque(maxlen=keep_lines)
         self.cancelled = False

@@ -18,15 +18,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..errors import InputError
+from .task_modules import TASK_MODULES
 
 KINDS = ("classification", "ordinal", "regression", "segmentation", "frame_classification",
          "likelihood")
 CLASS_KINDS = ("classification", "ordinal", "frame_classification")
-# task name -> module that registers it on import (modules add their line here)
-TASK_MODULES: dict = {
-    "liver_lesion": "slicercad.liver.task",
-    "liver_lesion_extended": "slicercad.liver.task",
-}
 _TASKS: dict = {}
 
 

@@ -1,5 +1,5 @@
 """Training loop shared by every task: patient-level split, class weights, AMP on GPU,
-progress lines, atomic per-epoch checkpoints, bit-exact ``resume``, early stopping,
+progress (see :mod:`.progress`), atomic per-epoch checkpoints, bit-exact ``resume``, early stopping,
 temperature scaling, and DDP when launched under ``torchrun``.
 
 ``batch_size`` is the global batch: under DDP each of the N processes takes
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -79,24 +78,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-
-
-class _Bar:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-
-    def update(self, epoch, epochs, step, steps, loss, eta):
-        if self.enabled:
-            filled = int(20 * step / max(steps, 1))
-            sys.stderr.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (20 - filled)}] "
-                             f"{step}/{steps} loss {loss:.4f} ETA {eta:5.0f}s ")
-            sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
 
 
 def _evaluate(model, dataset, loss_fn, kind, device, batch_size) -> tuple:
@@ -213,7 +194,7 @@ def _train(cfg: TrainConfig, callback, world, rank, device) -> dict:
         if world > 1 else model
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     loader = DataLoader(train_set, batch_size=cfg.batch_size // world, sampler=sampler)
-    bar, steps, t0 = _Bar(rank == 0), len(loader), time.perf_counter()
+    steps, t0 = len(loader), time.perf_counter()
     done_steps, total_steps = 0, steps * (cfg.epochs - state["epoch"])
     stopped_early = False
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -235,7 +216,6 @@ def _train(cfg: TrainConfig, callback, world, rank, device) -> dict:
             running += loss_value
             done_steps += 1
             eta = (time.perf_counter() - t0) / done_steps * (total_steps - done_steps)
-            bar.update(epoch, cfg.epochs, step, steps, loss_value, eta)
             _report(rank, callback, epoch=epoch, step=step, total=steps, loss=loss_value,
                     eta_s=round(eta, 2), fraction=done_steps / max(total_steps, 1))
         val_loss, val_acc, _, _ = _evaluate(model, val_set, loss_fn, task.kind, device, cfg.batch_size)
@@ -256,7 +236,6 @@ def _train(cfg: TrainConfig, callback, world, rank, device) -> dict:
             dist.barrier()
         _report(rank, callback, epoch=epoch, loss=running / max(steps, 1), val_loss=val_loss,
                 val_accuracy=val_acc, message=f"epoch {epoch} done")
-    bar.close()
     if world > 1:
         dist.barrier()
     if best_path.is_file():

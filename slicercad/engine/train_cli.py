@@ -5,21 +5,21 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
-from .tasks import get_task
-from .train import TrainConfig, train
+from .task_modules import TASK_MODULES
 
 HELP = "train a task (patient-level split, checkpoints, --resume, calibration; DDP under torchrun)"
+TASK_NAMES = tuple(sorted(TASK_MODULES))
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("task", help="task name, e.g. toy2d")
+    parser.add_argument("task", help=f"registered task: {', '.join(TASK_NAMES)}")
     parser.add_argument("--manifest", help="dataset manifest (.jsonl); synthetic tasks need none")
     parser.add_argument("--out", required=True, help="output folder (checkpoints, model/)")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=20, help="maximum number of epochs")
     parser.add_argument("--batch-size", type=int, default=32, help="global batch (split over DDP ranks)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     parser.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement")
@@ -52,6 +52,11 @@ def parse_overrides(items) -> dict:
 
 
 def run(args) -> int:
+    if args.task not in TASK_NAMES:
+        raise InputError(f"unknown task {args.task!r}; known tasks: {list(TASK_NAMES)}", "task")
+    from .tasks import get_task
+    from .train import TrainConfig, train
+
     task = get_task(args.task)
     config = TrainConfig(
         task=task.name, out=Path(args.out), manifest=Path(args.manifest) if args.manifest else None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import InputError
+from ..cli import main as slicercad_main
+from ..errors import InputError, SlicerCADError
 
 HELP = "fuzz the DICOM scan, volume load and TI-scout load with mutated real DICOM files"
 
@@ -25,8 +26,13 @@ def _progress(tally) -> None:
 
 
 def run(args) -> int:
-    from .runner import run_fuzz
-
+    try:
+        from .runner import run_fuzz
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypothesis":
+            raise
+        raise SlicerCADError('fuzzing needs hypothesis, from the test extra: pip install "slicercad[test]" '
+                             "(or pip install hypothesis)", "slicercad fuzz") from exc
     if args.inputs < 1:
         raise InputError(f"--inputs must be at least 1, got {args.inputs}", "--inputs")
     s = run_fuzz(args.inputs, args.seed, args.out, timeout_s=args.timeout, memory_mb=args.memory_mb,
@@ -44,9 +50,8 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slicercad.fuzz", description=HELP)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """``python -m slicercad.fuzz ARGS`` runs ``slicercad fuzz ARGS``."""
+    return slicercad_main(["fuzz", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -5,11 +5,9 @@ import json
 import time
 from pathlib import Path
 
-import SimpleITK as sitk
-
 from ..atomic import write_json, write_text
-from .tables import results_markdown
 from ..errors import ImageIOError, InputError
+from .tables import results_markdown
 
 HELP = "liver lesions on multi-phase EOB-MRI: classify a study's lesions, or reproduce the synthetic tables"
 
@@ -27,15 +25,17 @@ def add_arguments(parser) -> None:
     c.add_argument("--b-value", type=float, help="DWI b-value (s/mm^2), checked against the model card")
     r = sub.add_parser("reproduce", help="size-bin table, alpha study and Grad-CAM focus on the SYNTHETIC phantom")
     r.add_argument("--out", required=True, help="folder for results.json and results.md")
-    r.add_argument("--n-train", type=int, default=400)
-    r.add_argument("--n-test", type=int, default=250)
+    r.add_argument("--n-train", type=int, default=400, help="SYNTHETIC training lesions")
+    r.add_argument("--n-test", type=int, default=250, help="SYNTHETIC test lesions")
     r.add_argument("--epochs", type=int, default=30,
-                   help="training epochs (30: chosen by 5-fold patient-level CV on the training phantom)")
-    r.add_argument("--seeds", type=int, default=3)
+                   help="training epochs (chosen by 5-fold patient-level CV on the training phantom)")
+    r.add_argument("--seeds", type=int, default=3, help="training seeds of the alpha study")
     r.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch, 2 seeds (checks the pipeline only)")
 
 
 def _images(specs) -> dict:
+    import SimpleITK as sitk
+
     images = {}
     for spec in specs:
         if "=" not in spec:

@@ -14,8 +14,8 @@ HELP = "write a SYNTHETIC multi-phase phantom study (DICOM + truth JSON) and ass
 
 def add_arguments(parser) -> None:
     parser.add_argument("out", type=Path, help="folder for the DICOM series and phantom_truth.json")
-    parser.add_argument("--kind", choices=KINDS, default="liver_mri")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=KINDS, default="liver_mri", help="anatomy and protocol of the study")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the phantom (same seed, same study)")
     parser.add_argument("--same-descriptions", action="store_true",
                         help="one SeriesDescription for every dynamic phase (timing decides)")
     parser.add_argument("--oblique", type=float, default=0.0, help="slice tilt about left-right, degrees")
