@@ -23,6 +23,7 @@ from slicer.util import VTKObservationMixin
 
 from LiverLesionCADLib import workflow
 from SlicerCADLib import dependencies
+from SlicerCADLib.markups import POINT_EVENTS
 from SlicerCADLib.study import load_study
 from slicercad.errors import InputError
 from slicercad.liver.phases import PHASES, REFERENCE_PHASE
@@ -56,8 +57,7 @@ class LiverLesionCADParameterNode:
     t2: slicer.vtkMRMLScalarVolumeNode
     dwi: slicer.vtkMRMLScalarVolumeNode
     adc: slicer.vtkMRMLScalarVolumeNode
-    lesionPoints: slicer.vtkMRMLMarkupsFiducialNode
-    lesionLines: slicer.vtkMRMLMarkupsLineNode
+    lesionPoints: slicer.vtkMRMLMarkupsFiducialNode  # diameters: every line of the scene (workflow.diameter_lines)
     modelPath: pathlib.Path
     device: Annotated[str, Choice(["cpu", "cuda"])] = "cpu"
     alpha: Annotated[float, WithinRange(0.0, 1.0)] = 0.1
@@ -79,6 +79,7 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._observedMarkups = []
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -86,9 +87,18 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        placeWidget = self.ui.lesionPointsPlaceWidget  # bound to the points selector in the .ui
+        placeWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
         self.logic = LiverLesionCADLogic()
+        # nodes added or removed: one deferred update (an overlay is tagged only after it is added)
+        self.sceneTimer = qt.QTimer()
+        self.sceneTimer.setSingleShot(True)
+        self.sceneTimer.setInterval(0)
+        self.sceneTimer.connect("timeout()", self.onSceneNodesChanged)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAddedOrRemoved)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onNodeAddedOrRemoved)
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
         self.ui.fillPhasesButton.connect("clicked(bool)", self.onFillPhases)
         self.ui.classifyButton.connect("clicked(bool)", self.onClassify)
@@ -106,6 +116,7 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.trainTimer.stop()
+        self.sceneTimer.stop()
         self.logic.cancelTraining()
         self.removeObservers()
 
@@ -127,6 +138,32 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
+    def onNodeAddedOrRemoved(self, caller, event) -> None:
+        self.sceneTimer.start()
+
+    def onSceneNodesChanged(self) -> None:
+        """Hide SlicerCAD's overlays from the phase selectors; follow added or removed diameter lines."""
+        hidden = workflow.overlay_node_ids(slicer.mrmlScene)
+        for field in workflow.PHASE_FIELDS:
+            getattr(self.ui, f"{field}Selector").sortFilterProxyModel().hiddenNodeIDs = hidden
+        self._observeMarkups()
+        self._refreshLesionNames()
+
+    def _observeMarkups(self) -> None:
+        """Observe the centre points and every diameter line (only those) for placed, moved, deleted points."""
+        p = self._parameterNode
+        nodes = [p.lesionPoints, *workflow.diameter_lines(p)] if p and p.lesionPoints else []
+        if nodes == self._observedMarkups:
+            return
+        self.removeObservers(self.onMarkupsChanged)
+        for node in nodes:
+            for event in POINT_EVENTS:
+                self.addObserver(node, event, self.onMarkupsChanged)
+        self._observedMarkups = nodes
+
+    def onMarkupsChanged(self, caller, event) -> None:
+        self._refreshLesionNames()
+
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
 
@@ -140,6 +177,7 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
             self.showOffset()
+        self.onSceneNodesChanged()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
@@ -154,6 +192,7 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         allowed = workflow.label_choices(p.modelPath) if p else ()
         for row, label in enumerate(workflow.LABEL_CHOICES):
             self.ui.labelComboBox.view().setRowHidden(row, label not in allowed)
+        self._observeMarkups()
         self._refreshLesionNames()
 
     def _refreshLesionNames(self) -> None:
@@ -357,17 +396,20 @@ class LiverLesionCADTest(ScriptedLoadableModuleTest):
         torch.manual_seed(0)
         p.modelPath = save_model(build_model(LIVER_LESION.config(cfg)), model_card(cfg, 1.0, "self-test", {}),
                                  folder / "model")
-        lesion = truth["lesions"][0]
-        ras = lps_to_ras(lesion["center_lps"])
         points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Lesions")
-        points.AddControlPoint(list(ras), "L1")
-        line = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", "L1 diameter")
-        line.AddControlPoint(list(ras - [lesion["diameter_mm"] / 2, 0, 0]))
-        line.AddControlPoint(list(ras + [lesion["diameter_mm"] / 2, 0, 0]))
-        p.lesionPoints, p.lesionLines = points, line
+        for i, lesion in enumerate(truth["lesions"], 1):  # a centre point and a diameter line per lesion
+            ras = lps_to_ras(lesion["center_lps"])
+            points.AddControlPoint(list(ras), f"L{i}")
+            line = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", f"L{i} diameter")
+            line.AddControlPoint(list(ras - [lesion["diameter_mm"] / 2, 0, 0]))
+            line.AddControlPoint(list(ras + [lesion["diameter_mm"] / 2, 0, 0]))
+        p.lesionPoints = points
         p.phaseOffsets = workflow.with_offset(p.phaseOffsets, "L1", "T2", (0.0, 4.0, 0.0))
-        self.assertEqual(list(workflow.panel_lesions(p)[0].offset_lps("T2")), [0.0, 4.0, 0.0])
+        lesions = workflow.panel_lesions(p)
+        for lesion, marked in zip(lesions, truth["lesions"], strict=True):
+            self.assertAlmostEqual(lesion.diameter_mm, marked["diameter_mm"], places=3)
+        self.assertEqual(list(lesions[0].offset_lps("T2")), [0.0, 4.0, 0.0])
         message = logic.classify(p)
         self.assertTrue(message.startswith("L1: "))
-        self.assertEqual(p.resultsTable.GetNumberOfRows(), 1)
+        self.assertEqual(p.resultsTable.GetNumberOfRows(), len(truth["lesions"]))
         self.assertIn("L1", logic.lastResults)

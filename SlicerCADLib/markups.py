@@ -4,8 +4,9 @@ Matching rule for ``lesions_from_markups``: a line's distance to a centre is the
 distances from that centre to the line's midpoint and to its two endpoints. Each line goes to its
 nearest centre when that distance is at most the line's length; a centre given several lines keeps
 the longest (the longest diameter, as RECIST measures). A line near no centre is a lesion of its
-own, centred on its midpoint and named after the line. Points whose position is not yet defined
-(placement in progress) are left out. Positions are world coordinates (parent transforms applied).
+own, centred on its midpoint and named after the line. Points and lines whose position is not yet
+defined (placement in progress) are left out. Positions are world coordinates (parent transforms
+applied). ``scene_line_nodes`` gives every line of a scene, so each lesion can have its own line.
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from slicercad.geometry import ras_to_lps
 from .app import ensure_scene, module_logic
 from .segmentations import segment_to_label_array
 from .volumes import reference_image
+
+# a control point placed, moved or renamed, or deleted: what a view of the lesions must follow
+POINT_EVENTS = (slicer.vtkMRMLMarkupsNode.PointAddedEvent, slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
+                slicer.vtkMRMLMarkupsNode.PointRemovedEvent)
 
 
 @dataclasses.dataclass
@@ -54,11 +59,22 @@ def _line_nodes(lines_node) -> list:
     return nodes
 
 
+def scene_line_nodes(scene) -> list:
+    """Every markups line node of ``scene`` that editors show (internal, hidden lines left out)."""
+    if scene is None:
+        return []
+    nodes = scene.GetNodesByClass("vtkMRMLMarkupsLineNode")
+    return [node for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
+            if not node.GetHideFromEditors()]
+
+
+def _placed(node) -> bool:
+    return node.GetNumberOfControlPoints() >= 2 and _defined(node, 0) and _defined(node, 1)
+
+
 def _line_geometry(node) -> tuple[np.ndarray, np.ndarray, float]:
-    """Endpoints (LPS) and length of a line node; InputError when unfinished or of zero length."""
+    """Endpoints (LPS) and length of a placed line node; InputError when of zero length."""
     name = node.GetName()
-    if node.GetNumberOfControlPoints() < 2 or not (_defined(node, 0) and _defined(node, 1)):
-        raise InputError("line needs two placed endpoints", name)
     p0, p1 = ras_to_lps(_world_point(node, 0)), ras_to_lps(_world_point(node, 1))
     length = float(np.linalg.norm(p1 - p0))
     if length <= 0.0:
@@ -78,7 +94,7 @@ def lesions_from_markups(points_node, lines_node=None) -> list[LesionMark]:
                 lesions.append(LesionMark(label, ras_to_lps(_world_point(points_node, i)), None))
     centres = np.array([lesion.center_lps for lesion in lesions]).reshape(-1, 3)
     own: list[LesionMark] = []
-    for line in _line_nodes(lines_node):
+    for line in filter(_placed, _line_nodes(lines_node)):
         p0, p1, length = _line_geometry(line)
         if len(centres):
             dists = np.min([np.linalg.norm(centres - p, axis=1) for p in (p0, p1, (p0 + p1) / 2)], axis=0)

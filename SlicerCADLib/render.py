@@ -1,5 +1,8 @@
 """Render a slice view to RGB / PNG with Slicer's own ``vtkMRMLSliceLogic`` (no OpenGL).
 
+The slice logic works on a private ``vtkMRMLScene`` holding views of the layers (voxels shared, world
+geometry, copies of the display and colour nodes): the caller's scene gains no node, so Slicer's layout
+manager never builds a slice widget for a render.
 Layers as in a Slicer slice view: background volume, coloured foreground (e.g. a heat map at
 ``foreground_opacity``), segments exported to a labelmap layer drawn as outlines. Markups are then
 drawn with numpy: each control point within half a background slice spacing of the plane gets a
@@ -8,7 +11,6 @@ ring, and a line whose both endpoints are near the plane gets a segment, in the 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +18,15 @@ import SimpleITK as sitk
 import slicer
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkStringArray
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
 from slicercad.atomic import atomic_path
 from slicercad.errors import InputError
 
-from .app import application_logic, ensure_scene
+from .volumes import world_ijk_to_ras
 
 ORIENTATIONS = ("Axial", "Sagittal", "Coronal")
 RING_RADIUS_PX = 6.0
-_counter = itertools.count()
 
 
 @dataclasses.dataclass
@@ -46,8 +48,31 @@ def _matrix(vtk_matrix) -> np.ndarray:
     return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def _segment_labelmap(scene, segmentation, reference):
-    """Visible segments as a labelmap node on the background grid, coloured like the segments."""
+def _copy_node(private, node):
+    """A copy of ``node`` added to ``private`` (its class need not be registered there)."""
+    copy = node.CreateNodeInstance()
+    copy.Copy(node)
+    return private.AddNode(copy)
+
+
+def _private_volume(private, node):
+    """``node`` in ``private``: same voxels (shared), world geometry, copied display and colour nodes."""
+    view = private.AddNewNodeByClass(node.GetClassName(), node.GetName())
+    view.SetAndObserveImageData(node.GetImageData())
+    matrix = vtkMatrix4x4()
+    matrix.DeepCopy(world_ijk_to_ras(node).ravel().tolist())
+    view.SetIJKToRASMatrix(matrix)
+    source = node.GetDisplayNode()
+    if source is not None:
+        display = _copy_node(private, source)
+        if source.GetColorNode() is not None:
+            display.SetAndObserveColorNodeID(_copy_node(private, source.GetColorNode()).GetID())
+        view.SetAndObserveDisplayNodeID(display.GetID())
+    return view
+
+
+def _segment_labelmap(private, segmentation, reference):
+    """Visible segments as a labelmap node in ``private`` on the background grid, coloured like the segments."""
     segment_ids = vtkStringArray()
     display = segmentation.GetDisplayNode()
     seg = segmentation.GetSegmentation()
@@ -55,7 +80,14 @@ def _segment_labelmap(scene, segmentation, reference):
         segment_id = seg.GetNthSegmentID(i)
         if display is None or display.GetSegmentVisibility(segment_id):
             segment_ids.InsertNextValue(segment_id)
-    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__SlicerCAD_render_segments__")
+    colors = private.AddNewNodeByClass("vtkMRMLColorTableNode", "segments")
+    colors.SetTypeToUser()  # filled from the segments (a colour table in the caller's scene otherwise)
+    colors.SetNumberOfColors(1)
+    colors.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
+    display = private.AddNewNodeByClass("vtkMRMLLabelMapVolumeDisplayNode")
+    display.SetAndObserveColorNodeID(colors.GetID())
+    labelmap = private.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "segments")
+    labelmap.SetAndObserveDisplayNodeID(display.GetID())
     if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
             segmentation, segment_ids, labelmap, reference):
         raise InputError("segments could not be exported onto the background grid", segmentation.GetName())
@@ -106,7 +138,8 @@ def render_slice_rgb(background, foreground=None, foreground_opacity=0.5, segmen
 
     ``orientation``: 'Axial', 'Sagittal' or 'Coronal' (RAS planes; oblique volumes are resliced).
     ``size``: (width, height) in pixels; the field of view fits the background volume, or is ``fov_mm``
-    wide (zoom on a lesion; the height follows the aspect ratio).
+    wide (zoom on a lesion; the height follows the aspect ratio). A layer under a non-linear transform
+    raises GeometryError (harden it first).
     """
     if background is None or background.GetImageData() is None:
         raise InputError("a background volume node with image data is required", "background")
@@ -119,26 +152,25 @@ def render_slice_rgb(background, foreground=None, foreground_opacity=0.5, segmen
         raise InputError(f"size must be at least 8x8 pixels, got {size}", "size")
     if fov_mm is not None and not (np.isfinite(fov_mm) and fov_mm > 0):
         raise InputError(f"fov_mm must be a positive number of mm, got {fov_mm!r}", "fov_mm")
-    scene = ensure_scene(background.GetScene())
+    private = slicer.vtkMRMLScene()
+    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(private, True)
     logic = slicer.vtkMRMLSliceLogic()
-    logic.SetMRMLApplicationLogic(application_logic(scene))
-    logic.SetMRMLScene(scene)
-    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    logic.SetMRMLScene(private)
     try:
-        slice_node = logic.AddSliceNode(f"SlicerCADRender{next(_counter)}")
+        view = _private_volume(private, background)
+        slice_node = logic.AddSliceNode("SlicerCADRender")
         composite = logic.GetSliceCompositeNode()
         slice_node.SetOrientation(orientation)
         slice_node.SetDimensions(width, height, 1)
-        composite.SetBackgroundVolumeID(background.GetID())
+        composite.SetBackgroundVolumeID(view.GetID())
         if foreground is not None:
-            composite.SetForegroundVolumeID(foreground.GetID())
+            composite.SetForegroundVolumeID(_private_volume(private, foreground).GetID())
             composite.SetForegroundOpacity(float(foreground_opacity))
         if segmentation is not None:
-            labelmap = _segment_labelmap(scene, segmentation, background)
-            composite.SetLabelVolumeID(labelmap.GetID())
+            composite.SetLabelVolumeID(_segment_labelmap(private, segmentation, background).GetID())
             composite.SetLabelOpacity(1.0)
             slice_node.SetUseLabelOutline(True)
-        logic.FitSliceToVolume(background, width, height)
+        logic.FitSliceToVolume(view, width, height)
         if fov_mm is not None:
             slice_node.SetFieldOfView(float(fov_mm), float(fov_mm) * height / width, slice_node.GetFieldOfView()[2])
         if center_ras is not None:
@@ -154,12 +186,8 @@ def render_slice_rgb(background, foreground=None, foreground_opacity=0.5, segmen
         _draw_markups(image, markups, max(0.5, spacing / 2.0))
         return image
     finally:
-        logic.DeleteSliceModel()
         logic.SetMRMLScene(None)
-        added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
-        for node in added:  # slice, composite, slice model and temporary label nodes
-            if node.GetID() not in before:
-                scene.RemoveNode(node)
+        private.Clear(1)
 
 
 def render_slice_png(path, background, foreground=None, foreground_opacity=0.5, segmentation=None,

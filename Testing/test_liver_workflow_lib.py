@@ -30,7 +30,7 @@ CFG = {"channels": [8, 16, 16], "roi_px": 32}
 
 def panel(**values):
     """A stand-in for the parameter node with the wrapper's defaults (empty Path reads as '.')."""
-    fields = dict({f: None for f in workflow.PHASE_FIELDS}, lesionPoints=None, lesionLines=None,
+    fields = dict({f: None for f in workflow.PHASE_FIELDS}, lesionPoints=None,
                   modelPath=Path(), device="cpu", alpha=0.1, overrideAlpha=False, overlay="Grad-CAM",
                   resultsTable=None, phaseOffsets="", datasetFolder=Path(), label="metastasis", annotator="")
     fields.update(values)
@@ -109,12 +109,12 @@ def test_fill_phases_from_loaded_study_and_offsets_reach_the_lesions(scene, stud
     q = panel()
     summary = workflow.fill_phases(scene, q)
     assert summary.endswith("not found: T2") and q.t2 is None and q.adc is p.adc
-    p.lesionPoints, p.lesionLines = mark(scene, truth["lesions"][0])
+    p.lesionPoints, _line = mark(scene, truth["lesions"][0])
     assert workflow.lesion_names(p) == ["L1"]
     p.phaseOffsets = workflow.with_offset(p.phaseOffsets, "L1", "T2", (0.0, 4.0, 0.0))
     (lesion,) = workflow.panel_lesions(p)
     assert list(lesion.offset_lps("T2")) == [0.0, 4.0, 0.0] and list(lesion.offset_lps("ADC")) == [0.0, 0.0, 0.0]
-    assert workflow.pick_lesion([lesion], "") is lesion and workflow.pick_lesion([lesion], "L1") is lesion
+    assert workflow.pick_lesion([lesion], "L1") is lesion
     with pytest.raises(InputError) as info:
         workflow.pick_lesion([lesion], "L9")
     assert info.value.source == "L9"
@@ -124,8 +124,8 @@ def test_classify_summary_then_export_records_prediction_and_edited(scene, study
     folder, truth = study
     load_study(scene, folder)
     lesion = truth["lesions"][0]
-    points, line = mark(scene, lesion)
-    p = panel(modelPath=write_card(tmp_path / "model"), lesionPoints=points, lesionLines=line)
+    points, _line = mark(scene, lesion)
+    p = panel(modelPath=write_card(tmp_path / "model"), lesionPoints=points)
     assert not workflow.ready_to_classify(p)
     workflow.fill_phases(scene, p)
     assert workflow.ready_to_classify(p)

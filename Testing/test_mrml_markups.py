@@ -8,7 +8,7 @@ from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from slicercad.errors import InputError
 from slicercad.geometry import physical_to_ijk
 from SlicerCADLib.markups import (lesion_from_segment, lesions_from_markups, load_markups_json,
-                                  save_markups_json)
+                                  save_markups_json, scene_line_nodes)
 from SlicerCADLib.segmentations import label_array_to_segment
 from SlicerCADLib.volumes import sitk_to_volume_node, volume_node_to_sitk
 
@@ -102,3 +102,23 @@ def test_lesion_from_segment_gives_centroid_and_equivalent_diameter(scene, obliq
     empty, empty_id = label_array_to_segment(np.zeros_like(mask), node, segmentation, name="Empty")
     with pytest.raises(InputError, match="Empty"):
         lesion_from_segment(empty, empty_id, node)
+
+
+def test_every_scene_line_is_a_diameter_and_lines_being_placed_are_left_out(scene):
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "P")
+    centres = {"A": [10.0, 20.0, 30.0], "B": [-40.0, 0.0, 5.0], "C": [0.0, -50.0, -10.0]}
+    for name, (r, a, s) in centres.items():
+        points.AddControlPoint([r, a, s], name)
+    for name, length in (("A", 8.0), ("B", 14.0), ("C", 22.0)):
+        r, a, s = centres[name]
+        line = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", f"{name} diameter")
+        line.AddControlPoint([r - length / 2, a + 1.0, s])
+        line.AddControlPoint([r + length / 2, a + 1.0, s])
+    unfinished = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", "being placed")
+    unfinished.AddControlPoint([100.0, 100.0, 0.0])
+    hidden = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", "internal")
+    hidden.SetHideFromEditors(True)
+    lines = scene_line_nodes(scene)
+    assert unfinished in lines and hidden not in lines and len(lines) == 4
+    lesions = lesions_from_markups(points, lines)
+    assert {lesion.name: lesion.diameter_mm for lesion in lesions} == pytest.approx({"A": 8.0, "B": 14.0, "C": 22.0})

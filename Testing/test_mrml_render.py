@@ -109,3 +109,16 @@ def test_field_of_view_zooms_on_the_lesion(lesion_scene):
     assert distance < 1e-6 and abs(row - SIZE[1] / 2) <= 1 and abs(col - SIZE[0] / 2) <= 1
     with pytest.raises(InputError, match="fov_mm"):
         render_slice_rgb(node, fov_mm=0)
+
+
+def test_rendering_adds_no_node_to_the_scene(lesion_scene, scene):
+    node, overlay, segmentation, fiducials, ras = lesion_scene
+    slices, total = scene.GetNumberOfNodesByClass("vtkMRMLSliceNode"), scene.GetNumberOfNodes()
+    added = []
+    tag = scene.AddObserver(scene.NodeAddedEvent, lambda *_: added.append(1))
+    try:
+        render_slice_rgb(node, overlay, 0.5, segmentation, fiducials, center_ras=ras, size=SIZE)
+    finally:
+        scene.RemoveObserver(tag)
+    assert not added                                        # not even temporarily (no hidden slice widget)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSliceNode") == slices and scene.GetNumberOfNodes() == total

@@ -29,7 +29,8 @@ def phase_images(volume_nodes: dict) -> dict:
 
 
 def lesions_from_nodes(points_node=None, lines_node=None, offsets_mm=None) -> list:
-    """Core ``Lesion`` objects from a fiducial node (centres) and line node(s) (diameters).
+    """Core ``Lesion`` objects from a fiducial node (centres) and line node(s) (diameters: a line node or
+    a list, e.g. ``scene_line_nodes(scene)``; each line goes to the nearest centre point).
 
     ``offsets_mm``: {lesion name: {phase: (dx, dy, dz) LPS mm}} per-phase centre nudges.
     A lesion without a measured diameter raises InputError naming it.

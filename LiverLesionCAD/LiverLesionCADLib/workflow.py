@@ -2,9 +2,11 @@
 Classify, the phase strip and 'Add to training set'.
 
 Functions take the parameter node (any object with the panel's fields: phase volume nodes named as in
-``PHASE_FIELDS``, ``lesionPoints``, ``lesionLines``, ``modelPath``, ``device``, ``alpha``,
+``PHASE_FIELDS``, ``lesionPoints``, ``modelPath``, ``device``, ``alpha``,
 ``overrideAlpha``, ``overlay``, ``resultsTable``, ``phaseOffsets``, ``datasetFolder``, ``label``,
-``annotator``) and the scene explicitly. Imports ``slicer`` (through its siblings), never Qt. Loads light:
+``annotator``) and the scene explicitly. Lesions: a centre point each in ``lesionPoints`` and a diameter
+line each: every markups line of the points' scene, matched to the nearest point (see
+``SlicerCADLib.markups``). Imports ``slicer`` (through its siblings), never Qt. Loads light:
 the panel's state helpers run before the dependencies are installed, so the siblings that need torch,
 MONAI or scikit-learn are imported inside the functions that use them.
 """
@@ -26,6 +28,7 @@ PHASE_FIELDS = {"t1Pre": "T1_pre", "arterial": "arterial", "portal": "portal", "
 LABEL_CHOICES = tuple(dict.fromkeys(c for classes in PRESETS.values() for c in classes))
 SYNTHETIC_NOTICE = "Research use only - model trained on synthetic data."
 OFFSETS_FIELD = "phaseOffsets"
+LESION_FIELD = "Lesion"  # the panel's lesion list
 
 
 def is_set(path) -> bool:
@@ -131,6 +134,15 @@ def phase_volumes(p) -> dict:
     return {phase: getattr(p, field) for field, phase in PHASE_FIELDS.items() if getattr(p, field)}
 
 
+def overlay_node_ids(scene) -> list:
+    """IDs of the overlay volumes SlicerCAD shows (attention, Grad-CAM): not offered as phases."""
+    from SlicerCADLib.overlays import OVERLAY_ATTRIBUTE
+
+    nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+    return [node.GetID() for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
+            if node.GetAttribute(OVERLAY_ATTRIBUTE) == "1"]
+
+
 def fill_phases(scene, p) -> str:
     """Set every phase field from the phase assignment of the scene's DICOM volumes; return a summary."""
     from .phase_nodes import phase_nodes_from_scene
@@ -143,23 +155,34 @@ def fill_phases(scene, p) -> str:
     return f"Phases filled: {', '.join(nodes)}" + (f"; not found: {', '.join(missing)}" if missing else "")
 
 
+def diameter_lines(p) -> list:
+    """Every markups line node of the lesion points' scene: the diameters (one line per lesion)."""
+    from SlicerCADLib.markups import scene_line_nodes
+
+    return scene_line_nodes(p.lesionPoints.GetScene()) if p.lesionPoints else []
+
+
 def lesion_names(p) -> list:
-    """Names of the lesion centre points, in order."""
-    points = p.lesionPoints
-    return [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())] if points else []
+    """Names of the marked lesions, in order ([] while a line is invalid: Classify then names it)."""
+    from SlicerCADLib.markups import lesions_from_markups
+
+    try:
+        return [mark.name for mark in lesions_from_markups(p.lesionPoints, diameter_lines(p))]
+    except InputError:
+        return []
 
 
 def panel_lesions(p) -> list:
     """Core lesions from the markups with the parameter node's per-phase offsets."""
     from .classify import lesions_from_nodes
 
-    return lesions_from_nodes(p.lesionPoints, p.lesionLines, parse_offsets(p.phaseOffsets))
+    return lesions_from_nodes(p.lesionPoints, diameter_lines(p), parse_offsets(p.phaseOffsets))
 
 
-def pick_lesion(lesions: list, name: str = ""):
-    """The lesion called ``name`` (the first lesion when ``name`` is empty)."""
-    if not name:
-        return lesions[0]
+def pick_lesion(lesions: list, name: str):
+    """The lesion called ``name``; InputError naming the lesion list when ``name`` is empty (never a default)."""
+    if not str(name or "").strip():
+        raise InputError("choose a lesion in the panel's Lesion list first", LESION_FIELD)
     for lesion in lesions:
         if lesion.lesion_id == name:
             return lesion
