@@ -37,6 +37,25 @@ def test_real_export_is_clean(tmp_path):
     assert row["age"] is not None or "PatientAge" not in tags
 
 
+def test_options_keep_declared_attributes_and_still_catch_identifiers(tmp_path):
+    """Clean Descriptors / Modified Dates keep profile attributes the description declares: the audit
+    accepts exactly those, and still finds an identifier planted in one of their values."""
+    tags = _source_tags()
+    tags.update(ContrastBolusAgent="Gd-EOB-DTPA", SeriesDescription="HBP 20 min")
+    image = sitk.ReadImage(CT)
+    export_lesion(tmp_path, {"ct": image}, {"center_lps": image.TransformIndexToPhysicalPoint((64, 64, 0)),
+                                            "diameter_mm": 12.0, "label": "nodule", "mask": None}, tags, SECRET,
+                  "reader-1", True, None, deid_options=("clean_descriptors", "retain_modified_dates"))
+    assert audit_export(tmp_path, tags) == []
+    kept = json.loads((tmp_path / "dataset_description.json").read_text())["deidentification"]["retained_attributes"]
+    assert "ContrastBolusAgent" in {k for keywords in kept.values() for k in keywords}
+    (tmp_path / "dataset_description.json").unlink()  # without the declaration the same files fail
+    assert any("ContrastBolusAgent" in p for p in audit_export(tmp_path, tags))
+    planted = tmp_path / "planted.json"
+    planted.write_text(json.dumps({"SeriesDescription": f"HBP {tags['PatientName']}"}))
+    assert any("planted.json: contains" in p for p in audit_export(tmp_path, tags))
+
+
 def test_planted_patient_name_fails(tmp_path):
     tags, row = _real_export(tmp_path)
     meta_path = tmp_path / "cases" / row["case_id"] / "metadata.json"

@@ -34,12 +34,14 @@ def _volume(offset):
     return img
 
 
-def _export(root, label="cyst", edited=False, key=None, tags=TAGS, center_index=(30, 30, 10), crop_mm=24.0):
+def _export(root, label="cyst", edited=False, key=None, tags=TAGS, center_index=(30, 30, 10), crop_mm=24.0,
+            deid_options=deid.DEFAULT_OPTIONS):
     ref = _volume(10)
     lesion = {"center_lps": ref.TransformIndexToPhysicalPoint(center_index), "diameter_mm": 8.0, "label": label,
               "mask": sitk.Cast(_volume(0) > 50, sitk.sitkUInt8), "lesion_key": key}
     return export_lesion(root, {"hbp": ref, "t2": _volume(20)}, lesion, tags, SECRET, "reader-1", edited,
-                         {"cyst": 0.7, "hemangioma": 0.2, "metastasis": 0.1}, crop_mm=crop_mm)
+                         {"cyst": 0.7, "hemangioma": 0.2, "metastasis": 0.1}, crop_mm=crop_mm,
+                         deid_options=deid_options)
 
 
 def _manifest_rows(root):
@@ -76,7 +78,10 @@ def test_deidentification_declared_and_consistent(tmp_path):
     description = json.loads((tmp_path / "dataset_description.json").read_text())["deidentification"]
     assert "Basic Application Level Confidentiality Profile" in description["profile"]
     assert description["options"] == ["Retain Patient Characteristics Option"]
-    assert {"PatientAge", "PatientSex", "PatientWeight", "PatientSize"} <= set(description["retained_attributes"])
+    assert "edition 2026c" in description["table"]
+    assert [c["CodeValue"] for c in description["codes"]] == ["113100", "113108"]
+    kept = set(description["retained_attributes"]["Retain Patient Characteristics Option"])
+    assert {"PatientAge", "PatientSex", "PatientWeight", "PatientSize"} <= kept
     meta = json.loads((tmp_path / "cases" / row["case_id"] / "metadata.json").read_text())["dicom"]
     assert meta["PatientAge"] == "061Y" and meta["PatientSex"] == "F" and meta["PatientWeight"] == "64"
     assert meta["Modality"] == "MR" and meta["PatientIdentityRemoved"] == "YES"
@@ -90,6 +95,46 @@ def test_deidentification_declared_and_consistent(tmp_path):
     assert row["patient"][1:] not in plain and row["patient"] != deid.pseudonym(b"another-site-secret-xyz", "MRN123456")
     no_age = {k: v for k, v in TAGS.items() if k != "PatientAge"}
     assert deid.patient_characteristics(no_age)[0] == pytest.approx(61.04, abs=0.01)
+
+
+PHASE_TAGS = {**TAGS, "ContrastBolusAgent": "Gd-EOB-DTPA", "SeriesDescription": "t1_vibe_fs_tra 20min",
+              "ProtocolName": "DOE liver", "AcquisitionTime": "103015.5", "ContrastBolusStartTime": "101000",
+              "SeriesDate": "20210301", "AcquisitionDateTime": "20210301103015"}
+KEPT = ("ContrastBolusAgent", "SeriesDescription", "AcquisitionTime", "ContrastBolusStartTime", "SeriesDate",
+        "AcquisitionDateTime")
+OPTIONS = ("retain_patient_characteristics", "clean_descriptors", "retain_modified_dates")
+
+
+def _metadata(root, row):
+    return json.loads((root / "cases" / row["case_id"] / "metadata.json").read_text())
+
+
+def test_retention_options_keep_and_declare_phase_attributes(tmp_path):
+    plain = _metadata(tmp_path / "a", _export(tmp_path / "a", tags=PHASE_TAGS))
+    assert not set(KEPT) & set(plain["dicom"]) and plain["deidentification"]["retained"][0]["attribute"] == "PatientAge"
+    row = _export(tmp_path / "b", tags=PHASE_TAGS, deid_options=OPTIONS)
+    meta = _metadata(tmp_path / "b", row)
+    dicom = meta["dicom"]
+    assert dicom["ContrastBolusAgent"] == "Gd-EOB-DTPA" and dicom["SeriesDescription"] == "t1_vibe_fs_tra 20min"
+    assert dicom["AcquisitionTime"] == "103015.5" and dicom["ContrastBolusStartTime"] == "101000"  # delays survive
+    days = deid.date_shift_days(SECRET, TAGS["PatientID"])
+    assert 1 <= days <= deid.MAX_SHIFT_DAYS and dicom["SeriesDate"] == dicom["AcquisitionDateTime"][:8] != "20210301"
+    assert dicom["StudyDate"] == dicom["SeriesDate"] and dicom["LongitudinalTemporalInformationModified"] == "MODIFIED"
+    assert "ProtocolName" not in dicom  # contains a name component of the patient: not clean, removed
+    assert [c["CodeValue"] for c in dicom["DeidentificationMethodCodeSequence"]] == ["113100", "113108", "113105",
+                                                                                     "113107"]
+    why = {r["attribute"]: (r["option"], r["basic_profile"], r["action"]) for r in meta["deidentification"]["retained"]}
+    assert why["ContrastBolusAgent"] == ("Clean Descriptors Option", "Z/D", "C")
+    assert why["AcquisitionTime"] == ("Retain Longitudinal Temporal Information with Modified Dates Option", "X/Z", "C")
+    assert set(KEPT) <= set(why) and "ProtocolName" not in why
+    description = json.loads((tmp_path / "b" / "dataset_description.json").read_text())["deidentification"]
+    assert description["options"][1:] == ["Clean Descriptors Option",
+                                          "Retain Longitudinal Temporal Information with Modified Dates Option"]
+    assert "ContrastBolusAgent" in description["retained_attributes"]["Clean Descriptors Option"]
+    with pytest.raises(InputError, match="exported with de-identification options"):
+        _export(tmp_path / "b", tags=PHASE_TAGS, key="other")  # one declaration per dataset
+    with pytest.raises(InputError, match="not implemented"):
+        _export(tmp_path / "c", deid_options=("retain_uid",))
 
 
 def test_reexport_replaces_instead_of_duplicating(tmp_path):

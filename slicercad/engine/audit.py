@@ -74,8 +74,8 @@ def forbidden_patterns(source_identifiers) -> list[tuple[str, re.Pattern]]:
     return list(found.items())
 
 
-def _attribute_problem(keyword: str, value) -> str | None:
-    if keyword not in ACTIONS or keyword in RETAINED or keyword in UID_KEYWORDS:
+def _attribute_problem(keyword: str, value, allowed=frozenset()) -> str | None:
+    if keyword not in ACTIONS or keyword in RETAINED or keyword in UID_KEYWORDS or keyword in allowed:
         return None
     action = ACTIONS[keyword]
     if _values(value) or action.startswith("X") and "Z" not in action:
@@ -83,23 +83,23 @@ def _attribute_problem(keyword: str, value) -> str | None:
     return None
 
 
-def _json_attributes(obj, where, problems):
+def _json_attributes(obj, where, problems, allowed):
     if isinstance(obj, dict):
         for key, value in obj.items():
-            issue = _attribute_problem(str(key), value)
+            issue = _attribute_problem(str(key), value, allowed)
             if issue:
                 problems.append(f"{where}: {issue}")
-            _json_attributes(value, where, problems)
+            _json_attributes(value, where, problems, allowed)
     elif isinstance(obj, list):
         for item in obj:
-            _json_attributes(item, where, problems)
+            _json_attributes(item, where, problems, allowed)
 
 
-def _structured(path: Path, rel: str, text: str, problems: list) -> None:
+def _structured(path: Path, rel: str, text: str, problems: list, allowed) -> None:
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:
-            _json_attributes(json.loads(text), rel, problems)
+            _json_attributes(json.loads(text), rel, problems, allowed)
         except json.JSONDecodeError:
             problems.append(f"{rel}: not valid JSON, audited as text only")
     elif suffix == ".jsonl":
@@ -107,17 +107,17 @@ def _structured(path: Path, rel: str, text: str, problems: list) -> None:
             if not line.strip():
                 continue
             try:
-                _json_attributes(json.loads(line), f"{rel} line {n}", problems)
+                _json_attributes(json.loads(line), f"{rel} line {n}", problems, allowed)
             except json.JSONDecodeError:
                 problems.append(f"{rel} line {n}: not valid JSON, audited as text only")
     elif suffix in (".csv", ".tsv") and text:
         for column in re.split(r"[,\t;]", text.splitlines()[0]):
-            issue = _attribute_problem(column.strip().strip('"'), "column")
+            issue = _attribute_problem(column.strip().strip('"'), "column", allowed)
             if issue:
                 problems.append(f"{rel}: column {issue}")
 
 
-def _nrrd_header(data: bytes, rel: str, problems: list) -> str:
+def _nrrd_header(data: bytes, rel: str, problems: list, allowed) -> str:
     import pydicom
 
     header = data.split(b"\n\n", 1)[0].decode("latin-1")
@@ -127,13 +127,13 @@ def _nrrd_header(data: bytes, rel: str, problems: list) -> str:
             key = key.strip()
             tag = re.fullmatch(r"([0-9A-Fa-f]{4})\|([0-9A-Fa-f]{4})", key)
             keyword = pydicom.datadict.keyword_for_tag(int(tag[1] + tag[2], 16)) if tag else key
-            issue = _attribute_problem(keyword, value)
+            issue = _attribute_problem(keyword, value, allowed)
             if issue:
                 problems.append(f"{rel}: header field {key}: {issue}")
     return header
 
 
-def _dicom_text(path: Path, rel: str, problems: list) -> str | None:
+def _dicom_text(path: Path, rel: str, problems: list, allowed) -> str | None:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -145,29 +145,40 @@ def _dicom_text(path: Path, rel: str, problems: list) -> str | None:
     meta = list(ds.file_meta) if ds.file_meta else []
     for elem in [*meta, *ds.iterall()]:
         if elem.VR == "SQ":
-            issue = _attribute_problem(elem.keyword, ["sequence"] if len(elem.value) else [])
+            issue = _attribute_problem(elem.keyword, ["sequence"] if len(elem.value) else [], allowed)
         else:
             parts.append(str(elem.value))
-            issue = _attribute_problem(elem.keyword, elem.value)
+            issue = _attribute_problem(elem.keyword, elem.value, allowed)
         if issue:
             problems.append(f"{rel}: DICOM {issue}")
     return "\n".join(parts)
 
 
-def _file_text(path: Path, rel: str, problems: list) -> str:
+def _file_text(path: Path, rel: str, problems: list, allowed) -> str:
     data = path.read_bytes()
     suffix = path.suffix.lower()
     if suffix in (".nrrd", ".nhdr"):
-        return _nrrd_header(data, rel, problems)
+        return _nrrd_header(data, rel, problems, allowed)
     if suffix == ".dcm" or data[128:132] == b"DICM":
-        text = _dicom_text(path, rel, problems)
+        text = _dicom_text(path, rel, problems, allowed)
         if text is not None:
             return text
     if suffix in TEXT_SUFFIXES:
         text = data.decode("utf-8", "replace")
-        _structured(path, rel, text, problems)
+        _structured(path, rel, text, problems, allowed)
         return text
     return "\n".join(m.decode("ascii") for m in _PRINTABLE.findall(data))
+
+
+def declared_retained(root: Path) -> frozenset:
+    """Profile attributes the export's dataset_description.json declares kept under its options (Clean
+    Descriptors, Modified Dates): present by design, while their values are still searched for identifiers."""
+    path = root / "dataset_description.json"
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))["deidentification"]["retained_attributes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
+    return frozenset(k for keywords in kept.values() for k in keywords) if isinstance(kept, dict) else frozenset()
 
 
 def audit_export(folder, source_identifiers) -> list[str]:
@@ -179,6 +190,7 @@ def audit_export(folder, source_identifiers) -> list[str]:
     if not root.is_dir():
         raise InputError("export folder not found", str(root))
     patterns = forbidden_patterns(source_identifiers)
+    allowed = declared_retained(root)
     problems: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -190,7 +202,7 @@ def audit_export(folder, source_identifiers) -> list[str]:
                     problems.append(f"{rel}: file name contains {what}")
             if name not in filenames or path.is_symlink():
                 continue
-            text = _file_text(path, rel, problems)
+            text = _file_text(path, rel, problems, allowed)
             for what, pattern in patterns:
                 if pattern.search(text):
                     problems.append(f"{rel}: contains {what}")

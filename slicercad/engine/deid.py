@@ -1,8 +1,15 @@
-"""De-identification for research exports: PS3.15 Basic Profile with the Retain Patient Characteristics Option.
+"""De-identification for research exports: PS3.15 Basic Profile, with options that keep more.
 
-Pseudonyms and replacement UIDs are keyed HMAC-SHA256 digests with a site secret, so they
-are consistent across exports from one site and cannot be reversed or recomputed from the
-MRN without the secret (a plain hash of an MRN can be, by hashing every possible MRN).
+Options (keys of ``basic_profile.OPTIONS``) as applied here: Retain Patient Characteristics keeps
+the attributes its column marks K; Clean Descriptors keeps a text attribute its column marks C only
+if it contains no identifier of the source (``audit.forbidden_patterns``) and no run of 5+ digits;
+Retain Longitudinal Temporal Information with Modified Dates shifts the dates (DA, and the date of
+DT) its column marks C back by a per-patient keyed number of days and keeps times of day, so phase
+delays survive. Every other profile attribute is removed.
+
+Pseudonyms and replacement UIDs are keyed HMAC-SHA256 digests with a site secret, so they are
+consistent across exports from one site and cannot be reversed or recomputed from the MRN without
+the secret (a plain hash of an MRN can be, by hashing every possible MRN).
 Attributes outside the profile table are kept only when on a short technical allow-list.
 """
 from __future__ import annotations
@@ -10,17 +17,28 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import re
 
 from ..dicom.tags import parse_age_years
 from ..errors import InputError
-from .basic_profile import ACTIONS, CODES, OPTION, PROFILE, RETAINED, UID_KEYWORDS
+from .audit import forbidden_patterns
+from .basic_profile import ACTIONS, EDITION, OPTIONS, PROFILE, PROFILE_CODE, UID_KEYWORDS, VR, code, option_actions
 
 MIN_SECRET_BYTES = 16
+SUPPORTED_OPTIONS = ("retain_patient_characteristics", "clean_descriptors", "retain_modified_dates")
+DEFAULT_OPTIONS = ("retain_patient_characteristics",)
+_KEEPS = {"retain_patient_characteristics": {"K"}, "clean_descriptors": {"C"}, "retain_modified_dates": {"C"}}
+_RULES = {option: {k: a for k, a in option_actions(option).items() if a in _KEEPS[option]}
+          for option in SUPPORTED_OPTIONS}
+_CLEAN_VRS = {"LO", "SH", "ST", "LT", "UT", "CS"}
+_DATE_VRS = {"DA", "DT"}
+_DIGIT_RUN = re.compile(r"\d{5,}")
+MAX_SHIFT_DAYS = 3650
 # technical, non-identifying attributes outside Table E.1-1 that a model card or loader may need
 SAFE_ATTRIBUTES = frozenset({
     "Modality", "Manufacturer", "ManufacturerModelName", "MagneticFieldStrength", "BodyPartExamined",
     "SliceThickness", "SpacingBetweenSlices", "PixelSpacing", "RepetitionTime", "EchoTime", "InversionTime",
-    "FlipAngle", "KVP", "ContrastBolusAgent", "ImageType", "ScanningSequence", "SequenceVariant",
+    "FlipAngle", "KVP", "ImageType", "ScanningSequence", "SequenceVariant",
     "ConvolutionKernel", "Rows", "Columns", "BitsStored", "PhotometricInterpretation", "RescaleSlope",
     "RescaleIntercept", "RescaleType", "DiffusionBValue", "TemporalPositionIdentifier",
 })
@@ -75,6 +93,21 @@ def patient_characteristics(source_tags: dict) -> tuple[float | None, str | None
     return age, sex if sex in ("M", "F", "O") else None
 
 
+def check_options(options) -> tuple[str, ...]:
+    """The option keys, in ``SUPPORTED_OPTIONS`` order; refuses unknown or unimplemented ones."""
+    options = tuple(options)
+    for option in options:
+        if option not in SUPPORTED_OPTIONS:
+            raise InputError(f"de-identification option {option!r} is not implemented; use some of "
+                             f"{list(SUPPORTED_OPTIONS)}", "options")
+    return tuple(o for o in SUPPORTED_OPTIONS if o in options)
+
+
+def _rule(keyword: str, options) -> tuple[str, str] | None:
+    """(option, action) of the first applied option that lets ``keyword`` stay, else None."""
+    return next(((o, _RULES[o][keyword]) for o in options if keyword in _RULES[o]), None)
+
+
 def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
@@ -83,36 +116,95 @@ def _plain(value):
     return str(value)
 
 
-def deidentify_tags(source_tags: dict, secret) -> dict:
-    """De-identified copy of DICOM attributes given by keyword.
+def _shift_date(value: str, days: int) -> str | None:
+    text = str(value).strip()
+    try:
+        date = datetime.datetime.strptime(text[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+    return (date - datetime.timedelta(days=days)).strftime("%Y%m%d") + text[8:]
 
-    UIDs are replaced; attributes the option keeps stay; every other profile attribute is
-    removed (stricter than Z/D/C, which this JSON metadata does not need); attributes
-    outside the profile stay only if on ``SAFE_ATTRIBUTES``.
-    """
-    out = {}
+
+def date_shift_days(secret, patient_id: str) -> int:
+    """Days (1..MAX_SHIFT_DAYS) every date of this patient moves back under the Modified Dates option."""
+    return int(keyed_id(secret, "date-shift", str(patient_id).strip()), 16) % MAX_SHIFT_DAYS + 1
+
+
+def _kept(keyword, value, option, patterns, days):
+    """The value an option lets stay, or None when it cannot be cleaned."""
+    vr = VR.get(keyword)
+    if option == "retain_patient_characteristics":
+        return _plain(value)
+    if option == "clean_descriptors":
+        text = str(value)
+        clean = vr in _CLEAN_VRS and not _DIGIT_RUN.search(text) and not any(p.search(text) for p in patterns)
+        return text if clean else None
+    if vr in _DATE_VRS:
+        return _shift_date(value, days)
+    return str(value) if vr == "TM" else None
+
+
+def _deidentify(source_tags: dict, secret, options) -> tuple[dict, list]:
+    options = check_options(options)
+    patterns = [p for _, p in forbidden_patterns(source_tags)] if "clean_descriptors" in options else []
+    days = date_shift_days(secret, source_tags.get("PatientID")) if "retain_modified_dates" in options else 0
+    out, retained = {}, []
     for keyword, value in source_tags.items():
         if value in (None, ""):
             continue
+        rule = _rule(keyword, options) if keyword in ACTIONS else None
         if keyword in UID_KEYWORDS:
             out[keyword] = replace_uid(secret, value)
-        elif keyword in RETAINED or (keyword not in ACTIONS and keyword in SAFE_ATTRIBUTES):
+        elif rule is not None:
+            kept = _kept(keyword, value, rule[0], patterns, days)
+            if kept is not None:
+                out[keyword] = kept
+                retained.append({"attribute": keyword, "basic_profile": ACTIONS[keyword], "action": rule[1],
+                                 "option": OPTIONS[rule[0]]["name"]})
+        elif keyword not in ACTIONS and keyword in SAFE_ATTRIBUTES:
             out[keyword] = _plain(value)
     out["PatientIdentityRemoved"] = "YES"
-    out["DeidentificationMethod"] = f"{PROFILE}; {OPTION}; HMAC-SHA256 pseudonyms and UIDs"
-    out["DeidentificationMethodCodeSequence"] = [dict(code) for code in CODES]
-    return out
+    out["DeidentificationMethod"] = "; ".join([PROFILE, *(OPTIONS[o]["name"] for o in options),
+                                               "HMAC-SHA256 pseudonyms and UIDs"])
+    out["DeidentificationMethodCodeSequence"] = codes(options)
+    if "retain_modified_dates" in options:
+        out["LongitudinalTemporalInformationModified"] = "MODIFIED"
+    return out, retained
 
 
-def description() -> dict:
+def codes(options=DEFAULT_OPTIONS) -> list[dict]:
+    """DeidentificationMethodCodeSequence items (CID 7050): the profile, then each applied option."""
+    return [code(PROFILE_CODE, "Basic Application Confidentiality Profile"),
+            *(code(OPTIONS[o]["code"], OPTIONS[o]["name"]) for o in check_options(options))]
+
+
+def deidentify_tags(source_tags: dict, secret, options=DEFAULT_OPTIONS) -> dict:
+    """De-identified copy of DICOM attributes given by keyword (see the module docstring for ``options``).
+
+    UIDs are replaced; profile attributes stay only as an option allows (stricter than Z/D, which
+    this JSON metadata does not need); attributes outside the profile stay only if on ``SAFE_ATTRIBUTES``.
+    """
+    return _deidentify(source_tags, secret, options)[0]
+
+
+def retained_attributes(source_tags: dict, secret, options=DEFAULT_OPTIONS) -> list[dict]:
+    """The profile attributes ``deidentify_tags`` keeps, each with its Basic Profile action, option and action."""
+    return _deidentify(source_tags, secret, options)[1]
+
+
+def description(options=DEFAULT_OPTIONS) -> dict:
     """The de-identification declaration written into the export's dataset_description.json."""
+    options = check_options(options)
     return {
         "profile": PROFILE,
-        "options": [OPTION],
-        "codes": [dict(code) for code in CODES],
-        "retained_attributes": sorted(RETAINED),
+        "table": f"PS3.15 Table E.1-1, edition {EDITION} (slicercad/engine/basic_profile.json)",
+        "options": [OPTIONS[o]["name"] for o in options],
+        "codes": codes(options),
+        "retained_attributes": {OPTIONS[o]["name"]: sorted(_RULES[o]) for o in options},
         "patient_pseudonym": "HMAC-SHA256(site secret, PatientID), first 80 bits, prefix 'P'",
         "uid_replacement": "2.25.<decimal of the first 120 bits of HMAC-SHA256(site secret, original UID)>",
-        "removed": "every other attribute of PS3.15 Table E.1-1 (subset in slicercad.engine.basic_profile)",
+        "clean_descriptors": "text kept only without the source's identifiers or runs of 5+ digits, else removed",
+        "modified_dates": "dates moved back by a per-patient keyed 1-3650 days; times of day kept",
+        "removed": "every other attribute of PS3.15 Table E.1-1",
         "images": "NRRD pixel data and geometry only; no DICOM header fields",
     }

@@ -2,7 +2,7 @@
 
 Layout under ``dataset_dir``::
 
-    dataset_description.json          de-identification declaration (Basic Profile + option)
+    dataset_description.json          de-identification declaration (Basic Profile + options)
     manifest.jsonl                    one row per exported lesion (slicercad.manifest/1)
     cases/<case_id>/<phase>.nrrd      crops on one grid (pixel data and geometry only)
     cases/<case_id>/mask.nrrd         lesion mask on the same grid (when given)
@@ -15,6 +15,7 @@ of adding another. Every file is written atomically and the manifest last, under
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import re
 from pathlib import Path
@@ -89,13 +90,27 @@ def _lesion_key(lesion, center) -> str:
     return str(key) if key not in (None, "") else ",".join(str(int(round(c))) for c in center)
 
 
+def _check_same_options(description: Path, options: tuple) -> None:
+    """Refuses options other than those the dataset's description declares (one declaration per dataset)."""
+    try:
+        declared = json.loads(description.read_text(encoding="utf-8"))["deidentification"]["options"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    wanted = [deid.OPTIONS[o]["name"] for o in options]
+    if declared != wanted:
+        raise InputError(f"this dataset was exported with de-identification options {declared}, not {wanted}",
+                         str(description))
+
+
 def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags: dict, site_secret: bytes,
-                  annotator: str, edited: bool, model_prediction: dict | None, crop_mm: float = 96.0) -> dict:
+                  annotator: str, edited: bool, model_prediction: dict | None, crop_mm: float = 96.0,
+                  deid_options=deid.DEFAULT_OPTIONS) -> dict:
     """Export one lesion: crops of every phase (first phase gives the grid), mask, metadata, manifest row.
 
     ``lesion`` has ``center_lps`` (mm), ``diameter_mm``, ``label`` and ``mask`` (sitk.Image or None),
     optionally ``size_mm`` and ``lesion_key``. ``source_tags`` are the source's DICOM attributes by
-    keyword (PatientID is required). Returns the manifest row written.
+    keyword (PatientID is required). ``deid_options`` are the de-identification options applied
+    (``deid.SUPPORTED_OPTIONS``), the same for every export into one dataset. Returns the manifest row written.
     """
     if not isinstance(images_by_phase, dict) or not images_by_phase:
         raise InputError("at least one phase image is required", "images_by_phase")
@@ -113,6 +128,8 @@ def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags:
         raise InputError("the annotator must be named for label provenance", "annotator")
     center = _center(lesion)
     secret = deid.check_secret(site_secret)
+    deid_options = deid.check_options(deid_options)
+    _check_same_options(Path(dataset_dir) / DESCRIPTION, deid_options)
     patient = deid.pseudonym(secret, source_tags.get("PatientID"))
     age, sex = deid.patient_characteristics(source_tags)
     source = (source_tags.get("PatientID"), source_tags.get("StudyInstanceUID"),
@@ -150,8 +167,10 @@ def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags:
         "case_id": case_id, "patient": patient, "age": age, "sex": sex, "lesion": row_lesion,
         "crop": {"size_mm": float(crop_mm), "voxels": list(grid.GetSize()), "spacing_mm": list(grid.GetSpacing()),
                  "reference_phase": next(iter(images_by_phase))},
-        "dicom": deid.deidentify_tags(source_tags, secret)})
+        "dicom": deid.deidentify_tags(source_tags, secret, deid_options),
+        "deidentification": {"options": [deid.OPTIONS[o]["name"] for o in deid_options],
+                             "retained": deid.retained_attributes(source_tags, secret, deid_options)}})
     write_json(root / DESCRIPTION, {"name": "SlicerCAD research export", "manifest": MANIFEST,
-                                    "manifest_schema": SCHEMA, "deidentification": deid.description()})
+                                    "manifest_schema": SCHEMA, "deidentification": deid.description(deid_options)})
     append_cases(root / MANIFEST, [row])
     return row
