@@ -11,15 +11,21 @@ Geometry rules
 - Absent or zero PixelSpacing (e.g. a CR with 0\\0) loads with 1 mm and a warning.
 - MONOCHROME1 values are inverted (v -> min + max - v) so that the image displays like MONOCHROME2.
 - Values are RescaleSlope * stored + RescaleIntercept; int16 when that is exact, float32 otherwise.
+- Pixel data is decoded by pydicom (pyjpegls for JPEG-LS); a transfer syntax it has no decoder for
+  (JPEG Lossless) by SimpleITK's GDCM; when neither can, a DicomError names the file and the syntax.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
 from ..errors import DicomError, SeriesError
 from ..resources import check_memory
@@ -29,6 +35,8 @@ from .sorting import ORIENTATION_TOL, slice_offset, sort_along_normal
 GAP_TOL_REL = 0.01       # gaps within 1% (or GAP_TOL_MM) of the median gap count as regular
 GAP_TOL_MM = 0.01
 TILT_TOL_MM = 0.01       # slice origins further than this from the normal line mean gantry tilt
+_PIXEL_MODULE = ("SamplesPerPixel", "Rows", "Columns", "NumberOfFrames", "BitsAllocated", "BitsStored",
+                 "HighBit", "PixelRepresentation", "PixelData")
 
 
 def frames_of_files(files) -> list[FrameInfo]:
@@ -48,8 +56,34 @@ def frames_of_files(files) -> list[FrameInfo]:
     return frames
 
 
+def pydicom_decodes(syntax) -> bool:
+    """Whether pydicom has a decoder with its dependencies installed (pyjpegls for JPEG-LS...)."""
+    try:
+        return get_decoder(syntax).is_available
+    except NotImplementedError:
+        return False
+
+
+def gdcm_pixels(ds) -> np.ndarray:
+    """Stored values decoded by SimpleITK's GDCM from a copy holding only the pixel module, since GDCM
+    would otherwise rescale and invert MONOCHROME1 itself (that stays with ``_values``, as for pydicom)."""
+    copy = Dataset()
+    for keyword in _PIXEL_MODULE:
+        if keyword in ds:
+            copy.add(ds[keyword])
+    copy.PhotometricInterpretation = "MONOCHROME2"
+    copy.SOPClassUID, copy.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    copy.file_meta = FileMetaDataset()
+    copy.file_meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
+    with tempfile.TemporaryDirectory() as tmp:
+        name = str(Path(tmp) / "pixels.dcm")
+        copy.save_as(name, enforce_file_format=True)
+        return sitk.GetArrayFromImage(sitk.ReadImage(name, imageIO="GDCMImageIO"))
+
+
 def read_pixels(path) -> np.ndarray:
-    """Stored pixel values of a file as [frames, rows, cols]; decoding failures raise DicomError."""
+    """Stored pixel values of a file as [frames, rows, cols], decoded by pydicom or, for a transfer
+    syntax it has no decoder for (JPEG Lossless), by SimpleITK's GDCM; failures raise DicomError."""
     path = Path(path)
     ds = None
     try:
@@ -57,7 +91,16 @@ def read_pixels(path) -> np.ndarray:
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
         if samples != 1:
             raise DicomError(f"colour image (SamplesPerPixel={samples}); greyscale expected", path)
-        array = ds.pixel_array
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        if syntax is None or pydicom_decodes(syntax):
+            array = ds.pixel_array
+        else:
+            try:
+                array = gdcm_pixels(ds)
+            except Exception as exc:  # ITK's message ends with its reason on the last line
+                reason = str(exc).strip().rpartition("\n")[2]
+                raise DicomError(f"cannot decode pixel data ({syntax.name}): pydicom has no decoder for it and "
+                                 f"SimpleITK/GDCM failed ({reason})", path) from None
     except DicomError:
         raise
     except Exception as exc:  # truncated data, missing codec, malformed encapsulation...

@@ -19,7 +19,7 @@ FILE_SEEDS = (
     "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPEG-lossy.dcm", "693_J2KI.dcm",
     "image_dfl.dcm", "no_meta.dcm", "emri_small.dcm", "emri_small_RLE.dcm", "rtdose_1frame.dcm",
     "SC_rgb_small_odd.dcm", "test-SR.dcm", "MR_truncated.dcm", "badVR.dcm", "ExplVR_BigEnd.dcm",
-    "liver_1frame.dcm",
+    "liver_1frame.dcm", "JPEG-LL.dcm",  # JPEG Lossless: the SimpleITK/GDCM fallback decoder
 )
 # single-frame greyscale slices a series is built from
 SERIES_SEEDS = ("CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm")
