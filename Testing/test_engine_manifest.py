@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from slicercad.engine.manifest import (CASE_KEYS, EXTRA_KEYS, LESION_KEYS, SCHEMA, SCHEMA_FILE,
-                                       append_cases, load_manifest)
+from slicercad import geometry
+from slicercad.engine.manifest import (ROW_SCHEMA, SCHEMA, SCHEMA_FILE, _check_schema, append_cases, check_row,
+                                       load_manifest, validate)
 from slicercad.errors import ManifestError
 
 CLASSES = ["cyst", "hemangioma", "metastasis"]
@@ -73,11 +74,28 @@ BAD = [
     (lambda: _row("c2", lesions=_lesion(label="scar")), "label 'scar' is not in the class list"),
     (lambda: _row("c2", lesions=_lesion(center=[80.0, 27.0, 8.0])), "outside image 'arterial'"),
     (lambda: _row("c2", lesions=_lesion(coordinate_system="RAS")), "outside image 'arterial'"),
-    (lambda: _row("c2", lesions=_lesion(diameter_mm=-1)), "'diameter_mm' must be > 0"),
+    (lambda: _row("c2", lesions=_lesion(diameter_mm=-1)), "'lesions[0].diameter_mm' must be > 0, got -1"),
     (lambda: _row("c2", lesions=_lesion(mask="masks/none.nrrd")), "mask file masks/none.nrrd does not"),
     (lambda: _row("c2", sex="male"), "'sex' must be one of"),
-    (lambda: _row("c2", extra={"PatientName": "DOE^JOHN"}), "not in the allow-list"),
-    (lambda: _row("c2", patient_name="x"), "unknown field(s) ['patient_name']"),
+    (lambda: _row("c2", extra={"PatientName": "DOE^JOHN"}), "'extra' has unknown field(s) ['PatientName']"),
+    (lambda: _row("c2", patient_name="x"), "'row' has unknown field(s) ['patient_name']"),
+    # wrong types name the field
+    (lambda: _row("c2", age="61"), "'age' must be of type number or null, got '61' (string)"),
+    (lambda: _row("c2", age=131), "'age' must be within 0..130, got 131"),
+    (lambda: _row("c2", lesions=_lesion(diameter_mm="6")), "'lesions[0].diameter_mm' must be of type number"),
+    (lambda: _row("c2", lesions=_lesion(center=[1.0, "27", 8.0])), "'lesions[0].center[1]' must be of type number"),
+    (lambda: _row("c2", lesions=_lesion(center=[1.0, 27.0])), "'lesions[0].center' must have 3 to 3 items"),
+    (lambda: '{"schema": "slicercad.manifest/1", "case_id": "c2", "patient": "P1", "images": {"arterial": '
+             '"images/c2_a.nrrd"}, "lesions": [{"lesion_id": "L1", "center": [0, 0, 0], "coordinate_system": '
+             '"LPS", "diameter_mm": NaN}]}', "'lesions[0].diameter_mm' must be of type number, got nan"),
+    (lambda: _row("c2", extra={"slice_index": 2.5}), "'extra.slice_index' must be of type integer, got 2.5"),
+    (lambda: _row("c2", images={"arterial": 3}), "'images.arterial' must be of type string"),
+    (lambda: _row("  "), "'case_id' must be a non-blank string"),
+    (lambda: _row("c2", lesions=[{"lesion_id": "L1"}]), "'lesions[0]' lacks the required field(s) ['center'"),
+    (lambda: _row("c2", lesions=_lesion() * 2), "duplicate lesion_id 'L1'"),
+    (lambda: _row("c2", lesions=_lesion(coordinate_system="ras")), "'lesions[0].coordinate_system' must be one of"),
+    (lambda: _row("c2", sex=None, age=None, lesions=_lesion(mask=None, label=None, size_mm=None) + [
+        dict(_lesion()[0], lesion_id="L2", size_mm=0)]), "'lesions[1].size_mm' must be > 0"),
     (lambda: _row("c2", schema="other/2"), "'schema' must be"),
     (lambda: _row("c1"), "duplicate case_id 'c1'"),
     (lambda: '{"schema": ', "not valid JSON"),
@@ -109,12 +127,18 @@ def test_skip_bad_keeps_good_rows_and_reports_the_rest(dataset):
     assert "scar" in m.skipped[0]["error"]
 
 
-def test_schema_file_matches_the_validator():
-    schema = json.loads(SCHEMA_FILE.read_text())
-    assert set(schema["properties"]) == CASE_KEYS
-    assert set(schema["$defs"]["lesion"]["properties"]) == LESION_KEYS
-    assert set(schema["properties"]["extra"]["properties"]) == set(EXTRA_KEYS)
-    assert schema["properties"]["schema"]["const"] == SCHEMA
+def test_the_shipped_schema_file_is_what_validates():
+    assert ROW_SCHEMA == json.loads(SCHEMA_FILE.read_text()) and SCHEMA == "slicercad.manifest/1"
+    lesion = ROW_SCHEMA["$defs"]["lesion"]["properties"]
+    assert tuple(lesion["coordinate_system"]["enum"]) == geometry.COORDINATE_SYSTEMS
+    with pytest.raises(ValueError, match=r"#/properties/x: keyword\(s\) \['uniqueItems'\] are not supported"):
+        _check_schema({"properties": {"x": {"type": "array", "uniqueItems": True}}})
+    stricter = json.loads(json.dumps(ROW_SCHEMA))          # a rule changed in the schema changes the check
+    stricter["properties"]["age"]["maximum"] = 100
+    row = _row("c1", age=120.0)
+    assert check_row(row) is row
+    with pytest.raises(ManifestError, match="'age' must be within 0..100, got 120.0"):
+        validate(row, stricter, "test")
 
 
 def test_append_dedupes_cases_and_replaces_lesions_by_id(dataset):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from slicercad.engine.metrics import (_auc_rows, evaluate_classification, evaluate_regression,
-                                      evaluate_segmentation, jsonable, size_bins)
+from slicercad.engine.metrics import (bootstrap_weights, evaluate_classification, evaluate_regression,
+                                      evaluate_segmentation, jsonable, size_bins, weighted_auc)
 from slicercad.errors import InputError
 
 CLASSES = ["cyst", "hemangioma", "metastasis"]
@@ -54,10 +54,10 @@ def test_auc_and_bootstrap_ci():
         lo, hi = roc["ci95"]
         assert lo < roc["auc"] < hi and hi - lo < 0.2
     assert r["roc"]["macro_auc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr"))
-    idx = np.random.default_rng(0).integers(0, len(y), (5, len(y)))
-    ranks_auc = _auc_rows((y == 1)[idx], np.round(p[idx, 1], 2))  # rounding makes ties
-    for row, value in zip(idx, ranks_auc):
-        assert value == pytest.approx(roc_auc_score(y[row] == 1, np.round(p[row, 1], 2)))
+    weights = bootstrap_weights(len(y), y % 2 + 2 * (np.arange(len(y)) // 7), n_boot=5, rng=0)
+    rounded = np.round(p[:, 1], 2)  # rounding makes ties
+    for w, value in zip(weights, weighted_auc(y == 1, rounded, weights)):
+        assert value == pytest.approx(roc_auc_score(y == 1, rounded, sample_weight=w))
     again = evaluate_classification(y, p, CLASSES, n_boot=300, seed=4)
     assert again["roc"]["macro_auc_ci95"] == r["roc"]["macro_auc_ci95"]
 
@@ -142,7 +142,7 @@ def test_jsonable_replaces_non_finite():
 def test_accuracy_and_balanced_accuracy_cis_bracket_the_estimates_and_match_sklearn_per_resample():
     from sklearn.metrics import balanced_accuracy_score
 
-    from slicercad.engine.metrics import _accuracy_cis, _bootstrap_idx
+    from slicercad.engine.metrics import _accuracy_cis
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 300)
@@ -152,9 +152,9 @@ def test_accuracy_and_balanced_accuracy_cis_bracket_the_estimates_and_match_skle
     for key in ("accuracy", "balanced_accuracy"):
         lo, hi = m[f"{key}_ci95"]
         assert lo < m[key] < hi and hi - lo < 0.2
-    boot = _bootstrap_idx(300, 5, np.random.default_rng(0))
-    for row in boot:  # the vectorised bootstrap equals sklearn on each resample
-        one = _accuracy_cis(y, pred, 3, np.repeat(row[None], 10, axis=0))["balanced_accuracy_ci95"]
+    for row in np.random.default_rng(0).integers(0, 300, (5, 300)):  # the weighted bootstrap equals sklearn
+        w = np.bincount(row, minlength=300).astype(float)              # on the resampled cases
+        one = _accuracy_cis(y, pred, 3, np.repeat(w[None], 10, axis=0))["balanced_accuracy_ci95"]
         assert one[0] == pytest.approx(balanced_accuracy_score(y[row], pred[row]))
     perfect = evaluate_classification(y, np.eye(3)[y], ["a", "b", "c"], n_boot=100)
     assert perfect["accuracy_ci95"] == [1.0, 1.0] and perfect["balanced_accuracy_ci95"] == [1.0, 1.0]

@@ -42,6 +42,7 @@ def test_classification_report_files(tmp_path):
     md = paths["markdown"].read_text()
     html = paths["html"].read_text()
     assert SYNTHETIC_BANNER in md and "SYNTHETIC DATA" in html
+    assert "95% confidence intervals: percentile bootstrap, 50 resamples" in md and "resampling single cases" in md
     assert "majority-class baseline" in md and "balanced accuracy" in md and "≥20 mm" in md
     assert f"{metrics['balanced_accuracy']:.3f}" in md
     names = {p.name for p in paths["plots"]}
@@ -106,3 +107,20 @@ def test_cli_segmentation_masks(tmp_path):
     m = evaluate_file(tmp_path / "seg.jsonl")
     assert m["task"] == "segmentation"
     assert m["cases"][0]["hd95_mm"] == pytest.approx(0.5)  # one voxel along x at 0.5 mm
+
+
+def test_a_patient_column_makes_the_cis_resample_patients_by_default(tmp_path):
+    y, p, sizes = _data(seed=3)
+    rows = [{"y_true": CLASSES[yi], **{f"prob_{c}": pi[k] for k, c in enumerate(CLASSES)}, "size_mm": si,
+             "patient": f"P{i // 4}"} for i, (yi, pi, si) in enumerate(zip(y, p, sizes))]
+    path = tmp_path / "preds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    grouped = evaluate_file(path, n_boot=100)
+    assert grouped["resampling_unit"] == "patient" and grouped["n_patients"] == 30
+    assert evaluate_file(path, n_boot=100, group_by="none")["resampling_unit"] == "case"
+    md = write_report(grouped, tmp_path / "rep", "t", synthetic=True)["markdown"].read_text()
+    assert "resampling whole patients (30 patients" in md and "| patients | 30 |" in md
+    rows[5]["patient"] = ""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InputError, match=r"preds.jsonl row 6: --group-by column 'patient' is empty"):
+        evaluate_file(path, n_boot=100)

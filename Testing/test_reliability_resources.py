@@ -103,3 +103,21 @@ def test_set_cpu_threads_is_honoured_by_inference():
     finally:
         set_cpu_threads(previous)
     assert torch.get_num_threads() == previous
+
+
+def test_set_cpu_threads_caps_blas_and_openmp_pools_already_started():
+    """numpy's BLAS and torch's OpenMP are loaded (and their pools sized) before the cap: environment
+    variables would not reach them, threadpoolctl does."""
+    import SimpleITK as sitk
+    from threadpoolctl import threadpool_info
+
+    np.ones((64, 64)) @ np.ones((64, 64))
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    loaded = {lib["user_api"] for lib in threadpool_info()}
+    assert "blas" in loaded, loaded
+    previous = set_cpu_threads(1)
+    try:
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info()), threadpool_info()
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+    finally:
+        set_cpu_threads(previous)

@@ -109,15 +109,21 @@ def run_with_oom_fallback(fn, device="cuda", batch_size: int = 1, min_batch_size
 
 
 def set_cpu_threads(n: int) -> int:
-    """Cap the CPU threads of torch, SimpleITK and OpenMP/BLAS children at ``n``; returns the old torch count."""
+    """Cap the CPU threads of torch, SimpleITK and the BLAS/OpenMP pools at ``n``; returns the old torch count.
+
+    The environment variables only reach child processes (a pool already started ignores them), so the
+    pools loaded in this process are capped through threadpoolctl.
+    """
     import SimpleITK as sitk
     import torch
+    from threadpoolctl import threadpool_limits
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"thread count must be a positive integer, got {n!r}", "threads")
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+    threadpool_limits(limits=n)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(n)
     return previous

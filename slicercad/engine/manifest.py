@@ -2,15 +2,16 @@
 
 Each row holds a case: patient pseudonym, age, sex, one image file per phase and a
 list of lesions (centre in mm with an explicit coordinate system, diameter, optional
-mask, label, size, provenance). Paths are relative to the manifest file. The format
-is documented by ``manifest.schema.json`` beside this module.
+mask, label, size, provenance). Paths are relative to the manifest file. The format is
+``manifest.schema.json`` beside this module, and rows are checked against that very file by a
+small validator of the JSON Schema keywords it uses (jsonschema is not part of Slicer's Python).
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import math
-import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,15 +22,17 @@ from .. import geometry
 from ..atomic import write_text
 from ..errors import ManifestError
 
-SCHEMA = "slicercad.manifest/1"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
-SEXES = ("M", "F", "O")
+ROW_SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+SCHEMA = ROW_SCHEMA["properties"]["schema"]["const"]
+CASE_KEYS = set(ROW_SCHEMA["properties"])
+LESION_KEYS = set(ROW_SCHEMA["$defs"]["lesion"]["properties"])
 # keys allowed under "extra"; anything else is refused so identifiers cannot slip in
-EXTRA_KEYS = ("field_strength_t", "scanner_model", "site", "split", "dataset", "modality",
-              "slice_index", "contrast_agent", "notes")
-CASE_KEYS = {"schema", "case_id", "patient", "age", "sex", "images", "lesions", "extra"}
-LESION_KEYS = {"lesion_id", "center", "coordinate_system", "diameter_mm", "mask", "label",
-               "size_mm", "provenance"}
+EXTRA_KEYS = tuple(ROW_SCHEMA["properties"]["extra"]["properties"])
+ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description"}
+KEYWORDS = ANNOTATIONS | {"$ref", "type", "const", "enum", "required", "properties", "additionalProperties",
+                          "minProperties", "items", "minItems", "maxItems", "minLength", "pattern", "minimum",
+                          "maximum", "exclusiveMinimum"}
 
 
 @dataclass
@@ -77,78 +80,95 @@ class Manifest:
                 yield case, lesion
 
 
-def _finite(value, what, src, positive=False, optional=False):
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ManifestError(f"{what} must be a finite number, got {value!r}", src)
-    if positive and value <= 0:
-        raise ManifestError(f"{what} must be > 0 mm, got {value!r}", src)
-    return float(value)
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            return "non-finite number"
+        return "integer" if isinstance(value, int) or value.is_integer() else "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def _text(value, what, src, optional=False):
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ManifestError(f"{what} must be a non-empty string, got {value!r}", src)
-    return value
+def _check_schema(schema, where="#") -> None:
+    """Refuse a schema keyword the validator does not enforce (it would be skipped silently)."""
+    unknown = set(schema) - KEYWORDS
+    if unknown:
+        raise ValueError(f"{SCHEMA_FILE.name} {where}: keyword(s) {sorted(unknown)} are not supported")
+    subs = [(f"{where}/{k}/{name}", sub) for k in ("properties", "$defs") for name, sub in schema.get(k, {}).items()]
+    subs += [(f"{where}/{k}", schema[k]) for k in ("items", "additionalProperties") if isinstance(schema.get(k), dict)]
+    for path, sub in subs:
+        _check_schema(sub, path)
+
+
+def _types(schema) -> list:
+    types = schema.get("type", [])
+    return [types] if isinstance(types, str) else types
+
+
+def _problem(value, schema) -> str | None:
+    """What is wrong with ``value`` itself (not its items or fields) under ``schema``; None if nothing."""
+    kind, types = _json_type(value), _types(schema)
+    if types and kind not in types and not (kind == "integer" and "number" in types):
+        return f"must be of type {' or '.join(types)}, got {value!r} ({kind})"
+    if "const" in schema and value != schema["const"]:
+        return f"must be {schema['const']!r}, got {value!r}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"must be one of {schema['enum']}, got {value!r}"
+    if kind == "string" and (len(value) < schema.get("minLength", 0)
+                             or not re.search(schema.get("pattern", ""), value)):
+        return f"must be a non-blank string, got {value!r}"
+    if kind in ("integer", "number"):
+        lo, hi = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
+        if not lo <= value <= hi:
+            return f"must be within {lo:g}..{hi:g}, got {value!r}"
+        if value <= schema.get("exclusiveMinimum", -math.inf):
+            return f"must be > {schema['exclusiveMinimum']:g}, got {value!r}"
+    if kind == "array" and not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", math.inf):
+        return f"must have {schema.get('minItems', 0)} to {schema.get('maxItems', 'any')} items, got {value!r}"
+    if kind == "object":
+        missing = [k for k in schema.get("required", []) if k not in value]
+        if missing:
+            return f"lacks the required field(s) {missing}"
+        if len(value) < schema.get("minProperties", 0):
+            return f"must have at least {schema['minProperties']} entry"
+        unknown = sorted(k for k in value if k not in schema.get("properties", {}))
+        if unknown and schema.get("additionalProperties") is False:
+            return f"has unknown field(s) {unknown}; allowed: {sorted(schema.get('properties', {}))}"
+    return None
+
+
+def validate(value, schema, src: str, field: str = "row") -> None:
+    """Check ``value`` against ``schema`` (a node of ``ROW_SCHEMA``); a ManifestError names ``src`` and
+    the offending ``field`` as a JSON path such as ``lesions[0].diameter_mm``."""
+    if "$ref" in schema:  # "#/$defs/lesion"
+        schema = functools.reduce(dict.__getitem__, schema["$ref"].removeprefix("#/").split("/"), ROW_SCHEMA)
+    problem = _problem(value, schema)
+    if problem:
+        raise ManifestError(f"'{field}' {problem}", src)
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            validate(item, schema.get("items", {}), src, f"{field}[{i}]")
+    elif isinstance(value, dict):
+        other = schema.get("additionalProperties", {})
+        for key, item in value.items():
+            sub = schema.get("properties", {}).get(key, other if isinstance(other, dict) else {})
+            validate(item, sub, src, key if field == "row" else f"{field}.{key}")
+
+
+_check_schema(ROW_SCHEMA)
 
 
 def check_row(row, src: str = "row") -> dict:
-    """Structural check of one manifest row (no file access); returns the row."""
-    if not isinstance(row, dict):
-        raise ManifestError(f"a row must be a JSON object, got {type(row).__name__}", src)
-    if row.get("schema") != SCHEMA:
-        raise ManifestError(f"'schema' must be {SCHEMA!r}, got {row.get('schema')!r}", src)
-    unknown = set(row) - CASE_KEYS
-    if unknown:
-        raise ManifestError(f"unknown field(s) {sorted(unknown)}; allowed {sorted(CASE_KEYS)}", src)
-    _text(row.get("case_id"), "'case_id'", src)
-    _text(row.get("patient"), "'patient'", src)
-    age = _finite(row.get("age"), "'age'", src, optional=True)
-    if age is not None and not 0 <= age <= 130:
-        raise ManifestError(f"'age' must be within 0..130 years, got {age}", src)
-    if row.get("sex") not in SEXES + (None,):
-        raise ManifestError(f"'sex' must be one of {SEXES} or null, got {row.get('sex')!r}", src)
-    images = row.get("images")
-    if not isinstance(images, dict) or not images:
-        raise ManifestError("'images' must map at least one phase to a file path", src)
-    for phase, rel in images.items():
-        _text(rel, f"image {phase!r} path", src)
-    extra = row.get("extra", {})
-    if not isinstance(extra, dict) or set(extra) - set(EXTRA_KEYS):
-        bad = sorted(set(extra) - set(EXTRA_KEYS)) if isinstance(extra, dict) else extra
-        raise ManifestError(f"'extra' key(s) {bad} are not in the allow-list {list(EXTRA_KEYS)}", src)
-    lesions = row.get("lesions", [])
-    if not isinstance(lesions, list):
-        raise ManifestError("'lesions' must be a list", src)
-    seen = set()
-    for n, les in enumerate(lesions):
-        lsrc = f"{src} lesion {n}"
-        if not isinstance(les, dict):
-            raise ManifestError("a lesion must be a JSON object", lsrc)
-        unknown = set(les) - LESION_KEYS
-        if unknown:
-            raise ManifestError(f"unknown lesion field(s) {sorted(unknown)}", lsrc)
-        lid = _text(les.get("lesion_id"), "'lesion_id'", lsrc)
-        if lid in seen:
-            raise ManifestError(f"duplicate lesion_id {lid!r} in case {row['case_id']!r}", lsrc)
-        seen.add(lid)
-        center = les.get("center")
-        if not isinstance(center, list) or len(center) != 3:
-            raise ManifestError(f"'center' must be [x, y, z] in mm, got {center!r}", lsrc)
-        for c in center:
-            _finite(c, "'center' coordinate", lsrc)
-        if les.get("coordinate_system") not in geometry.COORDINATE_SYSTEMS:
-            raise ManifestError(f"'coordinate_system' must be one of {geometry.COORDINATE_SYSTEMS}, "
-                                f"got {les.get('coordinate_system')!r}", lsrc)
-        _finite(les.get("diameter_mm"), "'diameter_mm'", lsrc, positive=True)
-        _finite(les.get("size_mm"), "'size_mm'", lsrc, positive=True, optional=True)
-        _text(les.get("mask"), "'mask'", lsrc, optional=True)
-        _text(les.get("label"), "'label'", lsrc, optional=True)
-        if not isinstance(les.get("provenance", {}), dict):
-            raise ManifestError("'provenance' must be an object", lsrc)
+    """Check one manifest row against ``manifest.schema.json`` and for unique lesion ids (no file
+    access); returns the row."""
+    validate(row, ROW_SCHEMA, src)
+    ids = [les["lesion_id"] for les in row.get("lesions", [])]
+    duplicate = next((lid for n, lid in enumerate(ids) if lid in ids[:n]), None)
+    if duplicate is not None:
+        raise ManifestError(f"duplicate lesion_id {duplicate!r} in case {row['case_id']!r}", src)
     return row
 
 
@@ -266,27 +286,12 @@ def load_manifest(path, classes=None, phases=None, skip_bad: bool = False,
     return Manifest(path, cases, skipped)
 
 
-@contextlib.contextmanager
 def _locked(path: Path):
-    """Exclusive advisory lock on ``<path>.lock`` (fcntl on POSIX, msvcrt on Windows)."""
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+b") as fh:
-        if os.name == "nt":
-            import msvcrt
-            fh.seek(0)
-            msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
-        else:
-            import fcntl
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if os.name == "nt":
-                fh.seek(0)
-                msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    """Exclusive lock on ``<path>.lock`` across processes (filelock: flock on POSIX, msvcrt on Windows)."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path.with_name(path.name + ".lock"))
 
 
 def append_cases(path, cases) -> dict:

@@ -4,6 +4,10 @@ Every result is a plain dict (JSON-ready once NaN becomes null, see :func:`jsona
 the numbers and the curve data the report plots. Classification reports accuracy beside the
 majority-class baseline and balanced accuracy, one-vs-rest ROC/AUC with bootstrap 95% CIs,
 top-label calibration (reliability bins, ECE) and the same figures per lesion-size bin.
+
+Every CI is a percentile bootstrap. Given ``groups`` (patient ids) it resamples whole patients
+(cluster bootstrap): lesions of one patient are correlated, and resampling them one by one makes
+the CIs too narrow by about the square root of the design effect.
 """
 from __future__ import annotations
 
@@ -14,12 +18,16 @@ import numpy as np
 import torch
 from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
 from monai.metrics.calibration import calibration_binning
-from scipy.stats import rankdata
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
                              mean_absolute_error, mean_squared_error,
                              precision_recall_fscore_support, roc_auc_score, roc_curve)
 
 from ..errors import InputError
+
+CI_LEVEL = 0.95                   # two-sided percentile bootstrap interval
+N_BOOT = 1000                     # bootstrap resamples
+SIZE_BIN_EDGES_MM = (10.0, 20.0)  # <10 mm, 10–20 mm, ≥20 mm (the seed report's Table 1); a bin holds its lower edge
+MIN_BOOT = 10                     # fewer finite resamples than this give no CI
 
 
 def jsonable(obj):
@@ -37,7 +45,7 @@ def jsonable(obj):
     return obj
 
 
-def size_bins(sizes_mm, bins=(10, 20)) -> list[tuple[str, np.ndarray]]:
+def size_bins(sizes_mm, bins=SIZE_BIN_EDGES_MM) -> list[tuple[str, np.ndarray]]:
     """Name and boolean mask of each lesion-size bin: ``<10 mm``, ``10–20 mm``, ``≥20 mm``."""
     sizes = np.asarray(sizes_mm, dtype=float)
     edges = [float(b) for b in bins]
@@ -86,61 +94,102 @@ def _check_proba(proba, n, n_classes) -> np.ndarray:
     return p
 
 
-def _bootstrap_idx(n, n_boot, rng) -> np.ndarray:
-    return rng.integers(0, n, size=(n_boot, n)) if n and n_boot else np.zeros((0, n), dtype=int)
+def _group_codes(groups, n) -> np.ndarray:
+    """Patient ids as integer codes 0..G-1; a missing id is refused naming its row."""
+    ids = np.asarray(groups, dtype=object).reshape(-1)
+    if ids.shape[0] != n:
+        raise InputError(f"expected {n} patient ids, got {ids.shape[0]}", "groups")
+    for i, value in enumerate(ids):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+            raise InputError(f"patient id is missing (got {value!r})", f"row {i}")
+    return np.unique(ids.astype(str), return_inverse=True)[1].reshape(-1)
 
 
-def _auc_rows(pos: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Mann–Whitney AUC of each row (ties counted half); NaN where a row lacks a class."""
-    n_pos = pos.sum(axis=1)
-    n_neg = pos.shape[1] - n_pos
-    ranks = rankdata(score, axis=1)
+def bootstrap_weights(n, groups=None, n_boot=N_BOOT, rng=None) -> np.ndarray:
+    """(n_boot, n) multiplicity of each case in each bootstrap resample.
+
+    Without ``groups`` n cases are drawn with replacement; with ``groups`` (one patient id per
+    case) as many patients as there are, each bringing all its cases. ``rng``: Generator or seed.
+    """
+    rng = np.random.default_rng(rng)
+    codes = np.arange(n) if groups is None else _group_codes(groups, n)
+    if not n or not n_boot:
+        return np.zeros((0, n))
+    g = int(codes.max()) + 1
+    draws = rng.integers(0, g, size=(n_boot, g)) + g * np.arange(n_boot)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * g).reshape(n_boot, g)
+    return counts[:, codes].astype(float)
+
+
+def weighted_auc(pos, score, weights) -> np.ndarray:
+    """Mann–Whitney AUC of ``score`` for ``pos`` under each row of case ``weights`` (ties count half);
+    NaN where a row gives one class no weight."""
+    order = np.argsort(score, kind="stable")
+    s, pos = np.asarray(score, dtype=float)[order], np.asarray(pos, dtype=bool)[order]
+    w = np.atleast_2d(weights)[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])        # tie groups of the sorted scores
+    w_pos, w_neg = (np.add.reduceat(w * m, starts, axis=1) for m in (pos, ~pos))
+    below = np.cumsum(w_neg, axis=1) - w_neg
+    den = w_pos.sum(axis=1) * w_neg.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * pos).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+        return np.where(den > 0, (w_pos * (below + 0.5 * w_neg)).sum(axis=1) / den, np.nan)
 
 
-def _ci(samples) -> list:
+def _wmean(weights, values) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return weights @ np.asarray(values, dtype=float) / weights.sum(axis=1)
+
+
+def percentile_ci(samples, level=CI_LEVEL) -> list:
+    """[lower, upper] percentile interval of the finite bootstrap ``samples``; [None, None] if too few."""
     samples = np.asarray(samples, dtype=float)
     samples = samples[np.isfinite(samples)]
-    if samples.size < 10:
+    if samples.size < MIN_BOOT:
         return [None, None]
-    return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
+    tail = 50.0 * (1.0 - level)
+    return [float(np.percentile(samples, tail)), float(np.percentile(samples, 100.0 - tail))]
 
 
-def _roc(y, p, classes, boot) -> dict:
+def _resampling(groups, n_boot, seed) -> dict:
+    return {"n_boot": int(n_boot), "seed": int(seed), "ci_level": CI_LEVEL,
+            "resampling_unit": "case" if groups is None else "patient"}
+
+
+def _n_patients(codes):
+    return None if codes is None else int(np.unique(codes).size)
+
+
+def _roc(y, p, classes, weights) -> dict:
     per_class, boot_aucs = {}, []
     for c, name in enumerate(classes):
         pos = y == c
         if pos.all() or not pos.any():
             per_class[name] = {"auc": None, "ci95": [None, None], "fpr": [], "tpr": []}
-            boot_aucs.append(np.full(len(boot), np.nan))
+            boot_aucs.append(np.full(len(weights), np.nan))
             continue
         fpr, tpr, _ = roc_curve(pos, p[:, c])
-        samples = _auc_rows(pos[boot], p[boot, c]) if len(boot) else np.zeros(0)
+        samples = weighted_auc(pos, p[:, c], weights) if len(weights) else np.zeros(0)
         boot_aucs.append(samples)
-        per_class[name] = {"auc": float(roc_auc_score(pos, p[:, c])), "ci95": _ci(samples),
+        per_class[name] = {"auc": float(roc_auc_score(pos, p[:, c])), "ci95": percentile_ci(samples),
                            "fpr": fpr.tolist(), "tpr": tpr.tolist()}
     aucs = [v["auc"] for v in per_class.values() if v["auc"] is not None]
     macro = float(np.mean(aucs)) if len(aucs) == len(classes) else None
-    macro_ci = _ci(np.mean(np.vstack(boot_aucs), axis=0)) if macro is not None and len(boot) else [None, None]
+    macro_ci = (percentile_ci(np.mean(np.vstack(boot_aucs), axis=0)) if macro is not None and len(weights)
+                else [None, None])
     return {"per_class": per_class, "macro_auc": macro, "macro_auc_ci95": macro_ci}
 
 
-def _accuracy_cis(y, pred, n_classes, boot) -> dict:
-    """Bootstrap 95% CIs of accuracy and balanced accuracy (mean recall over the classes present)."""
-    if not len(boot):
+def _accuracy_cis(y, pred, n_classes, weights) -> dict:
+    """Bootstrap CIs of accuracy and balanced accuracy (mean recall over the classes present)."""
+    if not len(weights):
         return {"accuracy_ci95": [None, None], "balanced_accuracy_ci95": [None, None]}
-    yb, correct = y[boot], (pred == y)[boot]
-    recalls = []
-    for c in range(n_classes):
-        member = yb == c
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recalls.append(np.where(member.any(axis=1), (correct & member).sum(axis=1) / member.sum(axis=1), np.nan))
+    correct = pred == y
+    recalls = [_wmean(weights[:, y == c], correct[y == c]) for c in range(n_classes) if np.any(y == c)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         balanced = np.nanmean(np.vstack(recalls), axis=0)
-    return {"accuracy_ci95": _ci(correct.mean(axis=1)), "balanced_accuracy_ci95": _ci(balanced)}
+    return {"accuracy_ci95": percentile_ci(_wmean(weights, correct)),
+            "balanced_accuracy_ci95": percentile_ci(balanced)}
 
 
 def calibration(y, p, n_bins: int = 10) -> dict:
@@ -158,7 +207,7 @@ def calibration(y, p, n_bins: int = 10) -> dict:
     return {"ece": ece, "n_bins": n_bins, "bins": bins}
 
 
-def _classification_block(y, p, classes, n_boot, rng) -> dict:
+def _classification_block(y, p, codes, classes, n_boot, rng) -> dict:
     n = len(y)
     if n == 0:
         return {"n": 0}
@@ -169,53 +218,63 @@ def _classification_block(y, p, classes, n_boot, rng) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         balanced = float(balanced_accuracy_score(y, pred))
-    boot = _bootstrap_idx(n, n_boot, rng)
+    weights = bootstrap_weights(n, codes, n_boot, rng)
     return {
         "n": n,
+        "n_patients": _n_patients(codes),
         "accuracy": float(accuracy_score(y, pred)),
         "balanced_accuracy": balanced,
-        **_accuracy_cis(y, pred, len(classes), boot),
+        **_accuracy_cis(y, pred, len(classes), weights),
         "majority_baseline": {"class": classes[int(counts.argmax())], "accuracy": float(counts.max() / n)},
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
         "per_class": {name: {"precision": float(prec[c]), "recall": float(rec[c]), "f1": float(f1[c]),
                              "support": int(support[c])} for c, name in enumerate(classes)},
-        "roc": _roc(y, p, classes, boot),
+        "roc": _roc(y, p, classes, weights),
         "calibration": calibration(y, p),
     }
 
 
-def evaluate_classification(y_true, proba, classes, sizes_mm=None, bins=(10, 20), n_boot=1000, seed=0) -> dict:
+def evaluate_classification(y_true, proba, classes, sizes_mm=None, bins=SIZE_BIN_EDGES_MM, n_boot=N_BOOT, seed=0,
+                            groups=None) -> dict:
     """Classification metrics overall and, when ``sizes_mm`` is given, per lesion-size bin.
 
     ``y_true`` holds class names or indices, ``proba`` is (N, C) with rows summing to 1.
-    Bootstrap CIs use ``n_boot`` resamples of the cases drawn with ``seed``.
+    Bootstrap CIs use ``n_boot`` resamples drawn with ``seed``, of whole patients when ``groups``
+    (one patient id per case) is given.
     """
     classes = [str(c) for c in classes]
     if len(classes) < 2:
         raise InputError(f"need at least two classes, got {classes}", "classes")
     y = label_indices(list(y_true), classes)
     p = _check_proba(proba, len(y), len(classes))
+    codes = None if groups is None else _group_codes(groups, len(y))
     rng = np.random.default_rng(seed)
-    result = {"task": "classification", "classes": classes, "n_boot": int(n_boot), "seed": int(seed)}
-    result.update(_classification_block(y, p, classes, n_boot, rng))
+    result = {"task": "classification", "classes": classes, **_resampling(groups, n_boot, seed)}
+    result.update(_classification_block(y, p, codes, classes, n_boot, rng))
     if sizes_mm is not None:
         sizes = _check_sizes(sizes_mm, len(y))
-        result["by_size"] = [dict(bin=name, **_classification_block(y[m], p[m], classes, n_boot, rng))
+        result["by_size"] = [dict(bin=name, **_classification_block(y[m], p[m], _subset(codes, m), classes,
+                                                                    n_boot, rng))
                              for name, m in size_bins(sizes, bins)]
     return result
 
 
-def _regression_block(t, e, n_boot, rng) -> dict:
+def _subset(codes, mask):
+    return None if codes is None else codes[mask]
+
+
+def _regression_block(t, e, codes, n_boot, rng) -> dict:
     n = len(t)
     if n == 0:
         return {"n": 0}
     diff = e - t
     sd = float(np.std(diff, ddof=1)) if n > 1 else float("nan")
-    boot = _bootstrap_idx(n, n_boot, rng)
+    weights = bootstrap_weights(n, codes, n_boot, rng)
     return {
         "n": n,
+        "n_patients": _n_patients(codes),
         "mae": float(mean_absolute_error(t, e)),
-        "mae_ci95": _ci(np.abs(diff[boot]).mean(axis=1)) if len(boot) else [None, None],
+        "mae_ci95": percentile_ci(_wmean(weights, np.abs(diff))),
         "rmse": float(math.sqrt(mean_squared_error(t, e))),
         "bias": float(diff.mean()),
         "sd_diff": sd,
@@ -225,8 +284,10 @@ def _regression_block(t, e, n_boot, rng) -> dict:
     }
 
 
-def evaluate_regression(y_true, y_pred, sizes_mm=None, bins=(10, 20), n_boot=1000, seed=0) -> dict:
-    """MAE (bootstrap 95% CI), RMSE and Bland–Altman bias / limits of agreement (± 1.96 SD)."""
+def evaluate_regression(y_true, y_pred, sizes_mm=None, bins=SIZE_BIN_EDGES_MM, n_boot=N_BOOT, seed=0,
+                        groups=None) -> dict:
+    """MAE (bootstrap CI, over patients when ``groups`` is given), RMSE and Bland–Altman bias /
+    limits of agreement (± 1.96 SD)."""
     t = np.asarray(y_true, dtype=float).reshape(-1)
     e = np.asarray(y_pred, dtype=float).reshape(-1)
     if t.shape != e.shape:
@@ -234,13 +295,14 @@ def evaluate_regression(y_true, y_pred, sizes_mm=None, bins=(10, 20), n_boot=100
     bad = np.flatnonzero(~np.isfinite(t) | ~np.isfinite(e))
     if bad.size:
         raise InputError(f"values must be finite, got {t[bad[0]]} / {e[bad[0]]}", f"row {bad[0]}")
+    codes = None if groups is None else _group_codes(groups, len(t))
     rng = np.random.default_rng(seed)
-    result = {"task": "regression", "n_boot": int(n_boot), "seed": int(seed)}
-    result.update(_regression_block(t, e, n_boot, rng))
+    result = {"task": "regression", **_resampling(groups, n_boot, seed)}
+    result.update(_regression_block(t, e, codes, n_boot, rng))
     result["bland_altman"] = {"mean": ((t + e) / 2).tolist(), "diff": (e - t).tolist()}
     if sizes_mm is not None:
         sizes = _check_sizes(sizes_mm, len(t))
-        result["by_size"] = [dict(bin=name, **_regression_block(t[m], e[m], n_boot, rng))
+        result["by_size"] = [dict(bin=name, **_regression_block(t[m], e[m], _subset(codes, m), n_boot, rng))
                              for name, m in size_bins(sizes, bins)]
     return result
 
@@ -265,8 +327,21 @@ def _summary(values) -> dict:
             "median": float(np.median(v)), "n": int(v.size)}
 
 
-def evaluate_segmentation(pred_masks, true_masks, spacings_mm=None, sizes_mm=None, bins=(10, 20)) -> dict:
-    """Dice, 95th-percentile Hausdorff and average symmetric surface distance (mm) per case.
+_SEG_KEYS = ("dice", "hd95_mm", "assd_mm")
+
+
+def _segmentation_block(cases, codes, n_boot, rng) -> dict:
+    out = {"n": len(cases), "n_patients": _n_patients(codes),
+           **{k: _summary([c[k] for c in cases]) for k in _SEG_KEYS}}
+    weights = bootstrap_weights(len(cases), codes, n_boot, rng)
+    out["dice"]["mean_ci95"] = percentile_ci(_wmean(weights, [c["dice"] for c in cases]))
+    return out
+
+
+def evaluate_segmentation(pred_masks, true_masks, spacings_mm=None, sizes_mm=None, bins=SIZE_BIN_EDGES_MM,
+                          n_boot=N_BOOT, seed=0, groups=None) -> dict:
+    """Dice, 95th-percentile Hausdorff and average symmetric surface distance (mm) per case, with a
+    bootstrap CI of the mean Dice (over patients when ``groups`` is given).
 
     Masks are 2D or 3D arrays on the same grid per case; ``spacings_mm`` gives each case's
     voxel spacing in array-axis order (1 mm when omitted).
@@ -282,13 +357,13 @@ def evaluate_segmentation(pred_masks, true_masks, spacings_mm=None, sizes_mm=Non
         if len(spacing) != pm.ndim or min(spacing) <= 0:
             raise InputError(f"spacing must be {pm.ndim} positive values in mm, got {spacing}", f"case {i}")
         cases.append(_case_segmentation(pm, tm, spacing))
-    result = {"task": "segmentation", "n": len(cases), "cases": cases}
-    for key in ("dice", "hd95_mm", "assd_mm"):
-        result[key] = _summary([c[key] for c in cases])
+    codes = None if groups is None else _group_codes(groups, len(cases))
+    rng = np.random.default_rng(seed)
+    result = {"task": "segmentation", **_resampling(groups, n_boot, seed), "cases": cases}
+    result.update(_segmentation_block(cases, codes, n_boot, rng))
     if sizes_mm is not None:
         sizes = _check_sizes(sizes_mm, len(cases))
-        result["by_size"] = [{"bin": name, "n": int(m.sum()),
-                              **{k: _summary([c[k] for c, keep in zip(cases, m) if keep])
-                                 for k in ("dice", "hd95_mm", "assd_mm")}}
+        result["by_size"] = [dict(bin=name, **_segmentation_block([c for c, keep in zip(cases, m) if keep],
+                                                                  _subset(codes, m), n_boot, rng))
                              for name, m in size_bins(sizes, bins)]
     return result

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from ..atomic import atomic_path, write_json, write_text  # noqa: E402
 from ..errors import InputError  # noqa: E402
-from .metrics import jsonable  # noqa: E402
+from .metrics import CI_LEVEL, jsonable  # noqa: E402
 
 SYNTHETIC_BANNER = ("SYNTHETIC DATA — these figures come from generated phantoms, not from patients; "
                     "they show that the pipeline works, not how it performs clinically.")
@@ -32,6 +32,24 @@ def _fmt(value, digits=3) -> str:
 
 def _ci(pair) -> str:
     return "–" if not pair or pair[0] is None else f"{pair[0]:.3f}–{pair[1]:.3f}"
+
+
+def _with_ci(value, pair) -> str:
+    return f"{_fmt(value)} ({_ci(pair)})"
+
+
+def _level(m) -> str:
+    return f"{100 * m.get('ci_level', CI_LEVEL):g}%"
+
+
+def _resampling_text(m) -> str:
+    """What the CIs are and which unit the bootstrap resamples."""
+    text = (f"{_level(m)} confidence intervals: percentile bootstrap, {m.get('n_boot', 0)} resamples "
+            f"(seed {m.get('seed', 0)}), ")
+    if m.get("resampling_unit") == "patient":
+        return text + f"resampling whole patients ({m['n_patients']} patients, each with all its cases)."
+    return text + ("resampling single cases: no patient ids were given, so if a patient has several cases "
+                   "these intervals are too narrow (give a patient column).")
 
 
 def _save(fig, path: Path) -> str:
@@ -64,7 +82,7 @@ def _plot_roc(m, path):
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("1 − specificity")
     ax.set_ylabel("sensitivity")
-    ax.set_title("ROC (one-vs-rest, 95% bootstrap CI)")
+    ax.set_title(f"ROC (one-vs-rest, {_level(m)} bootstrap CI)")
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
 
@@ -123,33 +141,40 @@ def _plot_dice(m, path):
     return _save(fig, path)
 
 
+def _patients_row(m) -> list:
+    return [] if m.get("n_patients") is None else [["patients", m["n_patients"]]]
+
+
 def _classification_blocks(m, out):
     base = m["majority_baseline"]
     yield ("table", ["metric", "value"], [
-        ["cases", m["n"]], ["accuracy", _fmt(m["accuracy"])],
+        ["cases", m["n"]], *_patients_row(m),
         [f"majority-class baseline (always '{base['class']}')", _fmt(base["accuracy"])],
-        ["balanced accuracy", _fmt(m["balanced_accuracy"])],
-        ["macro AUC (95% CI)", f"{_fmt(m['roc']['macro_auc'])} ({_ci(m['roc']['macro_auc_ci95'])})"],
+        [f"accuracy ({_level(m)} CI)", _with_ci(m["accuracy"], m["accuracy_ci95"])],
+        [f"balanced accuracy ({_level(m)} CI)", _with_ci(m["balanced_accuracy"], m["balanced_accuracy_ci95"])],
+        [f"macro AUC ({_level(m)} CI)", _with_ci(m["roc"]["macro_auc"], m["roc"]["macro_auc_ci95"])],
         ["expected calibration error", _fmt(m["calibration"]["ece"])]])
     yield ("h", "Per class")
-    yield ("table", ["class", "precision", "recall", "support", "AUC (95% CI)"],
+    yield ("table", ["class", "precision", "recall", "support", f"AUC ({_level(m)} CI)"],
            [[name, _fmt(pc["precision"]), _fmt(pc["recall"]), pc["support"],
-             f"{_fmt(m['roc']['per_class'][name]['auc'])} ({_ci(m['roc']['per_class'][name]['ci95'])})"]
+             _with_ci(m["roc"]["per_class"][name]["auc"], m["roc"]["per_class"][name]["ci95"])]
             for name, pc in m["per_class"].items()])
     yield ("img", _plot_confusion(m, out / "confusion_matrix.png"), "Confusion matrix")
     yield ("img", _plot_roc(m, out / "roc.png"), "ROC curves")
     yield ("img", _plot_reliability(m, out / "reliability.png"), "Reliability diagram")
     if m.get("by_size"):
         yield ("h", "By lesion size")
-        header = ["size", "n", "accuracy", "baseline", "balanced acc."]
+        header = ["size", "n", "patients", f"accuracy ({_level(m)} CI)", "baseline",
+                  f"balanced acc. ({_level(m)} CI)"]
         header += [f"{c} {k}" for c in m["classes"] for k in ("P", "R")]
         rows = []
         for b in m["by_size"]:
             if not b["n"]:
                 rows.append([b["bin"], 0] + ["–"] * (len(header) - 2))
                 continue
-            row = [b["bin"], b["n"], _fmt(b["accuracy"]), _fmt(b["majority_baseline"]["accuracy"]),
-                   _fmt(b["balanced_accuracy"])]
+            row = [b["bin"], b["n"], _fmt(b.get("n_patients")), _with_ci(b["accuracy"], b["accuracy_ci95"]),
+                   _fmt(b["majority_baseline"]["accuracy"]),
+                   _with_ci(b["balanced_accuracy"], b["balanced_accuracy_ci95"])]
             row += [_fmt(b["per_class"][c][k]) for c in m["classes"] for k in ("precision", "recall")]
             rows.append(row)
         yield ("table", header, rows)
@@ -159,25 +184,27 @@ def _classification_blocks(m, out):
 
 def _regression_blocks(m, out):
     yield ("table", ["metric", "value"], [
-        ["cases", m["n"]], ["MAE (95% CI)", f"{_fmt(m['mae'])} ({_ci(m['mae_ci95'])})"],
+        ["cases", m["n"]], *_patients_row(m), [f"MAE ({_level(m)} CI)", _with_ci(m["mae"], m["mae_ci95"])],
         ["RMSE", _fmt(m["rmse"])], ["bias (prediction − reference)", _fmt(m["bias"])],
         ["limits of agreement", f"{_fmt(m['loa_lower'])} to {_fmt(m['loa_upper'])}"],
         ["Pearson r", _fmt(m["pearson_r"])]])
     if m.get("by_size"):
         yield ("h", "By lesion size")
-        yield ("table", ["size", "n", "MAE", "bias"],
-               [[b["bin"], b["n"], _fmt(b.get("mae")), _fmt(b.get("bias"))] for b in m["by_size"]])
+        yield ("table", ["size", "n", "patients", f"MAE ({_level(m)} CI)", "bias"],
+               [[b["bin"], b["n"], _fmt(b.get("n_patients")), _with_ci(b.get("mae"), b.get("mae_ci95")),
+                 _fmt(b.get("bias"))] for b in m["by_size"]])
     yield ("img", _plot_bland_altman(m, out / "bland_altman.png"), "Bland–Altman plot")
 
 
 def _segmentation_blocks(m, out):
-    rows = [[name, _fmt(m[k]["mean"]), _fmt(m[k]["sd"]), _fmt(m[k]["median"]), m[k]["n"]]
+    rows = [[name, _fmt(m[k]["mean"]), _ci(m[k].get("mean_ci95")), _fmt(m[k]["sd"]), _fmt(m[k]["median"]), m[k]["n"]]
             for name, k in [("Dice", "dice"), ("HD95 (mm)", "hd95_mm"), ("ASSD (mm)", "assd_mm")]]
-    yield ("table", ["metric", "mean", "SD", "median", "n"], rows)
+    yield ("table", ["metric", "mean", f"{_level(m)} CI of the mean", "SD", "median", "n"], rows)
     if m.get("by_size"):
         yield ("h", "By lesion size")
-        yield ("table", ["size", "n", "Dice mean", "HD95 mean (mm)"],
-               [[b["bin"], b["n"], _fmt(b["dice"]["mean"]), _fmt(b["hd95_mm"]["mean"])] for b in m["by_size"]])
+        yield ("table", ["size", "n", "patients", f"Dice mean ({_level(m)} CI)", "HD95 mean (mm)"],
+               [[b["bin"], b["n"], _fmt(b.get("n_patients")), _with_ci(b["dice"]["mean"], b["dice"].get("mean_ci95")),
+                 _fmt(b["hd95_mm"]["mean"])] for b in m["by_size"]])
     yield ("img", _plot_dice(m, out / "dice.png"), "Dice per case")
 
 
@@ -244,9 +271,8 @@ def write_report(metrics: dict, out_dir, title: str, synthetic: bool) -> dict:
     blocks = [("h1", title)]
     if synthetic:
         blocks.append(("banner", SYNTHETIC_BANNER))
-    blocks.append(("p", f"Task: {task}. Confidence intervals: percentile bootstrap over cases "
-                        f"({metrics.get('n_boot', 0)} resamples, seed {metrics.get('seed', 0)})."
-                   if task != "segmentation" else "Task: segmentation. Distances in mm."))
+    blocks.append(("p", f"Task: {task}. {_resampling_text(metrics)}"
+                        + (" Distances in mm." if task == "segmentation" else "")))
     blocks += list(_BLOCKS[task](metrics, out))
     paths = {"metrics": write_json(out / "metrics.json", jsonable({"title": title, "synthetic": bool(synthetic),
                                                                     **metrics})),
