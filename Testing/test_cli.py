@@ -46,8 +46,7 @@ def test_top_level_help_lists_every_command_without_heavy_imports():
     assert all(name in done.stdout for name in COMMANDS)
 
 
-# evaluate is left out: slicercad.engine.evaluate_cli imports torch, sklearn and matplotlib on load
-@pytest.mark.parametrize("command", [["phantom"], ["scan"], ["audit"], ["train"], ["fuzz"], ["liver"],
+@pytest.mark.parametrize("command", [["phantom"], ["scan"], ["audit"], ["train"], ["evaluate"], ["fuzz"], ["liver"],
                                      ["liver", "classify"], ["liver", "reproduce"]])
 def test_command_help_without_heavy_imports(command):
     done = _slicercad(*command, "--help")

@@ -23,9 +23,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from . import progress
-from .metrics import (N_BOOT, SIZE_BIN_EDGES_MM, evaluate_classification, evaluate_regression,
-                      evaluate_segmentation)
-from .report import write_report
+from .ci_settings import N_BOOT, SIZE_BIN_EDGES_MM
 
 HELP = "evaluate predictions (CSV/JSONL) and write metrics.json + report.md/.html with plots"
 ID_COLUMNS = ("lesion_id", "lesion")      # liver classify CSV / panel and batch script rows
@@ -197,6 +195,8 @@ def evaluate_file(path, classes=None, bins=SIZE_BIN_EDGES_MM, n_boot=N_BOOT, see
                   group_by=None) -> dict:
     """Metrics for a predictions file (joined with a ``truth`` list when given); the task follows from
     the columns of its first row. CIs resample the patients of column ``group_by`` (see ``_groups``)."""
+    from .metrics import evaluate_classification, evaluate_regression, evaluate_segmentation
+
     rows = read_predictions(path)
     src = path
     if truth is not None:
@@ -228,6 +228,8 @@ def evaluate_file(path, classes=None, bins=SIZE_BIN_EDGES_MM, n_boot=N_BOOT, see
 
 
 def run(args) -> int:
+    from .report import write_report
+
     try:
         bins = tuple(float(b) for b in args.bins.split(","))
     except ValueError as exc:

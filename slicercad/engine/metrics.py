@@ -23,11 +23,8 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_
                              precision_recall_fscore_support, roc_auc_score, roc_curve)
 
 from ..errors import InputError
+from .ci_settings import CI_LEVEL, MIN_BOOT, N_BOOT, SIZE_BIN_EDGES_MM
 
-CI_LEVEL = 0.95                   # two-sided percentile bootstrap interval
-N_BOOT = 1000                     # bootstrap resamples
-SIZE_BIN_EDGES_MM = (10.0, 20.0)  # <10 mm, 10–20 mm, ≥20 mm (the seed report's Table 1); a bin holds its lower edge
-MIN_BOOT = 10                     # fewer finite resamples than this give no CI
 
 
 def jsonable(obj):
