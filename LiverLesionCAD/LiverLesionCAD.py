@@ -244,13 +244,8 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _dependenciesReady(self, statusLabel) -> bool:
         """Install torch, MONAI, ... on first use (asking first); on refusal say what to do, in the panel."""
-        with slicer.util.tryWithErrorDisplay(_("Could not check SlicerCAD's Python packages."), waitCursor=True):
-            try:
-                self.logic.ensureDependencies()
-                return True
-            except dependencies.DependencyError as exc:
-                statusLabel.text = str(exc)
-                slicer.util.warningDisplay(str(exc), windowTitle=_("Liver Lesion CAD"))
+        with slicer.util.tryWithErrorDisplay(_("Could not check SlicerCAD's Python packages.")):
+            return dependencies.ready_or_explain(_("Liver Lesion CAD"), statusLabel)
         return False
 
     def onAddToTrainingSet(self) -> None:
@@ -306,7 +301,7 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def ensureDependencies() -> None:
         """Install what classification and training need (asking first); raises DependencyError."""
-        dependencies.ensure_dependencies(requester="Liver Lesion CAD")
+        dependencies.ensure_dependencies(requester=_("Liver Lesion CAD"))
 
     def getParameterNode(self):
         return LiverLesionCADParameterNode(super().getParameterNode())

@@ -126,3 +126,18 @@ def ensure_dependencies(requester: str = REQUESTER, packaging=None, pytorch_util
     if still:
         raise DependencyError(f"skipped: dependencies missing ({'; '.join(still)})" + (
             "; testing mode installs nothing" if _testing() else "; restart Slicer and try again"))
+
+
+def ready_or_explain(requester: str, status_label=None, packaging=None) -> bool:
+    """``ensure_dependencies`` for a panel button: True when ready; else the message goes into
+    ``status_label`` (any object with a ``text`` property) and a warning dialog, and False is returned."""
+    try:
+        ensure_dependencies(requester, packaging)
+        return True
+    except DependencyError as exc:
+        import slicer.util
+
+        if status_label is not None:
+            status_label.text = str(exc)
+        slicer.util.warningDisplay(str(exc), windowTitle=requester)
+        return False

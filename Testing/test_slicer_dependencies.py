@@ -137,3 +137,17 @@ def test_installed_versions_are_the_pinned_ones():
         except importlib.metadata.PackageNotFoundError:
             continue  # pinned for when the project uses it
         assert installed == version, f"{name} {installed} is installed; Slicer 5.12 has {version} (make env)"
+
+
+def test_a_refusal_becomes_a_panel_message_not_a_traceback(monkeypatch):
+    import slicer.util
+
+    shown = []
+    monkeypatch.setattr(slicer.util, "warningDisplay", lambda text, windowTitle=None: shown.append((windowTitle, text)))
+    monkeypatch.setattr(dependencies, "installed_version", lambda n: None if n == "monai" else "99")
+    label = type("Label", (), {"text": ""})()
+    declined = RecordingPackaging(RuntimeError("User declined package installation"))
+    assert dependencies.ready_or_explain("Liver Lesion CAD", label, declined) is False
+    assert "monai: not installed" in label.text and shown == [("Liver Lesion CAD", label.text)]
+    monkeypatch.setattr(dependencies, "installed_version", lambda n: "99")
+    assert dependencies.ready_or_explain("Liver Lesion CAD", label, RecordingPackaging()) is True
