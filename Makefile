@@ -31,10 +31,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# rebuild Resources/Models/liver_lesion_demo.* from the SYNTHETIC phantom, deterministic by seed (75 s on 2 CPU cores)
+# rebuild Resources/Models/liver_lesion_demo.* from the SYNTHETIC phantom with the task's recipe, deterministic by
+# seed; metrics measured through the product path (133 s CPU; 256 s wall on 2 shared CPU cores)
 liver-model: $(STAMP)
 	$(PY) Scripts/build_liver_model.py
 
+# seed 000's tables on the SYNTHETIC phantom: product-path and mask-mode Table 1, 5 attention arms x 5 seeds with
+# focus / occlusion and paired patient-cluster bootstrap + Holm (27 trainings: ~30-45 min on 2 CPU cores)
 reproduce-liver: $(STAMP)
 	$(PY) -m slicercad liver reproduce --out $(OUT)/liver
 

@@ -19,6 +19,7 @@ from slicercad.synth.liver_lesions_phantom import generate_lesions
 
 CARD = BUNDLED_DIR / "liver_lesion_demo.json"
 N_TEST = 90
+N_PRODUCT = 30
 # Measured on these 90 phantom test lesions: trained 0.751 balanced accuracy; randomised copies 0.333
 # (seeds 0-5: one class for everything), the majority baseline 1/3. Threshold with margin on both sides.
 MIN_BALANCED_ACCURACY = 0.60
@@ -31,8 +32,13 @@ def demo():
 
 
 @pytest.fixture(scope="module")
-def test_set():
-    return build_dataset(generate_lesions(N_TEST, seed=2, split="test"), CLASSES, seed=1)
+def test_items():
+    return generate_lesions(N_TEST, seed=2, split="test")
+
+
+@pytest.fixture(scope="module")
+def test_set(test_items):
+    return build_dataset(test_items, CLASSES, seed=1)
 
 
 def test_card_sha256_matches_weights_and_file_is_small():
@@ -75,3 +81,40 @@ def test_randomised_weights_copy_does_not(demo, test_set):
     model, card = demo
     for seed in range(3):
         assert _balanced_accuracy(randomised_copy(model, seed), card["temperature"], test_set) < MIN_BALANCED_ACCURACY
+
+
+def test_card_metrics_are_the_product_paths(demo, test_items, test_set):
+    """The card's metrics equal what the product path (``classify_lesions``, what the panel and the batch
+    script call) gives: its stored per-lesion predictions reproduce its metrics, and the product re-run
+    on the first lesions gives those predictions -- and the evaluation path's probabilities."""
+    from sklearn.metrics import accuracy_score
+
+    from slicercad.liver.dataset import phantom_acquisition
+    from slicercad.liver.inference import classify_lesions
+
+    model, card = demo
+    m = card["metrics"]["phantom_test"]
+    labels, pred = np.array(m["labels"]), np.array(m["predicted"])
+    assert len(pred) == m["n"] == card["training_data"]["n_test"]
+    assert accuracy_score(labels, pred) == m["accuracy"]
+    assert balanced_accuracy_score(labels, pred) == m["balanced_accuracy"]
+    proba = predict_proba(model, card["temperature"], test_set)
+    for i in range(N_PRODUCT):
+        item = test_items[i]
+        (r,) = classify_lesions(model, card, item.images, [test_set.lesions[i]], phantom_acquisition(item),
+                                with_cam=False)
+        assert r["lesion_id"] == m["lesion_ids"][i] and test_set.labels[i] == labels[i]
+        assert r["predicted_index"] == pred[i]
+        assert np.allclose(list(r["probabilities"].values()), proba[i], atol=1e-5)
+
+
+def test_card_model_config_is_how_it_was_trained():
+    from slicercad.liver.task import LIVER_LESION, RECIPE
+
+    card = json.loads(CARD.read_text())
+    cfg, training = card["model_config"], card["training_data"]
+    assert cfg == LIVER_LESION.config({k: v for k, v in cfg.items()})
+    assert cfg["use_masks"] is False and cfg["n_lesions"] == training["n_train"]
+    assert cfg["data_seed"] == training["train_seed"] and cfg["split"] == "train"
+    assert training["recipe"] == {**RECIPE, "seed": training["seed"]}
+    assert card["input_spec"]["channel_units"]["ADC"].startswith("apparent diffusion coefficient in 1e-3")

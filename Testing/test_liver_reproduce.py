@@ -15,9 +15,19 @@ def test_smoke_reproduce_writes_every_table(tmp_path):
         assert len(row["balanced_accuracy"]) == len(results["alpha_study"]["seeds"]) >= 2
     text = (tmp_path / "results.md").read_text()
     assert "SYNTHETIC" in text
-    for needle in ("| <10 mm |", "| 10–20 mm |", "| ≥20 mm |", "| all |", "| no attention |", "| 0.5 |",
-                   "randomised weights (control)", "Logistic regression on per-phase ROI means"):
+    for needle in ("| <10 mm |", "| 10–20 mm |", "| ≥20 mm |", "| all |", "| no attention |", "| α = 0.5 |",
+                   "randomised weights (control)", "Logistic regression on per-phase ROI means", "Mask mode",
+                   "Holm", "pasted at another position"):
         assert needle in text
+    study = results["alpha_study"]
+    for key, row in study["rows"].items():            # every arm, no attention included, has focus and occlusion
+        assert row["focus_mean"] is not None and "occlusion_change_control_mean" in row
+        if key != study["reference"]:
+            comp = row["vs_" + study["reference"]]
+            assert {"balanced_accuracy", "focus", "occlusion_excess"} <= set(comp)
+            assert comp["balanced_accuracy"]["p_holm"] >= comp["balanced_accuracy"]["p_bootstrap"]
+    assert results["size_bins_alpha_0.1"]["resampling_unit"] == "patient"
+    assert results["size_bins_mask_mode"]["n"] == results["n_test"]
     overall = results["size_bins_alpha_0.1"]
     lo, hi = overall["accuracy_ci95"]
     assert lo <= overall["accuracy"] <= hi

@@ -35,14 +35,15 @@ def test_trained_network_focuses_on_lesion_more_than_randomised_control(data):
     result = focus_study(model, t, test)
     assert result["synthetic"] and result["n_occluded"] > 0
     assert result["focus_trained_mean"] > result["focus_random_mean"]
-    assert result["occlusion_drop_lesion_mean"] > result["occlusion_drop_surroundings_mean"]
+    assert result["occlusion_change_lesion_mean"] > result["occlusion_change_control_mean"]
     table = size_bin_table(model, t, test, n_boot=50)
     assert [b["bin"] for b in table["by_size"]][0].startswith("<10") and 0 <= table["accuracy"] <= 1
 
 
 def test_alpha_study_reports_every_alpha_and_a_paired_test(data):
     train, test = data
-    study = alpha_study(train, test, alphas=(None, 0.1), seeds=(0, 1), epochs=1, channels=(8, 16))
+    study = alpha_study(train, test, alphas=(None, 0.1), seeds=(0, 1), epochs=1, channels=(8, 16), n_boot=100)
     assert set(study["rows"]) == {"none", "0.1"} and study["synthetic"]
     row = study["rows"]["none"]
-    assert len(row["accuracy"]) == 2 and "paired_t_p" in row["balanced_accuracy_vs_0.1"]
+    assert len(row["accuracy"]) == 2 and "p_holm" in row["vs_0.1"]["balanced_accuracy"]
+    assert np.isfinite(row["focus_mean"]) and "focus" in row["vs_0.1"]

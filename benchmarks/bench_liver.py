@@ -15,6 +15,11 @@ probabilities + a Grad-CAM map of the predicted class:
   num_classes=3)`` trained briefly on the same phantom (attended ROIs), probabilities by a
   forward + MONAI GradCAM on ``layer4``.
 
+Every path reads the stacks the one sample path builds (``dataset.lesion_sample`` through
+``build_dataset``: ROI per phase grid with offsets, ADC units, normalisation, attention from the ROI
+centre + measured diameter -- what ``classify_lesions`` feeds the network); the optimised path's
+precomputed attention is checked equal to that sample path's map before timing.
+
 Prints JSON lines: median ms per lesion (of ``--repeats`` timed lesions), ratios, each path's
 accuracy / balanced accuracy on the phantom test set, and the optimised vs naive CAM agreement.
 Goal: <= 30 ms per lesion on CPU. Run: ``python benchmarks/bench_liver.py [--device cuda]``.
@@ -141,6 +146,11 @@ def main(argv=None) -> int:
     test = build_dataset(generate_lesions(args.n_test, seed=2, split="test"), CLASSES, seed=1)
     lesions = [(test.x[i], float(test.diameters_mm[i])) for i in range(len(test.labels))]
     fast = FastLiverCam(model, t, test.x.shape[-1], GRADCAM_LAYER, device)
+    for i in range(min(10, len(lesions))):                 # the timed attention is the sample path's
+        d = float(test.diameters_mm[i])
+        same = np.abs(fast.attention(d, roi_spacing_mm(d)).cpu().numpy() - test.attention[i]).max()
+        if same > 1e-5:
+            raise SystemExit(f"optimised attention differs from the sample path's by {same}")
     t0 = time.time()
     net = train_resnet(build_dataset(generate_lesions(args.n_train, seed=1), CLASSES, seed=1), args.resnet_epochs,
                        0, alpha, device)

@@ -126,8 +126,12 @@ def load_model(card_path, task: str | None = None, input_spec: dict | None = Non
         raise ModelError(f"weights file {weights.name} not found beside the card; retrain with "
                          f"`slicercad train {card['task']}` or restore the file", card_path)
     with open(weights, "rb") as fh:
-        head = fh.read(4)
-    if head.startswith(_PICKLE_MAGIC):
+        head = fh.read(9)
+    # a safetensors file starts with its 8-byte little-endian header length, then '{': that length's
+    # first byte may well be 0x80, so only a file that is not laid out as safetensors counts as a pickle
+    is_safetensors = len(head) == 9 and head[8:9] == b"{" and \
+        int.from_bytes(head[:8], "little") < weights.stat().st_size
+    if head.startswith(_PICKLE_MAGIC) and not is_safetensors:
         raise ModelError("weights are a pickle / torch.save archive, which can run code when loaded; "
                          "refusing it. Convert it to safetensors in a trusted environment", weights)
     if sha256_file(weights) != card["sha256"]:

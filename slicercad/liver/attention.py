@@ -4,9 +4,11 @@ Sigma rule (documented, tested): sigma = lesion radius = diameter / 2, in ROI pi
 (``diameter_mm / 2 / spacing_mm``). The map is 1 at the lesion centre and exp(-1/2) = 0.61 on
 the lesion's edge, so the whole lesion stays bright while tissue two radii away is dimmed to
 0.14 and three radii away (the ROI border with the default 3-diameter field of view) to 0.01.
-With a mask the diameter is the mask's equivalent-circle diameter ``2 sqrt(area / pi)`` and the
-centre is the mask's centroid; without one, the lesion centre (the ROI centre) and the measured
-diameter are used.
+Without a mask (the product's default: what a reader marks) the lesion centre (the ROI centre)
+and the measured diameter are used. With a mask (a drawn segment; a second mode, evaluated and
+reported on its own) the centre is the mask's centroid and sigma is the larger of the mask's
+equivalent-circle radius ``sqrt(area / pi)`` and the measured radius: sigma is never below what
+the measured diameter gives, so a small or thin mask cannot collapse the map to a spike.
 """
 from __future__ import annotations
 
@@ -48,10 +50,13 @@ def equivalent_diameter_mm(mask, spacing_mm: float) -> float:
     return 2.0 * np.sqrt(area_mm2 / np.pi)
 
 
-def attention_from_mask(mask, spacing_mm: float) -> np.ndarray:
-    """Gaussian at the mask centroid with sigma from its equivalent diameter."""
+def attention_from_mask(mask, spacing_mm: float, diameter_mm: float | None = None) -> np.ndarray:
+    """Gaussian at the mask centroid; sigma from the larger of the mask's equivalent diameter and
+    the measured ``diameter_mm`` (when given): never below what the measured diameter gives."""
     m = np.asarray(mask) > 0
     d = equivalent_diameter_mm(m, spacing_mm)
+    if diameter_mm is not None:
+        d = max(d, float(diameter_mm))
     rows, cols = np.nonzero(m)
     return gaussian_map(m.shape, (rows.mean(), cols.mean()), sigma_from_diameter(d, spacing_mm))
 

@@ -1,7 +1,8 @@
 """Logistic-regression baseline on per-phase lesion ROI means (issue 4: is the phantom too easy?).
 
-Features: for each phase, the mean of the normalised ROI inside the lesion mask (what a reader's
-circular ROI measures: lesion-to-parenchyma ratio, ADC in 1e-3 mm^2/s), plus log diameter.
+Features: for each phase, the mean of the normalised ROI inside the disk of the measured diameter
+(what a reader's circular ROI measures, and what the product knows: lesion-to-parenchyma ratio,
+ADC in 1e-3 mm^2/s), plus log diameter.
 If this reaches >= 95% accuracy on the shifted test set the phantom is too easy.
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ TOO_EASY = 0.95
 
 
 def roi_mean_features(ds) -> np.ndarray:
-    """[N, phases + 1]: per-phase mean inside each lesion's mask, then log(diameter mm)."""
-    m = ds.masks[:, None].astype(np.float32)
+    """[N, phases + 1]: per-phase mean inside each lesion's measured-diameter disk, then log(diameter mm)."""
+    m = (ds.masks if getattr(ds, "disks", None) is None else ds.disks)[:, None].astype(np.float32)
     means = (ds.x * m).sum((-1, -2)) / np.maximum(m.sum((-1, -2)), 1.0)
     return np.c_[means, np.log(ds.diameters_mm)]
 

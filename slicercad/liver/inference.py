@@ -1,9 +1,15 @@
 """Classify lesions of one study with a saved model: ROIs, attention, calibrated probabilities, Grad-CAM.
 
-Every phase the model card lists must be present (PhaseError naming the lesion). Inputs outside
-the card's validity (field strength, b-value, in-plane spacing, lesion size) are scored but carry
-a ``warnings`` list, so a result is never silently out of range. Probabilities and Grad-CAM come
-from ``fast_cam.FastLiverCam`` (one trunk forward + a head-only backward per lesion; equal to
+The model input comes from ``dataset.lesion_sample``, the one sample path training and evaluation
+use (ROI per phase grid with offsets, ADC units, roi-median normalisation, attention from the ROI
+centre + measured diameter, or from a mask when one is given -- the second mode). A study missing
+a phase the model needs is refused (PhaseError naming it). The ADC map is brought to 1e-3 mm^2/s
+(Real World Value Mapping units, else recognised from its values; an eADC is refused) with a note
+in the result. Inputs outside the training distribution the card declares (per-channel statistics
+of the normalised ROI, acquisition values seen in training, lesion size, spacing), or whose field
+strength / b-value is unknown, are scored but carry a ``warnings`` list: never a silent score.
+``tags`` (per-phase DICOM attributes) are read by ``acquisition.acquisition_from_tags``.
+Probabilities and Grad-CAM come from ``fast_cam.FastLiverCam`` (one trunk forward + a head-only backward per lesion; equal to
 ``engine.predict`` + ``engine.gradcam.grad_cam``, see Testing/test_liver_fast_cam.py).
 """
 from __future__ import annotations
@@ -14,11 +20,13 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from ..engine.predict import result_provenance
-from ..errors import InputError
-from .dataset import lesion_sample
+from ..errors import InputError, PhaseError
+from .acquisition import acquisition_from_tags
+from .dataset import lesion_sample, max_in_plane_spacing, study_adc_scale
 from .fast_cam import FastLiverCam
+from .guard import distribution_warnings
 from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, parse_alpha
-from .phases import check_phases
+from .phases import PHASES
 from .roi import Lesion, RoiSpec
 
 SIZE_BINS = ((0.0, 10.0, "<10 mm"), (10.0, 20.0, "10-20 mm"), (20.0, float("inf"), ">=20 mm"))
@@ -53,13 +61,37 @@ def research_notice(card: dict) -> str:
     return ""
 
 
+def study_acquisition(acquisition: dict | None = None, tags: dict | None = None) -> dict:
+    """Acquisition values of a study: read from per-phase DICOM ``tags``, overridden by explicit values."""
+    out = acquisition_from_tags(tags) if tags else {}
+    out.update({k: v for k, v in (acquisition or {}).items() if v is not None})
+    return out
+
+
+def check_study_phases(images: dict, phases, lesion_id=None) -> tuple:
+    """Refuse a study that lacks a phase the model needs, saying which and why."""
+    unknown = [p for p in phases if p not in PHASES]
+    missing = [p for p in phases if p not in images]
+    if unknown or missing:
+        what = f"unknown phase name(s) {unknown}" if unknown else f"missing phase(s) {missing}"
+        raise PhaseError(f"study refused: the model needs {list(phases)}, {what} (available {sorted(images)}); "
+                         "it cannot score a study without them (a reduced-input model would have to be trained "
+                         "and reported on its own)", lesion_id)
+    return tuple(phases)
+
+
 def classify_lesions(model, card: dict, images: dict, lesions, acquisition: dict | None = None,
-                     with_cam: bool = True, alpha="card", device="cpu") -> list:
-    """One dict per lesion: lesion_id, probabilities, predicted_class, size_bin, warnings,
-    provenance (model sha256, alpha, phases), and the ``rois``, ``attention`` and ``cam`` arrays.
+                     with_cam: bool = True, alpha="card", device="cpu", tags: dict | None = None,
+                     masks: dict | None = None) -> list:
+    """One dict per lesion: lesion_id, probabilities, predicted_class, size_bin, warnings, notes,
+    attention_source, provenance (model sha256, alpha, phases), and the ``rois``, ``attention`` and
+    ``cam`` arrays.
 
     ``alpha``: 'card' uses the model's training alpha; another value (None = no attention) is
     applied for this call only and every result warns that it differs from training.
+    ``acquisition``: {field_strength_t, b_value, adc_units...}; ``tags``: {phase: DICOM attributes}
+    read for what ``acquisition`` does not give. ``masks``: {lesion_id: sitk mask} -- attention from
+    the mask for those lesions (the second mode, reported as ``attention_source='mask'``).
     """
     spec = card.get("input_spec", {})
     trained_alpha = getattr(model, "alpha", spec.get("alpha"))
@@ -69,31 +101,44 @@ def classify_lesions(model, card: dict, images: dict, lesions, acquisition: dict
     if hasattr(model, "alpha"):
         model.alpha = used_alpha
     try:
-        return _classify(model, card, spec, images, lesions, acquisition, with_cam, used_alpha, extra, device)
+        return _classify(model, card, spec, images, lesions, study_acquisition(acquisition, tags), with_cam,
+                         used_alpha, extra, device, masks or {})
     finally:
         if hasattr(model, "alpha"):
             model.alpha = trained_alpha
 
 
-def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, extra, device) -> list:
+def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, extra, device, masks) -> list:
     phases = tuple(p for p in spec.get("phases", []) if p != ATTENTION_CHANNEL)
     roi_px = int(spec.get("roi_px", [64])[0])
     classes = [str(c) for c in card.get("classes", [])]
+    lesions = list(lesions)
+    check_study_phases(images, phases, lesions[0].lesion_id if lesions else None)
+    adc = study_adc_scale(images, acquisition) if "ADC" in phases else (1.0, None)
+    distribution = spec.get("training_distribution")
+    spacing = max_in_plane_spacing({p: images[p] for p in phases})
     fast = FastLiverCam(model, card["temperature"], roi_px, spec.get("gradcam_layer", GRADCAM_LAYER), device)
     provenance = result_provenance(card, {"alpha": alpha, "phases": list(phases)})
     results = []
     for lesion in lesions:
-        check_phases(images.keys(), phases, lesion.lesion_id)
-        x, G, mask, rois = lesion_sample(images, lesion, phases, RoiSpec(size_px=roi_px))
+        mask = masks.get(lesion.lesion_id)
+        x, G, m, rois = lesion_sample(images, lesion, phases, RoiSpec(size_px=roi_px), mask, adc=adc)
         t0 = time.perf_counter()
         proba, cam = fast(x, G, with_cam=with_cam)
         k = int(proba.argmax())
+        if distribution is not None:
+            warnings = distribution_warnings(distribution, x, phases, acquisition, lesion.diameter_mm, spacing)
+        else:
+            warnings = validity_warnings(card, images, lesion, acquisition) + distribution_warnings(None, x, phases)
+        notes = list(rois.notes)
         results.append({"probabilities": {c: float(p) for c, p in zip(classes, proba)}, "predicted_index": k,
                         "predicted_class": classes[k], "time_ms": (time.perf_counter() - t0) * 1000.0,
                         "provenance": provenance, "lesion_id": lesion.lesion_id, "diameter_mm": lesion.diameter_mm,
                         "size_bin": size_bin(lesion.diameter_mm), "padded": rois.padded,
-                        "warnings": validity_warnings(card, images, lesion, acquisition) + extra,
-                        "notice": research_notice(card), "rois": rois, "attention": G, "mask": mask, "cam": cam})
+                        "warnings": warnings + extra + [f"note: {n}" for n in notes], "notes": notes,
+                        "attention_source": "mask" if mask is not None else "diameter",
+                        "acquisition": {k2: v for k2, v in acquisition.items() if k2 != "sources"},
+                        "notice": research_notice(card), "rois": rois, "attention": G, "mask": m, "cam": cam})
     return results
 
 
@@ -126,7 +171,7 @@ def write_results_csv(path, results, classes) -> Path:
     """Results as CSV (atomic): one row per lesion with probabilities and provenance."""
     cols = (["lesion_id", "predicted_class"] + [f"p_{c}" for c in classes] +
             ["diameter_mm", "size_bin", "padded", "alpha", "phases", "model_sha256", "synthetic_training_data",
-             "warnings", "notice"])
+             "attention_source", "warnings", "notes", "notice"])
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -137,7 +182,8 @@ def write_results_csv(path, results, classes) -> Path:
                            [f"{r['probabilities'][c]:.4f}" for c in classes] +
                            [f"{r['diameter_mm']:.1f}", r["size_bin"], r["padded"], prov["parameters"].get("alpha"),
                             " ".join(prov["parameters"].get("phases", [])), prov["model_sha256"],
-                            prov["synthetic_training_data"], "; ".join(r["warnings"]), r["notice"]])
+                            prov["synthetic_training_data"], r.get("attention_source", "diameter"),
+                            "; ".join(r["warnings"]), "; ".join(r.get("notes", [])), r["notice"]])
     return Path(path)
 
 

@@ -102,6 +102,7 @@ class LesionRois:
     spacing_mm: float
     fov_mm: float
     diameter_mm: float
+    notes: list = field(default_factory=list)   # unit conversions and similar, shown with the result
 
     @property
     def padded(self) -> bool:
@@ -205,14 +206,18 @@ def extract_rois(images: dict, lesion: Lesion, phases=None, spec: RoiSpec = RoiS
 
 
 def mask_roi(mask: sitk.Image, geometry: sitk.Image) -> np.ndarray:
-    """A lesion mask (any grid) on one ROI's geometry -> bool [H, W].
+    """A lesion mask (any grid) on one ROI's geometry -> bool [H, W], by partial-volume fraction.
 
-    Linear interpolation of the 0/1 mask, kept where >= 0.5; a lesion smaller than a ROI pixel
-    keeps the pixel(s) of highest mask fraction, so a tiny lesion is never lost.
+    A floating-point mask is read as the lesion's partial-volume fraction per voxel (0..1, the
+    SYNTHETIC phantom writes one); an integer mask (a labelmap, a segment) as 0/1 (> 0). The
+    fraction is linearly interpolated onto the ROI plane and a pixel belongs to the lesion where
+    it is >= 0.5. Only when no pixel reaches 0.5 (a lesion thinner than the ROI plane's
+    sampling) the pixel(s) of highest fraction are kept, so a lesion is never lost.
     """
-    frac = sitk.Resample(sitk.Cast(mask > 0, sitk.sitkFloat32), geometry, sitk.Transform(), sitk.sitkLinear,
-                         0.0, sitk.sitkFloat32)
-    v = sitk.GetArrayFromImage(frac)[0]
+    floating = mask.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64)
+    src = sitk.Cast(mask, sitk.sitkFloat32) if floating else sitk.Cast(mask > 0, sitk.sitkFloat32)
+    frac = sitk.Resample(src, geometry, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    v = np.clip(sitk.GetArrayFromImage(frac)[0], 0.0, 1.0)
     m = v >= 0.5
     if not m.any() and v.max() > 0:
         m = v >= v.max() - 1e-6

@@ -30,17 +30,36 @@ def size_bin_table(metrics: dict) -> list[str]:
     return rows
 
 
+def _p(block: dict, key: str) -> str:
+    return "" if not block or block.get(key) is None else f"{block[key]:.3f}"
+
+
 def alpha_table(study: dict) -> list[str]:
-    """Accuracy and balanced accuracy per α (mean over seeds) with the paired test against the reference α."""
+    """Per arm (no attention included): balanced accuracy, focus score and occlusion (means over seeds),
+    each difference against the reference α with its paired patient-cluster bootstrap p (raw and Holm)."""
     ref = study["reference"]
-    rows = ["| α | accuracy (mean of seeds) | balanced acc. (mean) | Δ balanced acc. vs α=" + ref
-            + " | paired t-test p |", "|---|---|---|---|---|"]
+    rows = ["| arm | accuracy | balanced acc. | Δ bal. acc. vs α=" + ref + " [95% CI] | p (Holm) | focus score | "
+            "Δ focus [95% CI] | p (Holm) | occlusion: lesion / control | Δ excess [95% CI] | p (Holm) |",
+            "|" + "---|" * 11]
     for key, row in study["rows"].items():
-        diff = row.get("balanced_accuracy_vs_" + ref) or {}
-        label = "no attention" if key == "none" else key
-        rows.append(f"| {label} | {_f(row['accuracy_mean'], 3)} | {_f(row['balanced_accuracy_mean'], 3)} | "
-                    f"{_f(diff.get('mean_difference'), 3) if diff else 'reference'} | "
-                    f"{_f(diff.get('paired_t_p'), 3) if diff else ''} |")
+        comp = row.get("vs_" + ref) or {}
+        label = "no attention" if key == "none" else f"α = {key}"
+
+        def cell(measure, digits=3):
+            c = comp.get(measure)
+            if not c:
+                return "reference", ""
+            lo, hi = c.get("ci95") or (None, None)
+            ci = "" if lo is None else f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+            return f"{c['mean_difference']:+.{digits}f}{ci}", f"{_p(c, 'p_bootstrap')} ({_p(c, 'p_holm')})"
+
+        d_bacc, p_bacc = cell("balanced_accuracy")
+        d_focus, p_focus = cell("focus", 2)
+        d_occ, p_occ = cell("occlusion_excess")
+        occ = (f"{_f(row.get('occlusion_change_lesion_mean'), 3)} / {_f(row.get('occlusion_change_control_mean'), 3)}"
+               if "occlusion_change_lesion_mean" in row else "–")
+        rows.append(f"| {label} | {_f(row['accuracy_mean'], 3)} | {_f(row['balanced_accuracy_mean'], 3)} | {d_bacc} | "
+                    f"{p_bacc} | {_f(row.get('focus_mean'))} | {d_focus} | {p_focus} | {occ} | {d_occ} | {p_occ} |")
     return rows
 
 
@@ -52,19 +71,32 @@ def results_markdown(results: dict, command: str = "make reproduce-liver") -> st
     lines = [
         "# LiverLesionCAD — SYNTHETIC phantom results", "",
         f"`{command}`: {results['n_train']} training / {results['n_test']} test lesions (test phantom: another "
-        f"seed and shifted acquisition), {results['epochs']} epochs, runtime {results['runtime_s']:.0f} s.", "",
+        f"seed and shifted acquisition), {results['epochs']} epochs, runtime {results['runtime_s']:.0f} s. Every "
+        "input is built by the product's sample path (attention from the ROI centre + measured diameter) unless "
+        "a table says mask mode. CIs resample test patients.", "",
         "## Per size bin, α = 0.1 (the report's Table 1)", "", *size_bin_table(results["size_bins_alpha_0.1"]), "",
+    ]
+    if results.get("size_bins_mask_mode"):
+        lines += ["## Mask mode (attention from the lesion mask; reported on its own)", "",
+                  *size_bin_table(results["size_bins_mask_mode"]), ""]
+    lines += [
         f"Logistic regression on per-phase ROI means (the simple baseline): accuracy {_f(base['accuracy'])}, "
         f"balanced accuracy {_f(base['balanced_accuracy'])}, majority baseline {_f(base['majority_baseline'])}"
         f"{' — phantom TOO EASY' if base.get('too_easy') else ''}.", "",
-        f"## Attention α ({len(study['seeds'])} seeds each, paired t-test on balanced accuracy)", "",
+        f"## Attention arms ({len(study['seeds'])} training seeds each; {study.get('test', 'paired t-test')}, "
+        f"{study.get('correction', 'uncorrected')})", "",
         *alpha_table(study), "",
-        "## Grad-CAM focus (CAM mass in the lesion / lesion area fraction; 1 = no focus)", "",
+        "Focus score: Grad-CAM mass in the lesion / lesion area fraction (1 = no focus). Occlusion: total-variation "
+        "change of the predicted probabilities when the lesion is replaced by the median of its surroundings "
+        "(lesion) vs when the lesion's own pixels are pasted at another position of the ROI (control); Δ excess = "
+        "difference of (lesion − control) between the arm and the reference.", "",
+        "## Grad-CAM focus of the α = 0.1 model against randomised weights", "",
         "| model | mean focus score |", "|---|---|",
         f"| trained | {_f(focus['focus_trained_mean'])} |",
         f"| randomised weights (control) | {_f(focus['focus_random_mean'])} |", "",
-        f"Occlusion: covering the lesion lowers the true-class probability by "
-        f"{_f(focus['occlusion_drop_lesion_mean'], 3)} on average; covering an equal area of surroundings by "
-        f"{_f(focus['occlusion_drop_surroundings_mean'], 3)}.", "",
+        f"Occlusion (α = 0.1 model, n = {focus.get('n_occluded')}): occluding the lesion changes the probabilities by "
+        f"{_f(focus.get('occlusion_change_lesion_mean'), 3)} (true-class drop {_f(focus.get('occlusion_drop_lesion_mean'), 3)}); "
+        f"pasting the lesion elsewhere by {_f(focus.get('occlusion_change_control_mean'), 3)} (drop "
+        f"{_f(focus.get('occlusion_drop_control_mean'), 3)}).", "",
     ]
     return "\n".join(lines)

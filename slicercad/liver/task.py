@@ -1,7 +1,8 @@
 """The ``liver_lesion`` engine task: samples from a manifest or the SYNTHETIC phantom, network, spec.
 
-Samples are [P + 1, H, W]: the 8 normalised phase ROIs and the lesion's Gaussian map (from the
-mask when the manifest gives one, else centre + diameter). Without a manifest the task trains on
+Samples are [P + 1, H, W]: the 8 normalised phase ROIs and the lesion's Gaussian map, built by the
+one sample path (``dataset.lesion_sample``): attention from centre + measured diameter, as the
+product has it (``use_masks=True``: from the manifest's mask, the second mode). Without a manifest the task trains on
 the phantom (``n_lesions`` from ``data_seed``), and the model card says synthetic.
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ import torch
 
 from ..engine.tasks import SampleSet, TaskSpec, classification_loss, register_task
 from ..errors import ImageIOError
-from .dataset import NORMALISATION, build_dataset, lesion_sample
+from .dataset import NORMALISATION, build_dataset, lesion_sample, max_in_plane_spacing, study_adc_scale
+from .guard import CHANNEL_UNITS, channel_features, training_distribution
 from .classes import preset_classes
 from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, LiverLesionNet
 from .phases import PHASES, check_phases
@@ -20,10 +22,26 @@ from .roi import Lesion, RoiSpec
 
 TASK_NAME = "liver_lesion"
 DEFAULT_CONFIG = {"classes": "report", "alpha": 0.1, "channels": [16, 32, 64], "dropout": 0.2, "roi_px": 64,
-                  "n_lesions": 300, "data_seed": 0, "split": "train", "use_masks": True,
+                  "n_lesions": 400, "data_seed": 1, "split": "train", "use_masks": False,
                   "reader_offsets": True}
+# Typed fallback for cards without a measured training distribution; cards written here carry the
+# ranges measured from their training samples instead (``input_spec``).
 VALID_RANGES = {"field_strength_t": [1.5, 3.0], "b_value": [500.0, 1000.0], "in_plane_spacing_mm": [0.5, 4.0],
                 "diameter_mm": [3.0, 40.0]}
+# config key (json) -> training distribution measured by the last ``make_dataset`` with that config, so
+# a card written by the engine (``slicercad train``) declares what it was trained on (see input_spec)
+_MEASURED: dict = {}
+
+
+def _config_key(cfg: dict) -> str:
+    import json
+
+    return json.dumps({k: v for k, v in sorted(cfg.items())}, sort_keys=True, default=str)
+
+
+def attention_source(cfg: dict) -> str:
+    """'mask' when the config asks for mask attention (the second mode), else 'diameter' (the product's)."""
+    return "mask" if cfg.get("use_masks") else "diameter"
 
 
 def build_model(cfg: dict) -> LiverLesionNet:
@@ -39,43 +57,78 @@ def _read(path, src):
 
 
 def _from_manifest(cfg, manifest, classes, spec):
-    xs, groups, ids, labels = [], [], [], []
+    """Samples of an exported training set through the one sample path (``dataset.lesion_sample``)."""
+    xs, groups, ids, labels, feats, acqs, diams, spacings = [], [], [], [], [], [], [], []
     for case in manifest.cases:
         check_phases(case.images, PHASES, case.case_id)
         images = {p: _read(case.images[p], f"{case.case_id}:{p}") for p in PHASES}
+        extra = case.extra or {}
+        acq = {k: extra[k] for k in ("field_strength_t", "b_value", "adc_units", "adc_unit_factor") if k in extra}
+        adc = study_adc_scale(images, acq)
         for les in case.lesions:
-            lesion = Lesion(les.lesion_id, tuple(les.center), les.diameter_mm, les.coordinate_system)
+            offsets = (les.provenance or {}).get("offsets_mm") or extra.get("offsets_mm", {}).get(les.lesion_id, {})
+            lesion = Lesion(les.lesion_id, tuple(les.center), les.diameter_mm, les.coordinate_system, dict(offsets))
             mask = _read(les.mask, les.lesion_id) if (les.mask and cfg["use_masks"]) else None
-            x, G, _, _ = lesion_sample(images, lesion, PHASES, spec, mask)
+            x, G, _, _ = lesion_sample(images, lesion, PHASES, spec, mask, adc=adc)
             xs.append(np.concatenate([x, G[None]]))
+            feats.append(channel_features(x))
             labels.append(classes.index(les.label))
             groups.append(case.patient)
             ids.append(les.lesion_id)
-    return np.stack(xs), np.asarray(labels), groups, ids
+            acqs.append(acq)
+            diams.append(les.diameter_mm)
+            spacings.append(max_in_plane_spacing(images))
+    dist = training_distribution(np.stack(feats), PHASES, acqs, diams, spacings) if len(feats) > 1 else None
+    return np.stack(xs), np.asarray(labels), groups, ids, dist
+
+
+def phantom_dataset(cfg: dict):
+    """The SYNTHETIC phantom ``RoiDataset`` a config trains on (``n_lesions`` from ``data_seed``)."""
+    from ..synth.liver_lesions_phantom import generate_lesions
+
+    classes = preset_classes(cfg["classes"])
+    items = generate_lesions(int(cfg["n_lesions"]), int(cfg["data_seed"]), cfg["split"], classes)
+    return build_dataset(items, classes, PHASES, RoiSpec(size_px=int(cfg["roi_px"])), attention_source(cfg),
+                         cfg["reader_offsets"], cfg["data_seed"])
 
 
 def make_dataset(cfg: dict, manifest=None) -> SampleSet:
-    """SampleSet of [P+1, H, W] samples (see module doc); groups are patients."""
+    """SampleSet of [P+1, H, W] samples (see module doc); groups are patients. Records the measured
+    training distribution for the card (``input_spec``)."""
     classes = preset_classes(cfg["classes"])
     spec = RoiSpec(size_px=int(cfg["roi_px"]))
     if manifest is not None:
-        x, y, groups, ids = _from_manifest(cfg, manifest, list(classes), spec)
+        x, y, groups, ids, dist = _from_manifest(cfg, manifest, list(classes), spec)
     else:
-        from ..synth.liver_lesions_phantom import generate_lesions
-
-        items = generate_lesions(int(cfg["n_lesions"]), int(cfg["data_seed"]), cfg["split"], classes)
-        ds = build_dataset(items, classes, PHASES, spec, cfg["use_masks"], cfg["reader_offsets"], cfg["data_seed"])
+        ds = phantom_dataset(cfg)
         x = np.concatenate([ds.x, ds.attention[:, None]], axis=1)
-        y, groups, ids = ds.labels, ds.patient_ids, ds.lesion_ids
+        y, groups, ids, dist = ds.labels, ds.patient_ids, ds.lesion_ids, ds.distribution()
+    if dist is not None:
+        _MEASURED[_config_key(cfg)] = dist
     return SampleSet(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(np.asarray(y, np.int64)), groups, ids)
 
 
-def input_spec(cfg: dict) -> dict:
+def channel_spec() -> dict:
+    """Each input channel's units and normalisation, as the card declares them."""
+    return {p: CHANNEL_UNITS[p] for p in list(PHASES) + [ATTENTION_CHANNEL]}
+
+
+def input_spec(cfg: dict, distribution: dict | None = None) -> dict:
+    """The card's input spec; ``distribution``: the measured training distribution (default: the one
+    the last ``make_dataset`` with this config measured, if any)."""
     n = int(cfg["roi_px"])
-    return {"phases": list(PHASES) + [ATTENTION_CHANNEL], "roi_px": [n, n],
-            "spacing_mm": "field of view max(3 x diameter, 48 mm) over roi_px pixels",
-            "normalisation": NORMALISATION, "alpha": cfg["alpha"], "gradcam_layer": GRADCAM_LAYER,
-            "reference_phase": "hepatobiliary", "valid_ranges": VALID_RANGES}
+    dist = distribution if distribution is not None else _MEASURED.get(_config_key(cfg))
+    ranges = dict(VALID_RANGES)
+    if dist is not None:
+        ranges = {k: dist[k] for k in ("in_plane_spacing_mm", "diameter_mm") if k in dist}
+    out = {"phases": list(PHASES) + [ATTENTION_CHANNEL], "roi_px": [n, n],
+           "spacing_mm": "field of view max(3 x diameter, 48 mm) over roi_px pixels",
+           "normalisation": NORMALISATION, "channel_units": channel_spec(), "alpha": cfg["alpha"],
+           "attention_source": attention_source(cfg), "gradcam_layer": GRADCAM_LAYER,
+           "reference_phase": "hepatobiliary", "valid_ranges": ranges}
+    if dist is not None:
+        out["training_distribution"] = dist
+    return out
 
 
 def _register(name: str, preset: str, description: str) -> TaskSpec:
@@ -95,11 +148,37 @@ LIVER_LESION_EXTENDED = _register(TASK_NAME + "_extended", "extended",
 
 
 def model_card(cfg: dict, temperature: float, name: str, metrics: dict, synthetic: bool = True,
-               training: dict | None = None) -> dict:
-    """A model card for a ``LiverLesionNet`` built with ``cfg`` (for ``engine.registry.save_model``)."""
+               training: dict | None = None, distribution: dict | None = None) -> dict:
+    """A model card for a ``LiverLesionNet`` built with ``cfg`` (for ``engine.registry.save_model``);
+    ``distribution``: the training distribution measured from the training samples."""
     full = LIVER_LESION.config({k: v for k, v in cfg.items() if k != "classes"}) | {"classes": cfg.get("classes", "report")}
     task = LIVER_LESION if full["classes"] == "report" else LIVER_LESION_EXTENDED
     return {"name": name, "task": task.name, "kind": task.kind, "model_config": full,
-            "input_spec": input_spec(full), "classes": list(preset_classes(full["classes"])),
+            "input_spec": input_spec(full, distribution), "classes": list(preset_classes(full["classes"])),
             "training_data": {"synthetic": bool(synthetic), **(training or {})}, "metrics": metrics,
             "temperature": float(temperature)}
+
+
+# The one training recipe of the liver models (``study.fit_network``): flips / 90-degree rotations,
+# per-phase +-1 px shifts, gamma on non-ADC phases, noise; class-weighted loss, AdamW with weight decay,
+# one-cycle schedule, a fixed number of epochs (no early stopping), temperature fitted on a patient-level
+# validation split that nothing else uses. ``make liver-model`` trains with it (Scripts/build_liver_model.py);
+# ``train_with_recipe`` is the entry point for every other trainer (the panel's job included).
+RECIPE = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4, "val_fraction": 0.2,
+          "intensity_augmentation": True, "early_stopping": False,
+          "calibration": "temperature on the patient-level validation split (not used for anything else)"}
+
+
+def train_with_recipe(ds, cfg: dict, seed: int = 0, **overrides):
+    """(model, temperature, info) of ``LiverLesionNet`` trained on ``ds`` (a ``RoiDataset``) with ``RECIPE``
+    (``overrides`` change single recipe entries, e.g. ``epochs`` for a smoke run); ``info['recipe']`` is
+    what was used, for the model card."""
+    from .study import fit_network
+
+    recipe = {**RECIPE, **overrides}
+    kw = {k: recipe[k] for k in ("epochs", "batch_size", "lr", "val_fraction", "weight_decay",
+                                 "intensity_augmentation")}
+    model, temperature, info = fit_network(ds, cfg["alpha"], seed, channels=tuple(cfg["channels"]),
+                                           dropout=float(cfg["dropout"]), **kw)
+    info["recipe"] = {**recipe, "seed": int(seed)}
+    return model, temperature, info
