@@ -1,7 +1,8 @@
 """Map the volumes of one study to named contrast phases from descriptions, DICOM tags and timing.
 
-Evidence, strongest first: the user's overrides; ImageType (ADC, DIFFUSION, LOCALIZER) and the
-diffusion b-value; SeriesDescription/ProtocolName keywords in several vendors' spellings (Siemens
+Evidence, strongest first: the user's overrides; ImageType (ADC, DIFFUSION/TRACEW, EXP/EADC, LOCALIZER),
+the diffusion b-value (standard or vendor private tag) and DiffusionDirectionality; an exponential ADC
+(eADC, EXP) is never taken as ADC; SeriesDescription/ProtocolName keywords in several vendors' spellings (Siemens
 VIBE, GE LAVA, Philips THRIVE, Canon Quick3D, Japanese phase names); and the **timing order** of
 the T1-weighted (MR) or CT volumes. Timing is fitted with an unknown injection time t_inj: volumes
 acquired before t_inj are pre-contrast, each later one is scored on log(delay / typical delay)
@@ -72,7 +73,13 @@ _T2 = {"haste", "ssfse", "ssh", "fase", "fse", "tse", "frfse", "blade", "propell
 _T1 = {"t1", "vibe", "starvibe", "twist", "lava", "lavaflex", "flex", "disco", "thrive", "ethrive", "quick3d",
        "quick", "3d", "ffe", "tfe", "fl3d", "gre", "spgr", "fspgr", "flash", "dyn", "dynamic", "multiphase",
        "caipirinha", "caipi", "dixon", "mdixon", "water", "radial", "fame", "volume"}
-_DWI = {"dwi", "diff", "diffusion", "dw", "trace", "tracew", "resolve", "ep2d", "dwibs"}
+_DWI = {"dwi", "diff", "diffusion", "dw", "trace", "tracew", "resolve", "ep2d", "dwibs", "isotropic"}
+_ADC = {"adc", "dadc"}                                    # Siemens *_ADC, Philips dADC, GE/Canon ADC
+_EADC = {"eadc", "deadc", "expadc", "exp", "exponential"}  # exp(-b ADC), unitless: Siemens EXP, Philips dEADC
+_ADC_TYPES = {"ADC", "ADC_UNSPECIFIED"}
+_EADC_TYPES = {"EXP", "EADC", "EXPONENTIAL", "EXP_ADC"}
+_DWI_TYPES = {"DIFFUSION", "TRACEW", "TRACE", "ISOTROPIC", "ISODWI", "DWI", "CALC_BVALUE"}
+_DIFFUSION_MAPS = {"FA", "COLFA", "TENSOR", "TENSOR_B0"}   # diffusion-derived, neither DWI nor ADC
 _RENAL_HINT = re.compile(r"cortico|nephro|excret|urogra|kidney|(?<!ad)renal|\bcmp\b|皮髄|腎")
 _MINUTES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:min|mins|minute|minutes|分)(?![a-z])")
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds|秒)(?![a-z])")
@@ -147,37 +154,50 @@ def _resolve_protocol(protocol: str, tags: SeriesTags, ct_protocol: str) -> str 
     return protocol
 
 
-def _classify(protocol: str, tags: SeriesTags) -> tuple[str, str]:
-    """('exclude'|'ADC'|'DWI'|'T2'|'timeline', reason) from ImageType and description tokens."""
+def _classify(protocol: str, tags: SeriesTags) -> tuple[str, str, float]:
+    """('exclude'|'ADC'|'DWI'|'T2'|'timeline', reason, confidence) from ImageType, diffusion tags and
+    description tokens; the confidence is that of an ADC/DWI call (0.95 from tags, 0.85 from a description)."""
     text = _text(tags)
     tokens = _tokens(text)
     image_type = {str(v).upper() for v in tags.image_type}
     desc = repr(tags.series_description or tags.protocol_name)
     if "LOCALIZER" in image_type or tokens & _LOCALIZER:
-        return "exclude", f"not a phase volume: localizer, projection, dose report or MRCP ({desc})"
+        return "exclude", f"not a phase volume: localizer, projection, dose report or MRCP ({desc})", 0.0
     if image_type & {"MIP", "VOLUME RENDERING", "SCREEN SAVE", "PROJECTION IMAGE"}:
-        return "exclude", f"projection/secondary capture (ImageType {sorted(image_type)})"
+        return "exclude", f"projection/secondary capture (ImageType {sorted(image_type)})", 0.0
     if protocol != "liver_mri":
-        return "timeline", f"CT volume {desc}"
-    if "eadc" in tokens or ("exp" in tokens and "adc" in tokens) or "EXP" in image_type:
-        return "exclude", f"exponential ADC is not an ADC map ({desc})"
-    if "ADC" in image_type or "adc" in tokens or "apparent diffusion" in text:
-        return "ADC", "ImageType ADC" if "ADC" in image_type else f"description {desc} names ADC"
-    if (image_type & {"DIFFUSION", "TRACEW", "TRACE"} or tokens & _DWI or tags.b_value is not None
-            or any(re.fullmatch(r"b\d{1,4}", t) for t in tokens) or "拡散" in text):
-        return "DWI", "diffusion (ImageType/b-value/description)"
+        return "timeline", f"CT volume {desc}", 0.0
+    chosen = "\\".join(tags.image_type)
+    named = f"ImageType {chosen}" if chosen else f"description {desc}"
+    if image_type & _EADC_TYPES or tokens & _EADC:
+        return "exclude", f"exponential ADC (eADC, unitless exp(-b ADC)) is not an ADC map ({named})", 0.0
+    if image_type & _DIFFUSION_MAPS or tokens & {"fa", "colfa", "tensor"}:
+        return "exclude", f"diffusion-derived map (FA/tensor) is neither DWI nor ADC ({named})", 0.0
+    if image_type & _ADC_TYPES:
+        return "ADC", f"ImageType {chosen} names ADC", 0.95
+    if tokens & _ADC or "apparent diffusion" in text:
+        return "ADC", f"description {desc} names ADC", 0.85
+    if tags.b_value is not None:
+        return "DWI", f"b-value {tags.b_value:g} s/mm^2 in the DICOM tags", 0.95
+    if image_type & _DWI_TYPES:
+        return "DWI", f"ImageType {chosen} names diffusion", 0.95
+    if tags.diffusion_directionality == "ISOTROPIC":
+        return "DWI", "DiffusionDirectionality ISOTROPIC (trace-weighted)", 0.95
+    if (tokens & _DWI or any(t.endswith("dwi") for t in tokens) or any(re.fullmatch(r"b\d{1,4}", t) for t in tokens)
+            or "拡散" in text):
+        return "DWI", f"description {desc} names diffusion", 0.85
     if re.search(r"t2\*|t2star|t2_star|\bswi\b", text):
-        return "exclude", f"T2*-weighted series is not a phase of the set ({desc})"
+        return "exclude", f"T2*-weighted series is not a phase of the set ({desc})", 0.0
     has_t1 = any(t.startswith("t1") for t in tokens)
     if not has_t1 and (any(t.startswith("t2") for t in tokens) or tokens & _T2 or "t2強調" in text):
-        return "T2", f"T2-weighted by description {desc}"
+        return "T2", f"T2-weighted by description {desc}", 0.85
     if (tokens & _CHEMSHIFT and not tokens & {"fs", "sat", "water"}) or image_type & {"IN_PHASE", "OPP_PHASE",
                                                                                       "OUT_PHASE", "FAT"}:
-        return "exclude", f"chemical-shift/fat image, not a dynamic phase ({desc})"
+        return "exclude", f"chemical-shift/fat image, not a dynamic phase ({desc})", 0.0
     if (has_t1 or tokens & _T1 or tokens & _CONTRAST or _generic_keyword(text, tokens) or _keyword_delay(text)
             or tags.contrast_bolus_agent):
-        return "timeline", f"T1-weighted {desc}"
-    return "exclude", f"no sequence or phase keyword in {desc}"
+        return "timeline", f"T1-weighted {desc}", 0.0
+    return "exclude", f"no sequence or phase keyword in {desc}", 0.0
 
 
 def _unwrap(times: list[float | None]) -> list[float | None]:
@@ -343,7 +363,7 @@ def assign_phases(volumes: list[tuple[str, SeriesTags]], protocol: str = "auto",
             result[vid] = PhaseAssignment(vid, None, 0.0, f"modality {tags.modality or '?'!r} does not fit "
                                                           f"protocol {protocol!r}")
             continue
-        kind, reason = _classify(proto, tags)
+        kind, reason, confidence = _classify(proto, tags)
         if kind == "exclude":
             result[vid] = PhaseAssignment(vid, None, 0.0, reason)
         elif kind == "timeline":
@@ -353,9 +373,7 @@ def assign_phases(volumes: list[tuple[str, SeriesTags]], protocol: str = "auto",
             if kind == "DWI" and b is None:
                 found = re.findall(r"\bb(\d{1,4})\b", _text(tags))
                 b = float(found[0]) if len(found) == 1 else None
-            strong = (kind == "ADC" and "ADC" in {str(v).upper() for v in tags.image_type}) or \
-                     (kind == "DWI" and tags.b_value is not None)
-            result[vid] = PhaseAssignment(vid, kind, 0.95 if strong else 0.85, reason,
+            result[vid] = PhaseAssignment(vid, kind, confidence, reason,
                                           b_value=b if kind == "DWI" else None)
     for proto, items in groups.items():
         result.update(_assign_timeline(proto, items))

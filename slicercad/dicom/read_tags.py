@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from typing import Optional
 
 from pydicom.sequence import Sequence
@@ -59,19 +60,27 @@ def _datetime_time(value) -> Optional[float]:
     return parse_dicom_time(re.split(r"[+-]", text[8:])[0]) if len(text) > 8 else None
 
 
+# manufacturer (upper-case prefix) -> private b-value tag (Siemens IS, GE IS x4, Philips FL)
+_PRIVATE_B = (("SIEMENS", (0x0019, 0x100C)), ("GE", (0x0043, 0x1039)), ("PHILIPS", (0x2001, 0x1003)))
+
+
 def b_value(ds, frame: int = 0) -> Optional[float]:
-    """Diffusion b-value (s/mm^2): standard tag, enhanced MR diffusion macro, Siemens and GE private tags."""
+    """Diffusion b-value (s/mm^2): standard tag, enhanced MR diffusion macro, else the Siemens, GE or
+    Philips private tag of the file's manufacturer."""
     if "DiffusionBValue" in ds:
         return _float(ds.DiffusionBValue)
     item = frame_item(ds, frame, "MRDiffusionSequence")
     if item is not None and "DiffusionBValue" in item:
         return _float(item.DiffusionBValue)
     manufacturer = _text(ds.get("Manufacturer")).upper()
-    if "SIEMENS" in manufacturer and (0x0019, 0x100C) in ds:
-        return _float(ds[0x0019, 0x100C].value)
-    if manufacturer.startswith("GE") and (0x0043, 0x1039) in ds:
-        value = _float(ds[0x0043, 0x1039].value)
-        return None if value is None else value % 1e9   # GE adds 1e9 to flag non-standard scaling
+    for vendor, tag in _PRIVATE_B:
+        if manufacturer.startswith(vendor) and tag in ds:
+            value = ds[tag].value
+            if vendor == "PHILIPS" and isinstance(value, bytes) and len(value) == 4:   # FL read without its VR
+                value = struct.unpack("<f", value)[0]
+            value = _float(value)
+            # GE adds 1e9 to flag non-standard scaling
+            return value % 1e9 if value is not None and vendor == "GE" else value
     return None
 
 
@@ -100,6 +109,12 @@ def temporal_position(ds, frame: int = 0) -> Optional[int]:
     """Temporal position (classic identifier or enhanced frame-content index)."""
     return _classic_or_frame(ds, frame, "TemporalPositionIdentifier", "FrameContentSequence",
                              "TemporalPositionIndex", _int)
+
+
+def diffusion_directionality(ds, frame: int = 0) -> str:
+    """DiffusionDirectionality (classic or enhanced MR diffusion macro), upper case."""
+    return (_classic_or_frame(ds, frame, "DiffusionDirectionality", "MRDiffusionSequence",
+                              "DiffusionDirectionality", _text) or "").upper()
 
 
 def contrast_agent(ds) -> str:
@@ -134,6 +149,7 @@ def read_tags(ds, frame: int = 0) -> SeriesTags:
         inversion_time=inversion_time(ds, frame),
         trigger_time=trigger_time(ds, frame),
         b_value=b_value(ds, frame),
+        diffusion_directionality=diffusion_directionality(ds, frame),
         temporal_position=temporal_position(ds, frame),
         patient_age_years=parse_age_years(ds.get("PatientAge")),
         patient_sex=_text(ds.get("PatientSex")).upper()[:1],

@@ -1,9 +1,10 @@
 """Scan a folder (recursively; loose files or a DICOMDIR tree) into studies -> series -> volumes.
 
 Splitting and sorting follow ``sorting.py``; pixel loading and geometry checks ``volume.py``.
-Non-DICOM files, non-image objects (SEG, RT, SR...), colour images and localisers are skipped
-and listed with the reason. A file whose DICOM header is corrupt is skipped with the reason, or
-raises DicomError with ``strict=True``.
+Symbolic links to folders and files are followed, each real folder and file once. Non-DICOM files,
+non-image objects (SEG, RT, SR...), colour images, localisers and broken links are skipped and listed
+with the reason; ``ScanResult.empty_reason`` says why a scan found nothing. A file whose DICOM header
+is corrupt is skipped with the reason, or raises DicomError with ``strict=True``.
 """
 from __future__ import annotations
 
@@ -89,13 +90,45 @@ class ScanResult:
     def volumes(self) -> list[VolumeRecord]:
         return [v for s in self.studies for v in s.volumes()]
 
+    def empty_reason(self) -> str | None:
+        """Why no volume was found (None when some were): no files, or the skip reasons with examples."""
+        if self.studies:
+            return None
+        if not self.n_files and not self.skipped:
+            return "no files in the folder"
+        by_reason: dict[str, list[Path]] = defaultdict(list)
+        for path, reason in self.skipped:
+            by_reason[reason].append(path)
+        kinds = "; ".join(f"{len(paths)} {reason} (e.g. {', '.join(p.name for p in paths[:3])})"
+                          for reason, paths in sorted(by_reason.items(), key=lambda kv: -len(kv[1])))
+        if set(by_reason) == {"not DICOM"}:
+            return f"no DICOM among {self.n_files} files: {kinds}"
+        if by_reason and all(r.startswith("unreadable") for r in by_reason):
+            return f"all {self.n_files} files unreadable: {kinds}"
+        return f"no image volume among {self.n_files} files: {kinds}"
+
 
 def _files_under(folder: Path, skipped: list) -> list[Path]:
-    files = []
-    for root, dirs, names in os.walk(folder):
+    """Files under ``folder``, following symbolic links to folders and files; a folder or file reached
+    twice (a link loop, two links to one study) is walked once, broken links are listed as skipped."""
+    files, seen_dirs, seen_files = [], set(), set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen_dirs:
+            dirs.clear()
+            continue
+        seen_dirs.add(real)
         dirs.sort()
         for name in sorted(names):
-            files.append(Path(root) / name)
+            path = Path(root) / name
+            target = os.path.realpath(path)
+            if path.is_symlink() and not os.path.exists(target):
+                skipped.append((path, f"broken symbolic link (to {os.readlink(path)})"))
+            elif target in seen_files:
+                skipped.append((path, "same file reached again through a symbolic link"))
+            else:
+                seen_files.add(target)
+                files.append(path)
     for path in files:
         if path.name.upper() == "DICOMDIR":
             _check_dicomdir(path, skipped)

@@ -24,6 +24,7 @@ class SeriesTags:
     inversion_time: Optional[float] = None   # ms
     trigger_time: Optional[float] = None     # ms
     b_value: Optional[float] = None          # s/mm^2
+    diffusion_directionality: str = ""       # (0018,9075): ISOTROPIC, DIRECTIONAL, NONE, BMATRIX
     temporal_position: Optional[int] = None
     patient_age_years: Optional[float] = None
     patient_sex: str = ""                    # 'M', 'F', 'O' or ''

@@ -32,3 +32,26 @@ def check_phases(available, required, lesion_id=None) -> tuple:
         raise PhaseError(f"required phase(s) {missing} missing; available {sorted(available)}",
                          lesion_id)
     return tuple(p for p in PHASES if p in required)
+
+
+# gadoxetate (Gd-EOB-DTPA): the only agent with a ~20-min hepatobiliary phase; matched on lower-case text
+# with spaces, hyphens and punctuation removed ("Gd-EOB-DTPA", "gadoxetic acid", "EOB・プリモビスト")
+_GADOXETATE = ("gadoxet", "eob", "primovist", "eovist", "プリモビスト", "ガドキセト")
+
+
+def is_gadoxetate(agent: str) -> bool:
+    """True when a ContrastBolusAgent text names gadoxetate (Gd-EOB-DTPA, Primovist, Eovist)."""
+    text = "".join(ch for ch in str(agent).lower() if ch.isalnum())
+    return any(name in text for name in _GADOXETATE)
+
+
+def hepatobiliary_agent_warning(agents) -> str | None:
+    """Warning for a liver MRI study whose ContrastBolusAgent texts (empty = unknown) are not gadoxetate."""
+    named = sorted({a.strip() for a in agents if a and a.strip()})
+    if any(is_gadoxetate(a) for a in named):
+        return None
+    if not named:
+        return ("contrast agent unknown (no ContrastBolusAgent): a hepatobiliary phase needs gadoxetate "
+                "(Gd-EOB-DTPA, Primovist/Eovist); check the ~20-min volume before using it as one")
+    return (f"contrast agent {', '.join(map(repr, named))} is not gadoxetate (Gd-EOB-DTPA, Primovist/Eovist): "
+            "a late volume shows no hepatocyte uptake and is not a hepatobiliary phase")
