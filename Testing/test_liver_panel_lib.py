@@ -112,3 +112,26 @@ def test_phase_strip_adds_no_node_to_the_scene(scene):
     strip = phase_strip_rgb(volumes, lesion, size_px=32)
     assert strip.shape[0] == 32 and strip.any()
     assert (scene.GetNumberOfNodesByClass("vtkMRMLSliceNode"), scene.GetNumberOfNodes()) == before
+
+
+@pytest.mark.parametrize("agent, warned", [("Gd-EOB-DTPA (gadoxetate)", False), ("gadobutrol (Gadovist)", True),
+                                           (None, True)])
+def test_filling_phases_warns_when_the_agent_is_not_gadoxetate(scene, tmp_path, agent, warned):
+    """A ~20-min volume after an extracellular agent shows no hepatocyte uptake: the panel says so."""
+    import pydicom
+
+    from slicercad.synth.study import write_phantom_study
+    from SlicerCADLib.study import load_study
+
+    write_phantom_study(tmp_path, "liver_mri", seed=1)
+    for path in tmp_path.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        if "ContrastBolusAgent" in ds:
+            if agent is None:
+                del ds.ContrastBolusAgent
+            else:
+                ds.ContrastBolusAgent = agent
+            ds.save_as(path)
+    load_study(scene, tmp_path)
+    summary = workflow.fill_phases(scene, panel())
+    assert ("Warning: contrast agent" in summary) is warned, summary

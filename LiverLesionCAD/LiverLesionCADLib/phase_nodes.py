@@ -15,12 +15,15 @@ import SimpleITK as sitk
 from slicercad.atomic import atomic_path
 from slicercad.errors import DicomError, InputError
 from slicercad.geometry import lps_to_ras
-from slicercad.liver.phases import PHASE_TITLES, PHASES
+from slicercad.liver.phases import PHASE_TITLES, PHASES, hepatobiliary_agent_warning
 from slicercad.phases import assign_phases, best_by_phase
 from SlicerCADLib.dicom_nodes import tags_for_volume_node
 from SlicerCADLib.render import lesion_fov_mm, render_slice_rgb
 
 STRIP_GAP_PX = 4
+
+
+POST_CONTRAST_PHASES = ("arterial", "portal", "transitional", "hepatobiliary")
 
 
 def _volume_nodes(scene_or_nodes) -> list:
@@ -52,6 +55,19 @@ def phase_nodes_from_scene(scene_or_nodes, protocol: str = "liver_mri") -> dict:
     assignments = assign_phases([(vid, tags) for vid, (_, tags) in tagged.items()], protocol)
     best = best_by_phase(assignments)
     return {phase: tagged[best[phase].volume_id][0] for phase in PHASES if phase in best}
+
+
+def contrast_agent_warning(volume_nodes: dict) -> str | None:
+    """The gadoxetate check on the agent of the selected post-contrast phases (None when it is gadoxetate)."""
+    agents = []
+    for phase in POST_CONTRAST_PHASES:
+        node = volume_nodes.get(phase)
+        if node is not None:
+            try:
+                agents.append(tags_for_volume_node(node).contrast_bolus_agent)
+            except DicomError:
+                continue  # not from DICOM (e.g. a volume the user computed): nothing to check
+    return hepatobiliary_agent_warning(agents) if agents else None
 
 
 def phase_strip_rgb(volume_nodes: dict, lesion, size_px: int = 192, orientation: str = "Axial") -> np.ndarray:
