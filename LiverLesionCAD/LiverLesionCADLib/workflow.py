@@ -145,14 +145,16 @@ def overlay_node_ids(scene) -> list:
 
 def fill_phases(scene, p) -> str:
     """Set every phase field from the phase assignment of the scene's DICOM volumes; return a summary."""
-    from .phase_nodes import phase_nodes_from_scene
+    from .phase_nodes import contrast_agent_warning, phase_nodes_from_scene
 
     nodes = phase_nodes_from_scene(scene)
     for field, phase in PHASE_FIELDS.items():
         if phase in nodes:
             setattr(p, field, nodes[phase])
     missing = [phase for phase in PHASES if phase not in nodes]
-    return f"Phases filled: {', '.join(nodes)}" + (f"; not found: {', '.join(missing)}" if missing else "")
+    warning = contrast_agent_warning(nodes)
+    return (f"Phases filled: {', '.join(nodes)}" + (f"; not found: {', '.join(missing)}" if missing else "")
+            + (f"\nWarning: {warning}" if warning else ""))
 
 
 def diameter_lines(p) -> list:
