@@ -101,20 +101,22 @@ def test_same_study_with_adc_in_1e6_or_1e3_units_gives_the_same_classes(demo):
 def test_out_of_distribution_or_unknown_acquisition_warns_never_silently(demo):
     model, card = demo
     dist = card["input_spec"]["training_distribution"]
-    assert dist["acquisition_seen"] == {"field_strength_t": [3.0], "b_value": [800.0]}   # measured, not typed
-    item = generate_lesions(1, seed=1)[0]                                # training acquisition (3 T, b = 800)
+    assert dist["acquisition_seen"] == {"field_strength_t": [1.5, 3.0], "b_value": [800.0, 1000.0]}  # measured
+    item = generate_lesions(1, seed=1)[0]                                # a training acquisition (3 T, b = 800)
     lesion = phantom_lesion_input(item, rng=np.random.default_rng(1))
     (ok,) = classify_lesions(model, card, item.images, [lesion], phantom_acquisition(item), with_cam=False)
     assert not [w for w in ok["warnings"] if "training distribution" in w or "not seen" in w or "unknown" in w]
     (unknown,) = classify_lesions(model, card, item.images, [lesion], with_cam=False)
     assert any("field_strength_t unknown" in w for w in unknown["warnings"])
     assert any("b_value unknown" in w for w in unknown["warnings"])
-    (shifted,) = classify_lesions(model, card, item.images, [lesion], {"field_strength_t": 1.5, "b_value": 1000},
+    (shifted,) = classify_lesions(model, card, item.images, [lesion], {"field_strength_t": 7.0, "b_value": 600},
                                   with_cam=False)
-    assert any("field_strength_t=1.5 was not seen" in w for w in shifted["warnings"])
+    assert any("field_strength_t=7 was not seen" in w for w in shifted["warnings"])
+    assert any("b_value=600 was not seen" in w for w in shifted["warnings"])
     odd = dict(item.images)
     t2 = sitk.GetArrayFromImage(item.images["T2"])
-    strange = sitk.GetImageFromArray((t2 / np.median(t2)) ** 4 * 1000.0)
+    speckle = np.exp(np.random.default_rng(0).normal(0.0, 1.5, t2.shape))   # a T2 no training lesion resembles
+    strange = sitk.GetImageFromArray((t2 * speckle).astype(np.float32))
     strange.CopyInformation(item.images["T2"])
     odd["T2"] = strange
     (ood,) = classify_lesions(model, card, odd, [lesion], phantom_acquisition(item), with_cam=False)

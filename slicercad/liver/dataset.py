@@ -130,12 +130,14 @@ class RoiDataset:
 
 def phantom_lesion_input(item, reader_offsets: bool = True, residual_mm: float = 1.5, rng=None) -> Lesion:
     """A ``Lesion`` for a phantom lesion; with ``reader_offsets`` each phase's centre is nudged to
-    the true breath-hold shift plus Gaussian reader error of ``residual_mm`` (per axis)."""
+    the true breath-hold shift plus Gaussian reader error of ``residual_mm`` (per axis); ADC keeps DWI's."""
     offsets = {}
     if reader_offsets:
         rng = rng if rng is not None else np.random.default_rng(0)
         offsets = {p: tuple(np.asarray(s) + rng.normal(0, residual_mm, 3)) if np.any(s) else (0.0, 0.0, 0.0)
                    for p, s in item.shifts_mm.items()}
+        if "DWI" in offsets and "ADC" in offsets:  # the ADC map is computed from the DWI: one acquisition, one offset
+            offsets["ADC"] = offsets["DWI"]
     return Lesion(item.lesion_id, tuple(item.center_lps), item.diameter_mm, "LPS", offsets)
 
 

@@ -9,6 +9,13 @@ MR:  S(t)  = S_pre * (1 + E_mr * c(t) + H * u(t)),  u(t) = 1 - exp(-(t - 60) / 6
 the gadoxetate (EOB) hepatocyte uptake term H that makes the liver bright at ~20 min.
 Renal collecting system (CT excretion): x(t) = 1 - exp(-(t - 150) / 120) for t > 150, E_ct = 700 HU.
 T2: S_T2 per tissue; DWI: S_b = 0.8 * S_T2 * exp(-b * ADC); ADC in 1e-3 mm^2/s.
+Field strength B0 (``t1w_at_field``, ``snr_factor``): T1-weighted signals are given at the reference 3 T
+and re-rendered at B0 with the spoiled gradient-echo equation
+    S(R1) = sin(a) (1 - E1) / (1 - cos(a) E1),  E1 = exp(-TR R1),  TR 3.9 ms, a 10 deg:
+a signal is inverted to R1 at 3 T, split into native R1 and contrast dR1, native T1 scaled as
+T1 ~ B0^0.465 (liver 586 ms at 1.5 T, 809 ms at 3 T: de Bazelaire CM et al., Radiology 2004;230:652)
+and dR1 by the relaxivity, r1 ~ B0^-0.154 (Gd-EOB-DTPA 6.9 / 6.2 L/mmol/s at 1.5 / 3 T: Rohrer M et
+al., Invest Radiol 2005;40:715). SNR ~ B0.
 """
 from __future__ import annotations
 
@@ -51,6 +58,12 @@ TISSUES = {
     "renal_mass": (16, 35.0, 150.0, 400.0, 1.5, 0.0, 450.0, 1.4, "avid_washout"),
 }
 EXCRETION_HU = 700.0
+
+REFERENCE_FIELD_T = 3.0
+SPGR_TR_MS, SPGR_FLIP_DEG = 3.9, 10.0
+LIVER_T1_MS = 809.0                                   # at the reference 3 T
+T1_FIELD_EXPONENT = np.log(809.0 / 586.0) / np.log(2.0)
+R1_FIELD_EXPONENT = np.log(6.2 / 6.9) / np.log(2.0)
 LABEL_NAMES = {v[0]: k for k, v in TISSUES.items()}
 
 # lesion anchors (LPS mm) and diameter ranges per study kind; jittered by the seed
@@ -80,6 +93,35 @@ def hepatocyte_uptake(t: float) -> float:
 
 def excretion(t: float) -> float:
     return float(1 - np.exp(-(t - 150.0) / 120.0)) if t > 150.0 else 0.0
+
+
+def spgr(r1_per_ms):
+    """Spoiled gradient-echo signal (M0 = 1) of longitudinal relaxation rate ``r1_per_ms``."""
+    a, e1 = np.radians(SPGR_FLIP_DEG), np.exp(-SPGR_TR_MS * np.asarray(r1_per_ms, float))
+    return np.sin(a) * (1 - e1) / (1 - np.cos(a) * e1)
+
+
+def _r1_at_reference(relative):
+    """R1 (1/ms) at 3 T of a signal given relative to pre-contrast liver at 3 T (inverse of ``spgr``)."""
+    a = np.radians(SPGR_FLIP_DEG)
+    s = np.clip(np.asarray(relative, float) * spgr(1.0 / LIVER_T1_MS), 1e-6, 0.95 * np.sin(a))
+    return -np.log((np.sin(a) - s) / (np.sin(a) - s * np.cos(a))) / SPGR_TR_MS
+
+
+def t1w_at_field(pre, post, field_t: float):
+    """T1-weighted signal at ``field_t`` of a tissue whose native (``pre``) and contrast-enhanced (``post``)
+    signals are given relative to pre-contrast liver at 3 T; returned relative to pre-contrast liver at
+    ``field_t`` (module docstring). Identity at 3 T."""
+    native, total = _r1_at_reference(pre), _r1_at_reference(post)
+    k_t1 = (field_t / REFERENCE_FIELD_T) ** -T1_FIELD_EXPONENT          # native R1 = 1 / T1
+    k_r1 = (field_t / REFERENCE_FIELD_T) ** R1_FIELD_EXPONENT
+    r1 = np.maximum(native * k_t1 + (total - native) * k_r1, 1e-6)
+    return spgr(r1) / spgr(k_t1 / LIVER_T1_MS)
+
+
+def snr_factor(field_t: float) -> float:
+    """SNR at ``field_t`` relative to the reference 3 T (SNR ~ B0)."""
+    return float(field_t) / REFERENCE_FIELD_T
 
 
 def lesions(kind: str, seed: int) -> list[dict]:

@@ -17,7 +17,9 @@ no single threshold separates the classes. Sources for the ranges (typical appea
 - Necrotic/cystic metastases, complicated (haemorrhagic/proteinaceous) cysts: Silva AC et al.,
   RadioGraphics 2009 ("MR imaging of hepatic metastases"); Mortelé KJ, Ros PR, RadioGraphics 2001.
 - Rician noise of magnitude MR images: Gudbjartsson H, Patz S, MRM 1995.
-T1-weighted signal = T1base * (1 + enhancement); enhancement per dynamic phase. T2 and ADC are
+- Inter-scanner ADC bias up to ~10%: Donati OF et al., Radiology 2014;270:454.
+T1-weighted signal = T1base * (1 + enhancement) at 3 T, enhancement per dynamic phase; rendered at the
+patient's field strength by ``anatomy.t1w_at_field`` (longer T1 at 3 T, lower relaxivity). T2 and ADC are
 given per lesion as a radial profile (centre value, edge value, transition radius) so rim, target,
 fill-in, scar and necrotic patterns come out of one representation.
 """
@@ -41,17 +43,30 @@ VARIANT_RATES = {
     "fnh": {"no_scar": 0.40},
 }
 
-# Acquisition of the training and (shifted) test sets. SNR = liver signal / noise sigma.
+# Acquisition of the training and (shifted) test sets. "protocols": ((field strength T, b-value s/mm^2),
+# weight) drawn per patient; SNR = liver signal / noise sigma at 3 T (scaled by B0, ``anatomy.snr_factor``).
 ACQUISITION = {
-    "train": {"field_strength_t": 3.0, "b_value": 800.0, "t1_spacing": (1.2, 1.6), "t1_thickness": (3.0, 5.0),
+    "train": {"protocols": (((3.0, 800.0), 0.6), ((1.5, 1000.0), 0.2), ((1.5, 800.0), 0.2)),
+              "t1_spacing": (1.2, 1.6), "t1_thickness": (3.0, 5.0),
               "t2_spacing": (1.0, 1.5), "dwi_spacing": (2.0, 3.0), "thick_t2_dwi": (5.0, 7.0),
               "snr_t1": (18.0, 40.0), "snr_t2": (14.0, 30.0), "snr_b0": (14.0, 24.0),
               "liver_hbp_enh": (0.7, 1.2), "max_shift_mm": 10.0, "max_oblique_deg": 8.0},
-    "test": {"field_strength_t": 1.5, "b_value": 1000.0, "t1_spacing": (1.4, 1.9), "t1_thickness": (4.0, 6.0),
+    "test": {"protocols": (((1.5, 1000.0), 0.5), ((3.0, 800.0), 0.25), ((1.5, 800.0), 0.25)),
+             "t1_spacing": (1.4, 1.9), "t1_thickness": (4.0, 6.0),
              "t2_spacing": (1.2, 1.8), "dwi_spacing": (2.5, 3.5), "thick_t2_dwi": (6.0, 8.0),
              "snr_t1": (14.0, 30.0), "snr_t2": (10.0, 24.0), "snr_b0": (10.0, 20.0),
              "liver_hbp_enh": (0.5, 1.0), "max_shift_mm": 10.0, "max_oblique_deg": 12.0},
 }
+
+# Lesions per patient. A patient with a malignancy has 1-6 malignant lesions of one type (metastases of
+# one primary, or HCC) and Poisson(0.6) co-occurring benign ones; a benign-only patient has 1-4. A
+# patient's benign lesions share its benign type with probability 0.7. The share of patients with a
+# malignancy is solved so that the lesion-level class fractions equal the priors.
+MALIGNANT = ("metastasis", "hcc")
+MALIGNANT_PER_PATIENT = (1, 6)
+BENIGN_WITH_MALIGNANT = 0.6
+BENIGN_ONLY_PER_PATIENT = (1, 4)
+SAME_BENIGN_TYPE = 0.7
 
 
 def _u(rng, lo_hi):
@@ -70,19 +85,47 @@ def _variant(rng, label):
     return "typical"
 
 
+def _choice(rng, names, priors):
+    p = np.array([priors[c] for c in names], float)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def patient_labels(rng, classes, priors) -> list:
+    """Lesion labels of one patient (see ``MALIGNANT_PER_PATIENT``); their expected fractions are ``priors``."""
+    malignant = tuple(c for c in classes if c in MALIGNANT)
+    benign = tuple(c for c in classes if c not in MALIGNANT)
+    f = sum(priors[c] for c in malignant) / sum(priors[c] for c in classes)
+    n_mal, n_ben = np.mean(MALIGNANT_PER_PATIENT), np.mean(BENIGN_ONLY_PER_PATIENT)
+    p_malignant = 1.0 if not benign else min(1.0, f * n_ben / (n_mal * (1 - f) + f * (n_ben - BENIGN_WITH_MALIGNANT)))
+    if rng.random() < p_malignant:
+        labels = [_choice(rng, malignant, priors)] * int(rng.integers(MALIGNANT_PER_PATIENT[0],
+                                                                       MALIGNANT_PER_PATIENT[1] + 1))
+        n = int(rng.poisson(BENIGN_WITH_MALIGNANT)) if benign else 0
+    else:
+        labels, n = [], int(rng.integers(BENIGN_ONLY_PER_PATIENT[0], BENIGN_ONLY_PER_PATIENT[1] + 1))
+    if n:
+        own = _choice(rng, benign, priors)
+        labels += [own if rng.random() < SAME_BENIGN_TYPE else _choice(rng, benign, priors) for _ in range(n)]
+    return labels
+
+
 def sample_patient(rng, acq: dict) -> dict:
-    """Per-patient liver, scanner and breath-hold parameters."""
+    """Per-patient liver, scanner (field strength, b-value from ``acq["protocols"]``) and breath-hold
+    parameters."""
+    weights = np.array([w for _, w in acq["protocols"]], float)
+    (field_t, b_value), _ = acq["protocols"][int(rng.choice(len(weights), p=weights / weights.sum()))]
     shifts = {}
     for p in ("T1_pre", "arterial", "portal", "transitional", "T2", "DWI"):
         v = rng.normal(size=3) * (0.35, 0.35, 1.0)        # breathing moves the liver mostly head-foot
         shifts[p] = v / np.linalg.norm(v) * rng.uniform(0, acq["max_shift_mm"])
     shifts["hepatobiliary"] = np.zeros(3)
-    shifts["ADC"] = shifts["DWI"]
+    shifts["ADC"] = shifts["DWI"]                          # the ADC is computed from the DWI acquisition
     return {
         "liver_t1": 1.0,
         "liver_enh": {"T1_pre": 0.0, "arterial": _u(rng, (0.1, 0.35)), "portal": _u(rng, (0.4, 0.75)),
                       "transitional": _u(rng, (0.5, 0.9)), "hepatobiliary": _u(rng, acq["liver_hbp_enh"])},
         "liver_t2": 1.0, "liver_adc": _u(rng, (1.0, 1.45)),
+        "adc_calibration": _u(rng, (0.9, 1.1)),             # inter-scanner ADC bias, scales every tissue's ADC
         "liver_texture": _u(rng, (0.02, 0.1)), "steatosis_t1": _u(rng, (0.85, 1.1)),
         "snr": {"t1": _u(rng, acq["snr_t1"]), "t2": _u(rng, acq["snr_t2"]), "b0": _u(rng, acq["snr_b0"])},
         "gain": {p: _u(rng, (600.0, 1600.0)) for p in T1_PHASES + ("T2", "DWI")},
@@ -93,7 +136,7 @@ def sample_patient(rng, acq: dict) -> dict:
         "t2_thickness": _u(rng, acq["thick_t2_dwi"]), "dwi_thickness": _u(rng, acq["thick_t2_dwi"]),
         "oblique": {g: (rng.normal(size=3), rng.uniform(0, acq["max_oblique_deg"])) for g in ("t1", "t2", "dwi")},
         "met_hypervascular": bool(rng.random() < VARIANT_RATES["metastasis"]["hypervascular"]),
-        "b_value": acq["b_value"], "field_strength_t": acq["field_strength_t"],
+        "b_value": float(b_value), "field_strength_t": float(field_t),
     }
 
 
@@ -117,12 +160,12 @@ def _hemangioma(rng, variant):
     enh = {"arterial": art, "portal": portal,
            "transitional": _profile(trans_level * _u(rng, (0.5, 1.0)), trans_level, 1.0 - _u(rng, (0.6, 1.0))),
            "hepatobiliary": _profile(_u(rng, (0.15, 0.6)))}
-    return (_u(rng, (0.35, 0.85)), enh, _profile(_u(rng, (1.6, 3.8))), _profile(_u(rng, (1.4, 2.3))),
+    return (_u(rng, (0.35, 0.85)), enh, _profile(_u(rng, (1.6, 3.8))), _profile(_u(rng, (1.2, 2.4))),
             {"heterogeneity": _u(rng, (0.03, 0.15)), "lobulation": 0.1, "nodular": True})
 
 
 def _metastasis(rng, variant, hypervascular):
-    tumour_adc, tumour_t2 = _u(rng, (0.75, 1.55)), _u(rng, (1.1, 2.2))
+    tumour_adc, tumour_t2 = _u(rng, (0.8, 1.7)), _u(rng, (1.1, 2.2))
     if hypervascular:
         art = _profile(_u(rng, (0.3, 1.0)), _u(rng, (0.5, 1.3)), 0.6)
     else:

@@ -1,13 +1,17 @@
 """SYNTHETIC 8-phase EOB-MRI lesion patches with true physical geometry (seed 000 phantom).
 
-``generate_lesions`` draws patients (scanner, liver, breath-hold shifts) and their lesions
+``generate_lesions`` draws patients (scanner, liver, breath-hold shifts, a realistic number of
+lesions with labels correlated within the patient: ``liver_lesions.patient_labels``) and their lesions
 (parameters in ``liver_lesions``) and renders, per lesion, a crop of each phase's own grid
 around the lesion: per-series oblique direction, anisotropic spacing (DWI coarser, thick T2/DWI
 slices), the liver displaced by that phase's breath-hold shift (up to 10 mm, the hepatobiliary
 phase is the reference), smooth parenchymal texture, vessels, lobulated heterogeneous lesions with
 partial volume through the slice, multiplicative bias field, per-series gain and Rician noise.
-DWI is rendered as b0 and b=800 (train) / 1000 (test) images with Rician noise; the ADC channel
-is computed from those noisy images. Everything here is synthetic and labelled so.
+Field strength (drawn per patient with the b-value, ``ACQUISITION["protocols"]``) changes the images:
+T1-weighted contrast and enhancement by ``anatomy.t1w_at_field``, SNR ~ B0. DWI is rendered as b0 and
+b images, S_b = S_0 exp(-b ADC), with Rician noise; the ADC channel is computed from those noisy
+images on the DWI grid, so it shares the DWI's breath-hold shift. Everything here is synthetic and
+labelled so.
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..phases import LIVER_MRI_PHASES
-from .liver_lesions import ACQUISITION, CLASSES, EXTENDED_PRIORS, REPORT_PRIORS, T1_PHASES, sample_lesion, sample_patient
+from .anatomy import snr_factor, t1w_at_field
+from .liver_lesions import (ACQUISITION, CLASSES, EXTENDED_PRIORS, REPORT_PRIORS, T1_PHASES, patient_labels,
+                            sample_lesion, sample_patient)
 
 GROUP = {p: "t1" for p in T1_PHASES}
 GROUP.update({"T2": "t2", "DWI": "dwi"})
@@ -177,6 +183,8 @@ def render_lesion(rng, patient, les, centre, pid, lid, split) -> PhantomLesion:
     liver_dirs, liver_ph = rng.normal(size=(4, 3)), rng.uniform(0, 2 * np.pi, 4)
     les_freq = 1.0 / (0.6 * d / 2.0 + 2.0)
     images, mask = {}, None
+    field = patient["field_strength_t"]
+    snr = snr_factor(field)
     for phase in T1_PHASES + ("T2", "DWI"):
         group = GROUP[phase]
         shift = patient["shifts_mm"][phase]
@@ -189,31 +197,34 @@ def render_lesion(rng, patient, les, centre, pid, lid, split) -> PhantomLesion:
                                                            les["texture_phase"], les_freq)
         bias = _bias(patient["bias"][phase], grid.points())
         if group == "t1":
-            liver = patient["liver_t1"] * (1.0 + patient["liver_enh"][phase])
+            pre = patient["liver_t1"]
+            liver = t1w_at_field(pre, pre * (1.0 + patient["liver_enh"][phase]), field)
             prof = les["enh"][phase]
             if les["nodular"] and phase == "arterial" and prof[2] > 0:
                 nod = np.clip(0.3 + np.cos(5 * phi + les["angle"]), 0.0, 1.0)
                 enh = _profile_value(rho, (prof[0], prof[0], 0.0)) + (prof[1] - prof[0]) * nod * _sigmoid((rho - prof[2]) / 0.08)
             else:
                 enh = _profile_value(rho, prof)
-            lesion_sig = les["t1"] * (1.0 + enh)
-            bg = liver * liver_tex * (1 - vessel) + liver * vratio[phase] * vessel
+            lesion_sig = t1w_at_field(les["t1"], les["t1"] * (1.0 + enh), field)
+            blood = t1w_at_field(pre * vratio["T1_pre"], pre * (1.0 + patient["liver_enh"][phase]) * vratio[phase],
+                                 field)
+            bg = liver * liver_tex * (1 - vessel) + blood * vessel
             signal = ((1 - member) * bg + member * lesion_sig * les_tex) * bias
-            noisy = _rician(rng, signal, patient["liver_t1"] / patient["snr"]["t1"])
+            noisy = _rician(rng, signal, 1.0 / (patient["snr"]["t1"] * snr))
         elif group == "t2":
             bg = patient["liver_t2"] * liver_tex * (1 - vessel) + vratio["T2"] * vessel
             signal = ((1 - member) * bg + member * _profile_value(rho, les["t2"]) * les_tex) * bias
-            noisy = _rician(rng, signal, patient["liver_t2"] / patient["snr"]["t2"])
+            noisy = _rician(rng, signal, patient["liver_t2"] / (patient["snr"]["t2"] * snr))
         else:
-            b = patient["b_value"] / 1000.0
+            b, cal = patient["b_value"] / 1000.0, patient["adc_calibration"]
             t2_les = _profile_value(rho, les["t2"]) * les_tex
-            adc_les = _profile_value(rho, les["adc"])
+            adc_les = _profile_value(rho, les["adc"]) * cal
             b0_bg = (patient["liver_t2"] * liver_tex) ** 0.7 * (1 - vessel) + 0.5 * vessel
-            bb_bg = (patient["liver_t2"] * liver_tex) ** 0.7 * np.exp(-b * patient["liver_adc"]) * (1 - vessel) \
-                + 0.5 * np.exp(-b * 3.0) * vessel
+            bb_bg = (patient["liver_t2"] * liver_tex) ** 0.7 * np.exp(-b * cal * patient["liver_adc"]) * (1 - vessel) \
+                + 0.5 * np.exp(-b * cal * 3.0) * vessel
             b0 = ((1 - member) * b0_bg + member * t2_les ** 0.7) * bias
             bb = ((1 - member) * bb_bg + member * t2_les ** 0.7 * np.exp(-b * adc_les)) * bias
-            sigma = 1.0 / patient["snr"]["b0"]
+            sigma = 1.0 / (patient["snr"]["b0"] * snr)
             b0n, bbn = _rician(rng, b0, sigma), _rician(rng, bb, sigma)
             adc = np.clip(np.log(np.maximum(b0n, 1e-3) / np.maximum(bbn, 1e-3)) / b, 0.0, 4.0)
             images["ADC"] = grid.image(adc)
@@ -227,20 +238,17 @@ def render_lesion(rng, patient, les, centre, pid, lid, split) -> PhantomLesion:
                          mask, patient["b_value"], patient["field_strength_t"], split)
 
 
-def generate_lesions(n_lesions: int, seed: int = 0, split: str = "train", classes=CLASSES, priors=None,
-                     lesions_per_patient=(1, 12)) -> list:
-    """``n_lesions`` SYNTHETIC lesions from patients of ``lesions_per_patient`` lesions each.
+def generate_lesions(n_lesions: int, seed: int = 0, split: str = "train", classes=CLASSES, priors=None) -> list:
+    """``n_lesions`` SYNTHETIC lesions from patients drawn with ``liver_lesions.patient_labels``.
 
     ``split`` picks the acquisition ('train' or the shifted 'test'); use a different ``seed``
-    for the test set. Class priors default to the report's (~75% metastases) or, for the extended
-    class set, ``EXTENDED_PRIORS``. Deterministic for a given (n_lesions, seed, split, classes).
+    for the test set. Class priors (lesion-level) default to the report's (~75% metastases) or, for the
+    extended class set, ``EXTENDED_PRIORS``. Deterministic for a given (n_lesions, seed, split, classes).
     """
     if split not in ACQUISITION:
         raise ValueError(f"split must be one of {sorted(ACQUISITION)}, got {split!r}")
     if priors is None:
         priors = REPORT_PRIORS if tuple(classes) == CLASSES else EXTENDED_PRIORS
-    p = np.array([priors[c] for c in classes], float)
-    p /= p.sum()
     rng = np.random.default_rng([seed, list(ACQUISITION).index(split)])
     acq = ACQUISITION[split]
     out, k = [], 0
@@ -248,9 +256,8 @@ def generate_lesions(n_lesions: int, seed: int = 0, split: str = "train", classe
         patient = sample_patient(rng, acq)
         pid = f"synth-{split}-{seed}-p{k:04d}"
         k += 1
-        for j in range(min(int(rng.integers(lesions_per_patient[0], lesions_per_patient[1] + 1)),
-                           n_lesions - len(out))):
-            les = sample_lesion(rng, classes[rng.choice(len(classes), p=p)], patient)
+        for j, label in enumerate(patient_labels(rng, tuple(classes), priors)[:n_lesions - len(out)]):
+            les = sample_lesion(rng, label, patient)
             centre = rng.uniform(-80.0, 80.0, 3) * (1, 1, 0.5)
             out.append(render_lesion(rng, patient, les, centre, pid, f"{pid}-l{j:02d}", split))
     return out
