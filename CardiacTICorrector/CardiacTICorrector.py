@@ -19,6 +19,7 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
 import CardiacTICorrectorLib
+from SlicerCADLib import dependencies
 
 
 class CardiacTICorrector(ScriptedLoadableModule):
@@ -38,6 +39,11 @@ class CardiacTICorrectorParameterNode:
 
     dicomFolder: pathlib.Path
     strictGeometry: bool = False
+    imageTIs: str = ""
+    firstTI: float = 0.0
+    useModel: bool = True
+    inversionsEveryRR: int = 2
+    minutesToLGE: float = 2.0
 
 
 class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -58,6 +64,8 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
+        self.ui.loadScoutButton.connect("clicked(bool)", self.onLoadScout)
+        self.ui.estimateButton.connect("clicked(bool)", self.onEstimate)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -92,6 +100,8 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def _checkCanApply(self, caller=None, event=None) -> None:
         folder = self._parameterNode.dicomFolder if self._parameterNode else None
         self.ui.loadStudyButton.enabled = bool(folder and str(folder) not in ("", "."))
+        self.ui.loadScoutButton.enabled = self.ui.loadStudyButton.enabled
+        self.ui.estimateButton.enabled = self.logic is not None and self.logic.sequenceNode is not None
 
     def onLoadStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the DICOM study."), waitCursor=True):
@@ -99,11 +109,81 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             self.ui.studyStatusLabel.text = summary
 
 
+    def onLoadScout(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to load the TI scout."), waitCursor=True):
+            self.ui.studyStatusLabel.text = self.logic.loadScout(self._parameterNode)
+            self._checkCanApply()
+
+    def _dependenciesReady(self) -> bool:
+        """torch etc. are needed only for the CNN; physics-only estimation works without them."""
+        if not self._parameterNode.useModel:
+            return True
+        with slicer.util.tryWithErrorDisplay(_("Could not check SlicerCAD's Python packages.")):
+            return dependencies.ready_or_explain(_("Cardiac TI Corrector"), self.ui.resultLabel)
+        return False
+
+    def onEstimate(self) -> None:
+        if not self._dependenciesReady():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Estimation failed."), waitCursor=True):
+            segmentation = self.ui.roiSegmentSelectorWidget.currentNode()
+            segment = self.ui.roiSegmentSelectorWidget.currentSegmentID()
+            self.ui.resultLabel.text = self.logic.estimate(self._parameterNode, segmentation, segment)
+
+
 class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
     """Delegates to CardiacTICorrectorLib; usable from batch scripts without the widget."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.sequenceNode = None
+        self.lastRecord = None
+        self._model = None
+
+    @staticmethod
+    def ensureDependencies() -> None:
+        """Install what the CNN needs (asking first); raises DependencyError."""
+        dependencies.ensure_dependencies(requester=_("Cardiac TI Corrector"))
+
+    def loadScout(self, parameterNode) -> str:
+        """Load the folder's scout(s) as sequences over TI; the first becomes the one Estimate uses."""
+        from CardiacTICorrectorLib.scout import load_scout
+
+        tis = parameterNode.imageTIs.strip() or None
+        first = parameterNode.firstTI or None
+        loaded = load_scout(slicer.mrmlScene, parameterNode.dicomFolder, tis, first)
+        self.sequenceNode = loaded[0][0]
+        browser = loaded[0][1]
+        proxy = browser.GetProxyNode(self.sequenceNode)
+        if proxy is not None:
+            slicer.util.setSliceViewerLayers(background=proxy, fit=True)
+        scout = loaded[0][2]
+        return _("Loaded {n} scout(s); {f} frames, TI {a:g}-{b:g} ms ({src}). {w}").format(
+            n=len(loaded), f=scout.n_frames, a=scout.ti_ms[0], b=scout.ti_ms[-1], src=scout.ti_source,
+            w=" ".join(scout.warnings))
+
+    def model(self):
+        if self._model is None:
+            from slicercad.ti.cli import load_default_model
+
+            self._model = load_default_model("bundled")
+        return self._model
+
+    def estimate(self, parameterNode, segmentationNode=None, segmentId=None) -> str:
+        from CardiacTICorrectorLib.scout import estimate
+
+        if self.sequenceNode is None:
+            raise ValueError(_("Load a TI scout first."))
+        model, card = self.model() if parameterNode.useModel else (None, None)
+        rule = {"every_rr": parameterNode.inversionsEveryRR, "minutes_to_lge": parameterNode.minutesToLGE}
+        result = estimate(slicer.mrmlScene, self.sequenceNode, model, card, segmentationNode, segmentId, rule)
+        self.lastRecord = result["record"]
+        if result["chart"] is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(result["chart"])
+        r = result["record"]
+        return _("Myocardial null on the scout: {n} ± {u} ms ({m}); blood null {b} ms; recommended LGE TI {t} ms. "
+                 "{w}").format(n=r["null_ti_ms"], u=r["uncertainty_ms"], m=r["method"], b=r["blood_null_ti_ms"],
+                               t=r["recommended_ti_ms"], w=" ".join(r["warnings"]))
 
     def getParameterNode(self):
         return CardiacTICorrectorParameterNode(super().getParameterNode())
@@ -122,6 +202,32 @@ class CardiacTICorrectorTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_load_synthetic_study()
+        self.setUp()
+        self.test_estimate_synthetic_scout()
+
+    def test_estimate_synthetic_scout(self):
+        """A SYNTHETIC DICOM scout (shuffled files) loads as a sequence; Estimate finds the null within 10 ms."""
+        import tempfile
+
+        from SlicerCADLib import dependencies
+        from slicercad.ti.phantom import make_scout, write_scout_dicom
+
+        try:
+            dependencies.ensure_dependencies()
+            use_model = True
+        except dependencies.DependencyError as exc:
+            self.delayDisplay(f"CNN skipped: dependencies missing ({exc}); physics only")
+            use_model = False
+        folder = pathlib.Path(tempfile.mkdtemp())
+        phantom = make_scout(8, snr=50, n_frames=16, shape=(96, 96))
+        write_scout_dicom(phantom, folder, seed=4)
+        logic = CardiacTICorrectorLogic()
+        node = logic.getParameterNode()
+        node.dicomFolder = folder
+        node.useModel = use_model
+        logic.loadScout(node)
+        logic.estimate(node)
+        self.assertLess(abs(logic.lastRecord["null_ti_ms"] - phantom.myo_null_ms), 10.0)
 
     def test_load_synthetic_study(self):
         import tempfile

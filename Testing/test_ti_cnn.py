@@ -1,0 +1,74 @@
+"""TI CNN smoke: the engine trains the task, the bundled model loads with its SYNTHETIC card, the
+CLI writes the records, the evaluation runs (smoke) with its controls."""
+import json
+
+import numpy as np
+import pytest
+
+from slicercad.engine.registry import BUNDLED_DIR, load_model
+from slicercad.ti import task  # noqa: F401
+from slicercad.ti.cli import CSV_FIELDS
+from slicercad.ti.correct import RECORD_FIELDS, correct_scout
+from slicercad.ti.phantom import make_scout, write_scout_dicom
+from slicercad.ti.scout import TIScout
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model(BUNDLED_DIR / "ti_offset_demo.json", task="ti_offset")
+
+
+def test_bundled_model_is_small_synthetic_and_documented(bundled):
+    model, card = bundled
+    assert (BUNDLED_DIR / "ti_offset_demo.safetensors").stat().st_size < 2_000_000
+    assert card["training_data"]["synthetic"] is True
+    assert card["input_spec"]["offset_bin_edges_ms"] == [-60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0]
+    assert card["input_spec"]["valid_ranges"]["field_strength_t"] == [1.5, 3.0]
+    assert card["metrics"]["frame_accuracy"] > 1 / 6 + 0.05     # better than chance on held-out phantoms
+
+
+def test_correct_scout_fuses_and_fills_the_record(bundled):
+    model, card = bundled
+    ph = make_scout(11, snr=50)
+    scout = TIScout(ph.frames, ph.ti_ms, "test", pixel_spacing_mm=ph.pixel_spacing_mm,
+                    meta={"rr_ms": 900.0, "minutes_since_injection": 12.0})
+    rec = correct_scout(scout, model, card)
+    assert set(RECORD_FIELDS) <= set(rec)
+    assert rec["method"] in ("fused", "physics", "cnn") and rec["cnn_null_ti_ms"] is not None
+    assert rec["recommended_ti_ms"] is not None and rec["synthetic_model"] is True
+    json.dumps(rec)
+
+
+def test_cli_correct_dicom_and_images(tmp_path):
+    from PIL import Image
+
+    from slicercad.cli import main
+
+    ph = make_scout(12, snr=40, n_frames=14, shape=(96, 96))
+    write_scout_dicom(ph, tmp_path / "dcm", ti_in="ImageComments", seed=3)
+    out, csv = tmp_path / "r.json", tmp_path / "r.csv"
+    assert main(["ti", "correct", str(tmp_path / "dcm"), "--json", str(out), "--csv", str(csv)]) == 0
+    (rec,) = json.loads(out.read_text())
+    assert rec["series_instance_uid"] and rec["n_frames"] == 14 and rec["ti_source"] == "ImageComments"
+    assert abs(rec["null_ti_ms"] - ph.myo_null_ms) < 40
+    assert csv.read_text().splitlines()[0] == ",".join(CSV_FIELDS)
+    img = tmp_path / "img"
+    img.mkdir()
+    for k, f in enumerate(ph.frames[:6]):
+        Image.fromarray(np.clip(f / ph.frames.max() * 255, 0, 255).astype(np.uint8)).save(img / f"{k:02d}.png")
+    tis = ",".join(f"{t:g}" for t in ph.ti_ms[:6])
+    assert main(["ti", "correct", str(img), "--ti", tis, "--model", "none", "--json", str(out)]) in (0, 2)
+    assert main(["ti", "correct", str(img), "--ti", "100,200", "--json", str(out)]) == 2
+
+
+def test_reproduce_smoke_has_every_row_and_the_controls(tmp_path):
+    from slicercad.ti.evaluate import reproduce
+
+    result = reproduce(tmp_path, smoke=True)
+    t = result["table"]
+    for key in ("frame_clean", "photo_4k", "photo_3mp", "series_cnn", "series_physics", "series_fused",
+                "operator_alone", "operator_cnn", "random_weights_frame"):
+        assert key in t and {"in_range", "under", "over", "in_range_ci"} <= set(t[key])
+    assert t["control_shuffled_ti_flagged"] >= 0.75
+    assert "SYNTHETIC" in (tmp_path / "results.md").read_text()
+    assert "ti_offset" in result["setup"] or result["table"]["frame_clean"]["n"] > 0   # trained through the engine

@@ -1,0 +1,175 @@
+"""Per-series correction: CNN on every frame, the physics fit, their fusion, and the output record.
+
+* Frame correction (the report's form): ``null = TI_frame - centre(most probable bin)``.
+* Series CNN estimate: over candidate nulls t (1 ms grid), log-likelihood
+  ``CNN_LOGLIK_TEMPER * sum_i log p_i(bin(TI_i - t))`` with offsets beyond the trained range counted
+  in the extreme bin (closed model) or the open bins; estimate = posterior mean, sd = posterior sd
+  floored at ``CNN_SIGMA_FLOOR_MS``.
+* Fusion (documented rule): inverse-variance weighting of physics (sd from the fit, plus the found-ROI
+  term) and CNN. A physics fit flagged bad (residual, uncertainty) is left out; no model -> physics only;
+  no fit -> CNN only. They disagree by > FUSION_DISAGREE_SIGMAS combined sd -> a warning. With a good
+  fit the physics sd is a few ms against the CNN's >= 8 ms, so physics dominates ("physics wins when
+  the fit is good").
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InputError
+from . import constants as C
+from .features import frames_input
+from .physics import estimate_physics, lge_rule
+
+RECORD_FIELDS = ("series_instance_uid", "null_ti_ms", "blood_null_ti_ms", "recommended_ti_ms", "uncertainty_ms",
+                 "method", "warnings")
+
+
+def bin_centres(card_or_classes) -> np.ndarray:
+    classes = card_or_classes["classes"] if isinstance(card_or_classes, dict) else list(card_or_classes)
+    if list(classes) == list(C.OPEN_CLASSES):
+        return np.array(C.OPEN_BIN_CENTRES_MS)
+    if list(classes) == list(C.OFFSET_CLASSES):
+        return np.array(C.OFFSET_BIN_CENTRES_MS)
+    raise InputError(f"model classes {classes} are not the TI offset bins", "card.classes")
+
+
+def frame_probabilities(model, card, frames) -> np.ndarray:
+    """Calibrated probabilities [n, classes] for each frame (one batch)."""
+    import torch
+
+    size = int(card["input_spec"]["roi_px"][0])
+    x = torch.from_numpy(frames_input(frames, size))
+    with torch.no_grad():
+        logits = model(x).float() / float(card.get("temperature", 1.0))
+    return torch.softmax(logits, 1).numpy()
+
+
+def frame_nulls(proba, ti_ms, centres) -> np.ndarray:
+    """Null estimated from each frame alone: TI - centre of the most probable bin."""
+    return np.asarray(ti_ms, float) - centres[np.argmax(proba, 1)]
+
+
+def _offset_bins(offsets, n_classes) -> np.ndarray:
+    from .task import offset_class
+
+    return offset_class(offsets, open_bins=n_classes == len(C.OPEN_CLASSES))
+
+
+def series_cnn(proba, ti_ms) -> dict:
+    """Posterior over the null from all frames (see module docstring)."""
+    ti = np.asarray(ti_ms, float)
+    grid = np.arange(math.floor(ti.min() - 80), math.ceil(ti.max() + 80) + 1, 1.0)
+    offsets = ti[None, :] - grid[:, None]                             # (G, n)
+    bins = _offset_bins(offsets, proba.shape[1])
+    logp = np.log(np.clip(proba, 1e-6, 1.0))
+    ll = C.CNN_LOGLIK_TEMPER * logp[np.arange(len(ti))[None, :], bins].sum(1)
+    post = np.exp(ll - ll.max())
+    post /= post.sum()
+    mean = float((post * grid).sum())
+    sd = max(float(math.sqrt((post * (grid - mean) ** 2).sum())), C.CNN_SIGMA_FLOOR_MS)
+    return {"null_ms": mean, "sd_ms": sd, "grid_ms": grid, "posterior": post}
+
+
+def physics_sd(fit, roi_source, roi_confidence) -> float:
+    roi_term = 0.0 if roi_source == "user ROI" else C.ROI_UNCERTAINTY_MS * (1.0 - roi_confidence)
+    return math.hypot(fit.null_sd_ms, roi_term)
+
+
+def fuse(physics: dict | None, cnn: dict | None) -> dict:
+    """{null_ms, sd_ms, method, warnings} from physics {null_ms, sd_ms, good} and cnn {null_ms, sd_ms}."""
+    warnings = []
+    phys_ok = physics is not None and physics.get("good") and math.isfinite(physics["sd_ms"])
+    if physics is not None and not phys_ok:
+        warnings.append("physics fit flagged (see its reasons): left out of the fusion")
+    if phys_ok and cnn is not None:
+        wp, wc = 1 / physics["sd_ms"] ** 2, 1 / cnn["sd_ms"] ** 2
+        null = (wp * physics["null_ms"] + wc * cnn["null_ms"]) / (wp + wc)
+        gap = abs(physics["null_ms"] - cnn["null_ms"])
+        if gap > C.FUSION_DISAGREE_SIGMAS * math.hypot(physics["sd_ms"], cnn["sd_ms"]):
+            warnings.append(f"CNN ({cnn['null_ms']:.0f} ms) and physics ({physics['null_ms']:.0f} ms) disagree by "
+                            f"{gap:.0f} ms: check the ROI and the frames")
+        return {"null_ms": null, "sd_ms": math.sqrt(1 / (wp + wc)), "method": "fused", "warnings": warnings}
+    if phys_ok:
+        return {"null_ms": physics["null_ms"], "sd_ms": physics["sd_ms"], "method": "physics", "warnings": warnings}
+    if cnn is not None:
+        return {"null_ms": cnn["null_ms"], "sd_ms": cnn["sd_ms"], "method": "cnn", "warnings": warnings}
+    if physics is not None and math.isfinite(physics.get("null_ms", float("nan"))):
+        warnings.append("only a flagged physics fit is available: LOW CONFIDENCE")
+        return {"null_ms": physics["null_ms"], "sd_ms": physics["sd_ms"], "method": "physics (flagged)",
+                "warnings": warnings}
+    raise InputError("no estimate: the physics fit failed and no CNN model is loaded", "estimate")
+
+
+def correct_frames(frames, ti_ms, spacing_mm=None, model=None, card=None, myo_mask=None, blood_mask=None,
+                   meta=None, relative=False, rule: dict | None = None, use_physics: bool = True) -> dict:
+    """Everything the record, the table and the plot need, for one scout's frames."""
+    frames = np.asarray(frames, np.float32)
+    ti = np.asarray(ti_ms, float)
+    warnings, details = [], {}
+    phys, est = None, None
+    if use_physics:
+        try:
+            est = estimate_physics(frames, ti, spacing_mm, myo_mask, blood_mask)
+            fit = est.myocardium
+            sd = physics_sd(fit, est.roi_source, est.roi_confidence) if math.isfinite(fit.null_sd_ms) else float("inf")
+            phys = {"null_ms": fit.null_ms, "sd_ms": sd, "good": fit.good, "reasons": fit.reasons}
+            warnings += [f"physics: {r}" for r in fit.reasons]
+            if est.roi_source == "found" and est.roi_confidence < 0.3:
+                warnings.append(f"myocardial ROI found automatically with low confidence {est.roi_confidence:.2f}: "
+                                "draw the ROI for a reliable physics estimate")
+        except InputError as exc:
+            warnings.append(f"physics: {exc}")
+    cnn, proba = None, None
+    if model is not None:
+        proba = frame_probabilities(model, card, frames)
+        cnn = series_cnn(proba, ti)
+        details["frame_nulls_ms"] = frame_nulls(proba, ti, bin_centres(card)).tolist()
+    fused = fuse(phys, cnn)
+    warnings += fused["warnings"]
+    blood = est.blood if est is not None else None
+    record_rule = None
+    if relative:
+        warnings.append("TIs are RELATIVE (TriggerTime only): null on that scale; no absolute LGE TI recommended")
+    else:
+        t1 = est.myocardium.t1_ms if (est is not None and phys and phys["good"]) else None
+        record_rule = lge_rule(fused["null_ms"], t1, meta, **(rule or {}))
+        warnings += record_rule["assumptions"]
+    return {"null_ti_ms": fused["null_ms"], "uncertainty_ms": fused["sd_ms"], "method": fused["method"],
+            "blood_null_ti_ms": None if blood is None or not math.isfinite(blood.null_ms) else blood.null_ms,
+            "recommended_ti_ms": None if record_rule is None else record_rule["recommended_ti_ms"],
+            "rule": record_rule, "physics": phys, "cnn": None if cnn is None else
+            {"null_ms": cnn["null_ms"], "sd_ms": cnn["sd_ms"]}, "proba": proba, "estimate": est,
+            "posterior": cnn, "warnings": warnings, "ti_ms": ti, **details}
+
+
+def correct_scout(scout, model=None, card=None, myo_mask=None, blood_mask=None, rule=None) -> dict:
+    """The JSON-ready record of one scout (fields RECORD_FIELDS and more)."""
+    out = correct_frames(scout.frames, scout.ti_ms, scout.pixel_spacing_mm, model, card, myo_mask, blood_mask,
+                         scout.meta, scout.relative, rule, use_physics=True)
+    record = record_of(scout, out, card)
+    return record
+
+
+def record_of(scout, out: dict, card=None) -> dict:
+    est = out["estimate"]
+    round1 = lambda v: None if v is None or not math.isfinite(v) else round(float(v), 1)  # noqa: E731
+    return {
+        "series_instance_uid": scout.series_instance_uid, "series_description": scout.series_description,
+        "null_ti_ms": round1(out["null_ti_ms"]), "null_ti_is": "myocardial null on the scout (Look-Locker)",
+        "blood_null_ti_ms": round1(out["blood_null_ti_ms"]),
+        "recommended_ti_ms": round1(out["recommended_ti_ms"]),
+        "uncertainty_ms": round1(out["uncertainty_ms"]), "method": out["method"],
+        "physics_null_ti_ms": round1(out["physics"]["null_ms"]) if out["physics"] else None,
+        "physics_uncertainty_ms": round1(out["physics"]["sd_ms"]) if out["physics"] else None,
+        "cnn_null_ti_ms": round1(out["cnn"]["null_ms"]) if out["cnn"] else None,
+        "cnn_uncertainty_ms": round1(out["cnn"]["sd_ms"]) if out["cnn"] else None,
+        "roi_source": est.roi_source if est else None,
+        "roi_confidence": round(est.roi_confidence, 3) if est else None,
+        "ti_scale": "relative" if scout.relative else "absolute", "ti_source": scout.ti_source,
+        "n_frames": scout.n_frames, "ti_ms": [float(v) for v in scout.ti_ms],
+        "rule": out["rule"], "model": None if card is None else card.get("name"),
+        "synthetic_model": None if card is None else card["training_data"]["synthetic"],
+        "warnings": list(scout.warnings) + list(out["warnings"]),
+    }

@@ -1,0 +1,343 @@
+"""Inversion-recovery physics on a TI scout: curve fit with polarity restoration, null TIs with an
+uncertainty from the fit, the myocardial ROI finder, and the documented scout -> LGE rule.
+
+Model (Look-Locker magnitude): ``S(TI) = |A - B exp(-TI / T1*)|``; null ``TI0 = T1* ln(B / A)``;
+apparent-to-true T1 (Deichmann & Haase 1992): ``T1 = T1* (B / A - 1)``.
+Fit: variable projection over a log grid of T1* and every polarity split (frames before the split
+negated, i.e. polarity restoration), then Levenberg–Marquardt on the magnitude model. The null's
+standard deviation comes from the fit covariance ``s^2 (J^T J)^-1`` (s^2 = RSS / (n - 4)) by the delta
+method, so it grows with the residual noise; with n <= 4 it is infinite. The refined model carries a
+noise floor ``sqrt((A - B e)^2 + f^2)`` (the magnitude of noise near the null is not zero: Rician).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage, optimize
+
+from ..errors import InputError
+from . import constants as C
+
+
+def ir_signal(ti_ms, a, b, t1star_ms, signed=False):
+    s = a - b * np.exp(-np.asarray(ti_ms, float) / t1star_ms)
+    return s if signed else np.abs(s)
+
+
+def null_of(a, b, t1star_ms) -> float:
+    return float(t1star_ms * math.log(b / a)) if a > 0 and b > a else float("nan")
+
+
+@dataclasses.dataclass
+class IRFit:
+    a: float
+    b: float
+    t1star_ms: float
+    null_ms: float
+    null_sd_ms: float
+    t1_ms: float              # Deichmann-Haase corrected T1
+    nrmse: float              # residual RMS / signal range
+    n_points: int
+    good: bool
+    reasons: list
+
+    def as_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def _varpro_start(ti, y):
+    lo, hi, n = C.T1STAR_GRID_MS
+    grid = np.geomspace(lo, hi, int(n))
+    m = len(ti)
+    signs = np.where(np.arange(m)[None, :] < np.arange(m + 1)[:, None], -1.0, 1.0)   # (K, m)
+    ys = signs * y[None, :]
+    best = (np.inf, None)
+    for g in grid:
+        e = np.exp(-ti / g)
+        X = np.stack([np.ones(m), -e], axis=1)
+        coef, *_ = np.linalg.lstsq(X, ys.T, rcond=None)        # (2, K)
+        resid = ((X @ coef - ys.T) ** 2).sum(0)
+        ok = (coef[0] > 0) & (coef[1] > coef[0])
+        resid = np.where(ok, resid, np.inf)
+        k = int(np.argmin(resid))
+        if resid[k] < best[0]:
+            best = (resid[k], (coef[0, k], coef[1, k], g))
+    return best[1]
+
+
+def fit_ir(ti_ms, signal) -> IRFit:
+    """Fit ``|A - B exp(-TI/T1*)|`` to one ROI curve (TIs need not be sorted)."""
+    ti = np.asarray(ti_ms, float).reshape(-1)
+    y = np.asarray(signal, float).reshape(-1)
+    if ti.shape != y.shape:
+        raise InputError(f"{ti.size} TIs for {y.size} signal values", "signal")
+    if not (np.all(np.isfinite(ti)) and np.all(np.isfinite(y))):
+        raise InputError("TI and signal must be finite", "signal")
+    if np.unique(ti).size < C.MIN_DISTINCT_TIS:
+        raise InputError(f"{np.unique(ti).size} distinct TIs; the fit needs {C.MIN_DISTINCT_TIS}", "TI")
+    order = np.argsort(ti, kind="stable")
+    ti, y = ti[order], y[order]
+    scale = float(np.max(np.abs(y))) or 1.0
+    yn = y / scale
+    start = _varpro_start(ti, yn)
+    reasons = []
+    if start is None:
+        return IRFit(float("nan"), float("nan"), float("nan"), float("nan"), float("inf"), float("nan"),
+                     float("inf"), len(ti), False, ["no inversion-recovery curve fits (no null)"])
+    a0, b0, g0 = start
+
+    def resid(p):
+        return np.sqrt((p[0] - p[1] * np.exp(-ti / np.exp(p[2]))) ** 2 + p[3] ** 2) - yn
+
+    floor0 = 0.5 * float(np.min(yn))
+    sol = optimize.least_squares(resid, [a0, b0, math.log(g0), floor0], method="lm", xtol=1e-10, ftol=1e-10)
+    p = sol.x
+    if not (p[0] > 0 and p[1] > p[0]):
+        p = np.array([a0, b0, math.log(g0), floor0])
+    a, b, t1s = float(p[0]), float(p[1]), float(math.exp(p[2]))
+    r = resid(p)
+    n = len(ti)
+    rss = float(r @ r)
+    span = float(np.ptp(yn)) or 1.0
+    nrmse = math.sqrt(rss / n) / span
+    null = null_of(a, b, t1s)
+    sd = float("inf")
+    if n > 4:
+        J = sol.jac
+        try:
+            cov = np.linalg.pinv(J.T @ J) * rss / (n - 4)
+            # derivatives of T1* ln(B/A) with respect to (A, B, log T1*, floor)
+            grad = np.array([-t1s / a, t1s / b, t1s * math.log(b / a), 0.0])
+            var = float(grad @ cov @ grad)
+            sd = math.sqrt(var) if var >= 0 and math.isfinite(var) else float("inf")
+        except (np.linalg.LinAlgError, ValueError):
+            sd = float("inf")
+    if nrmse > C.BAD_FIT_NRMSE:
+        reasons.append(f"poor inversion-recovery fit (residual {nrmse:.2f} of the signal range > "
+                       f"{C.BAD_FIT_NRMSE}): frames out of TI order, motion, or not a TI scout")
+    if not math.isfinite(sd) or sd > C.BAD_FIT_MAX_UNCERTAINTY_MS:
+        reasons.append(f"null TI uncertain (sd {sd:.0f} ms > {C.BAD_FIT_MAX_UNCERTAINTY_MS:g} ms)")
+    if math.isfinite(null) and not (ti[0] <= null <= ti[-1]):
+        reasons.append(f"null {null:.0f} ms lies outside the scout's TIs {ti[0]:g}–{ti[-1]:g} ms (extrapolated)")
+    return IRFit(a * scale, b * scale, t1s, null, sd, t1s * (b / a - 1.0), nrmse, n, not reasons, reasons)
+
+
+def roi_curve(frames, mask) -> np.ndarray:
+    """Median of each frame inside ``mask`` (robust to a few scar or blood pixels in the ROI)."""
+    mask = np.asarray(mask, bool)
+    if mask.shape != frames.shape[1:]:
+        raise InputError(f"ROI mask {mask.shape} does not match the frames {frames.shape[1:]}", "ROI")
+    if mask.sum() < 3:
+        raise InputError(f"ROI holds {int(mask.sum())} pixel(s); draw or find at least 3", "ROI")
+    return np.median(frames[:, mask], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# automatic ROI: LV blood pool (a round, late-bright blob) and the ring around it that nulls later
+
+@dataclasses.dataclass
+class FoundROI:
+    myocardium: np.ndarray
+    blood: np.ndarray
+    confidence: float
+    reason: str
+
+
+def pixel_null_map(frames, ti_ms) -> np.ndarray:
+    """TI of each pixel's minimum (parabola through the minimum and its neighbours)."""
+    ti = np.asarray(ti_ms, float)
+    k = np.argmin(frames, axis=0)
+    k = np.clip(k, 1, len(ti) - 2)
+    rows, cols = np.indices(k.shape)
+    y0, y1, y2 = frames[k - 1, rows, cols], frames[k, rows, cols], frames[k + 1, rows, cols]
+    denom = y0 - 2 * y1 + y2
+    shift = np.where(np.abs(denom) > 1e-9, 0.5 * (y0 - y2) / np.where(denom == 0, 1, denom), 0.0)
+    shift = np.clip(shift, -1, 1)
+    t_lo, t, t_hi = ti[k - 1], ti[k], ti[k + 1]
+    return np.where(shift < 0, t + shift * (t - t_lo), t + shift * (t_hi - t))
+
+
+def _disk(r):
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return (np.hypot(yy, xx) <= r).astype(float)
+
+
+def _annulus(r_in, r_out):
+    yy, xx = np.mgrid[-r_out:r_out + 1, -r_out:r_out + 1]
+    d = np.hypot(yy, xx)
+    return ((d > r_in) & (d <= r_out)).astype(float)
+
+
+BLOOD_RADII_MM = (12.0, 14.5, 17.0, 19.5, 22.0, 25.0, 28.0)   # mid-ventricular LV cavity radii
+CENTRE_PRIOR = 0.35   # the scout is planned on the heart: score x exp(-(distance / (0.35 FOV))^2)
+WALL_MM = 9.0
+
+
+def find_myocardium(frames, ti_ms, spacing_mm=None) -> FoundROI:
+    """Find the LV blood pool and the myocardial ring; InputError('no myocardium found') if none.
+
+    Matched filter on the per-pixel null map: a disk (blood, early null) inside an annulus one wall
+    thick (myocardium, later null), over centres and radii; score = (ring null - disk null) / pooled
+    sd x the fraction of pixels with signal. The myocardium is then the annulus pixels that null
+    closer to the ring than to the blood (scar, blood and partial-volume pixels drop out)."""
+    from scipy.signal import fftconvolve
+
+    frames = np.asarray(frames, float)
+    spacing = float(np.mean(spacing_mm)) if spacing_mm else 2.5
+    peak = frames.max(0)
+    valid = (peak > 0.2 * float(np.percentile(peak, 99))).astype(float)
+    nullmap = pixel_null_map(frames, ti_ms)
+    nv, nv2 = nullmap * valid, nullmap ** 2 * valid
+    wall = max(2, int(round(WALL_MM / spacing)))
+    yy, xx = np.indices(nullmap.shape)
+    size = max(nullmap.shape)
+    prior = np.exp(-(np.hypot(yy - nullmap.shape[0] / 2, xx - nullmap.shape[1] / 2) / (CENTRE_PRIOR * size)) ** 2)
+    best = None
+    for r_mm in BLOOD_RADII_MM:
+        r = max(2, int(round(r_mm / spacing)))
+        stats = []
+        for kern in (_disk(r), _annulus(r + 1, r + 1 + wall)):
+            n = fftconvolve(valid, kern, mode="same")
+            m = fftconvolve(nv, kern, mode="same") / np.maximum(n, 1)
+            v = fftconvolve(nv2, kern, mode="same") / np.maximum(n, 1) - m ** 2
+            stats.append((n / kern.sum(), m, np.maximum(v, 0)))
+        (f_in, m_in, v_in), (f_ring, m_ring, v_ring) = stats
+        score = (m_ring - m_in) / np.sqrt(v_in + v_ring + 15.0 ** 2) * np.clip(f_in, 0, 1) ** 2 * np.clip(f_ring, 0, 1)
+        score[f_in < 0.9] = -np.inf
+        score = score * prior
+        k = np.unravel_index(int(np.argmax(score)), score.shape)
+        if best is None or score[k] > best[0]:
+            best = (float(score[k]), k, r, float(m_in[k]), float(m_ring[k]))
+    if best is None or not np.isfinite(best[0]) or best[0] < 0.5 or best[4] - best[3] < 10:
+        raise InputError("no myocardium found (no disk of early-nulling blood inside a later-nulling ring); "
+                         "draw a myocardial ROI", "ROI")
+    score, (cy, cx), r, n_in, n_ring = best
+    d = np.hypot(yy - cy, xx - cx)
+    split = 0.5 * (n_in + n_ring)
+    blood = (d <= r - 0.5) & (valid > 0) & (nullmap < split)
+    myo = (d > r - 1) & (d <= r + 1.5 + wall) & (valid > 0) & (nullmap >= split)
+    if myo.sum() >= 8:
+        values = nullmap[myo]
+        med = float(np.median(values))
+        mad = float(np.median(np.abs(values - med))) or 5.0
+        myo &= np.abs(nullmap - med) <= 2.5 * 1.4826 * mad
+    if myo.sum() < 8 or blood.sum() < 3:
+        raise InputError(f"no myocardium found ({int(myo.sum())} myocardial, {int(blood.sum())} blood pixels "
+                         "at the best LV candidate); draw a myocardial ROI", "ROI")
+    ring_px = ((d > r) & (d <= r + 1 + wall)).sum()
+    coverage = float(myo.sum() / max(ring_px, 1))
+    confidence = float(np.clip(min(score / 4.0, 1.0) * min(coverage / 0.5, 1.0), 0.0, 1.0))
+    reason = (f"LV blood pool r={r * spacing:.0f} mm at pixel ({cx}, {cy}); {int(myo.sum())} myocardial px "
+              f"({coverage:.0%} of the ring); ring nulls {n_ring - n_in:.0f} ms after the blood")
+    return FoundROI(myo, blood, confidence, reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# the scout -> LGE relation and the later-after-contrast drift
+
+def lge_null_ms(t1_ms, rr_ms=C.DEFAULT_RR_MS, every_rr=C.DEFAULT_INVERSIONS_EVERY_RR,
+                readout_ms=C.DEFAULT_READOUT_MS, efficiency=1.0) -> float:
+    """Null TI of a segmented IR-GRE LGE for tissue T1: inversions every ``every_rr`` RR; the readout
+    window after TI is taken to saturate Mz, which then recovers for ``every_rr*RR - TI - readout``:
+    ``TI = T1 ln(1 + eta (1 - E))``, ``E = exp(-(every_rr RR - TI - readout) / T1)`` (fixed point)."""
+    if not (t1_ms > 0 and rr_ms > 0 and every_rr >= 1):
+        raise InputError(f"T1 {t1_ms}, RR {rr_ms} ms and inversions every {every_rr} RR must be positive", "rule")
+    ti = t1_ms * math.log(2.0)
+    for _ in range(50):
+        recovery = max(every_rr * rr_ms - ti - readout_ms, 0.0)
+        new = t1_ms * math.log(1.0 + efficiency * (1.0 - math.exp(-recovery / t1_ms)))
+        if abs(new - ti) < 1e-6:
+            break
+        ti = new
+    return ti
+
+
+def drift_ms(minutes_since_injection, minutes_to_lge, rate_at_10min=C.DRIFT_MS_PER_MIN_AT_10MIN) -> float:
+    """Null-TI lengthening between the scout and the LGE: rate(t) = r10 * 10 / t ms/min (t in minutes
+    after injection), integrated: ``10 r10 ln((t + dt) / t)``."""
+    t = max(float(minutes_since_injection), 0.5)
+    return 10.0 * rate_at_10min * math.log((t + max(float(minutes_to_lge), 0.0)) / t)
+
+
+DEFAULT_T1_OVER_SCOUT_NULL = 1.6   # myocardial T1 / scout null when no fit gives B/A (B/A = 2.4)
+
+PSIR_NOTE = ("PSIR reconstructions are less TI-sensitive: a TI somewhat shorter than the null keeps the "
+             "correct scar/myocardium contrast there; the range applies to magnitude LGE.")
+
+
+def lge_rule(scout_null_ms, t1_ms=None, meta=None, rr_ms=None, every_rr=None, readout_ms=None,
+             minutes_since_injection=None, minutes_to_lge=None, drift_rate=None) -> dict:
+    """Recommended LGE TI from the scout's myocardial null, with every assumption stated."""
+    meta = meta or {}
+    notes = []
+    rr = rr_ms or meta.get("rr_ms")
+    if not rr:
+        rr = C.DEFAULT_RR_MS
+        notes.append(f"RR interval unknown (no NominalInterval/HeartRate): {rr:g} ms assumed")
+    every = every_rr or C.DEFAULT_INVERSIONS_EVERY_RR
+    readout = C.DEFAULT_READOUT_MS if readout_ms is None else readout_ms
+    since = minutes_since_injection if minutes_since_injection is not None else meta.get("minutes_since_injection")
+    if since is None:
+        since = C.DEFAULT_MINUTES_SINCE_INJECTION
+        notes.append(f"time since injection unknown (AcquisitionTime/ContrastBolusStartTime): {since:g} min assumed")
+    to_lge = C.DEFAULT_MINUTES_SCOUT_TO_LGE if minutes_to_lge is None else minutes_to_lge
+    rate = C.DRIFT_MS_PER_MIN_AT_10MIN if drift_rate is None else drift_rate
+    if t1_ms is None or not math.isfinite(t1_ms):
+        t1_ms = scout_null_ms * DEFAULT_T1_OVER_SCOUT_NULL
+        notes.append(f"myocardial T1 taken as {DEFAULT_T1_OVER_SCOUT_NULL} x the scout null (no fit)")
+    lge = lge_null_ms(t1_ms, rr, every, readout)
+    drift = drift_ms(since, to_lge, rate)
+    return {
+        "scout_null_ti_ms": scout_null_ms, "myocardial_t1_ms": t1_ms, "lge_null_ti_ms": lge + drift,
+        "lge_null_at_scout_time_ms": lge, "drift_ms": drift,
+        "recommended_ti_ms": lge + drift + C.RECOMMEND_MARGIN_MS,
+        "optimal_range_ms": [lge + drift + C.OPTIMAL_RANGE_MS[0], lge + drift + C.OPTIMAL_RANGE_MS[1]],
+        "rr_ms": rr, "inversions_every_rr": every, "readout_ms": readout,
+        "minutes_since_injection": since, "minutes_scout_to_lge": to_lge, "drift_ms_per_min_at_10min": rate,
+        "statement": (f"null_ti_ms is the myocardial null ON THE SCOUT (Look-Locker). The LGE TI applies the "
+                      f"segmented IR-GRE relation (T1 {t1_ms:.0f} ms, inversion every {every} RR of {rr:.0f} ms, "
+                      f"readout {readout:g} ms) and +{drift:.1f} ms drift for {to_lge:g} min more at "
+                      f"{since:.1f} min after injection, then +{C.RECOMMEND_MARGIN_MS:g} ms into the optimal "
+                      f"range [null{C.OPTIMAL_RANGE_MS[0]:+g}, null{C.OPTIMAL_RANGE_MS[1]:+g}] ms. " + PSIR_NOTE),
+        "assumptions": notes,
+    }
+
+
+@dataclasses.dataclass
+class PhysicsEstimate:
+    myocardium: Optional[IRFit]
+    blood: Optional[IRFit]
+    roi_source: str
+    roi_confidence: float
+    roi_reason: str
+    myo_curve: np.ndarray
+    blood_curve: Optional[np.ndarray]
+    myo_mask: np.ndarray
+    blood_mask: Optional[np.ndarray]
+
+
+def estimate_physics(frames, ti_ms, spacing_mm=None, myo_mask=None, blood_mask=None) -> PhysicsEstimate:
+    """Fit myocardium (the given ROI, else the found one) and LV blood (found when not given)."""
+    frames = np.asarray(frames, float)
+    found = None
+    if myo_mask is None or blood_mask is None:
+        try:
+            found = find_myocardium(frames, ti_ms, spacing_mm)
+        except InputError:
+            if myo_mask is None:
+                raise
+    if myo_mask is not None:
+        source, conf, reason = "user ROI", 1.0, "myocardial ROI given"
+    else:
+        myo_mask, source, conf, reason = found.myocardium, "found", found.confidence, found.reason
+    if blood_mask is None and found is not None:
+        blood_mask = found.blood
+    myo_curve = roi_curve(frames, myo_mask)
+    blood_curve = roi_curve(frames, blood_mask) if blood_mask is not None else None
+    return PhysicsEstimate(fit_ir(ti_ms, myo_curve), fit_ir(ti_ms, blood_curve) if blood_curve is not None else None,
+                           source, conf, reason, myo_curve, blood_curve, np.asarray(myo_mask, bool),
+                           None if blood_mask is None else np.asarray(blood_mask, bool))
