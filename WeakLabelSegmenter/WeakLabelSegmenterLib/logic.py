@@ -1,0 +1,180 @@
+"""WeakLabelSegmenter MRML logic: markups (points + lines, or ROIs) -> Sphere / Segment / Isodose
+segments added to a segmentation node, on the source volume's grid. Imports slicer, never qt; torch
+only inside ``segment_lesions`` (after ``SlicerCADLib.dependencies.ensure_dependencies``).
+
+Every call adds **new** segments (named after the lesion, made unique) with a terminology entry
+(Morphologically Altered Structure / Mass) and the source volume as the segmentation's reference
+geometry; an existing segment is never overwritten."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+
+from SlicerCADLib.markups import lesions_from_markups
+from SlicerCADLib.segmentations import label_array_to_segment
+from SlicerCADLib.volumes import reference_image, volume_node_to_sitk
+from slicercad.errors import InputError
+from slicercad.geometry import ras_to_lps
+
+LESION_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list"
+                      "~SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass~^^"
+                      "~Anatomic codes - DICOM master list~^^~^^")
+COLORS = {"sphere": (0.95, 0.75, 0.2), "unet": (0.9, 0.3, 0.3), "isodose": (0.3, 0.6, 1.0)}
+
+
+@dataclass
+class WeakMark:
+    """A lesion prompt: centre (LPS mm), diameters (mm; one or three), axes (3x3 LPS columns) or None."""
+
+    name: str
+    center_lps: np.ndarray
+    diameters_mm: list
+    axes: np.ndarray | None = None
+
+
+def _roi_nodes(roi_nodes) -> list:
+    if roi_nodes is None:
+        return []
+    nodes = list(roi_nodes) if isinstance(roi_nodes, (list, tuple)) else [roi_nodes]
+    for node in nodes:
+        if node is None or not node.IsA("vtkMRMLMarkupsROINode"):
+            raise InputError("expected markups ROI node(s)", "roi_nodes")
+    return nodes
+
+
+def marks_from_roi(node) -> WeakMark:
+    """An ellipsoid inscribed in an ROI (its centre, size and orientation, world coordinates)."""
+    size = [0.0, 0.0, 0.0]
+    node.GetSizeWorld(size)
+    if min(size) <= 0:
+        raise InputError(f"ROI size must be > 0 mm on every axis, got {size}", node.GetName())
+    center = [0.0, 0.0, 0.0]
+    node.GetCenterWorld(center)
+    axes = []
+    for a in range(3):
+        v = [0.0, 0.0, 0.0]
+        node.GetAxisWorld(a, v)
+        axes.append(ras_to_lps(v))
+    return WeakMark(node.GetName(), ras_to_lps(center), [float(s) for s in size], np.column_stack(axes))
+
+
+def lesion_marks(points_node=None, lines_node=None, roi_nodes=None, default_diameter_mm: float | None = None) -> list:
+    """Prompts from a fiducial node + line node(s) (SlicerCADLib.markups' matching rule) and ROI node(s).
+    A point without a line takes ``default_diameter_mm`` or is refused naming it."""
+    marks = []
+    for m in lesions_from_markups(points_node, lines_node):
+        d = m.diameter_mm if m.diameter_mm is not None else default_diameter_mm
+        if d is None:
+            raise InputError("lesion has no diameter: draw a line across it or set a default diameter", m.name)
+        marks.append(WeakMark(m.name, np.asarray(m.center_lps, float), [float(d)]))
+    marks += [marks_from_roi(node) for node in _roi_nodes(roi_nodes)]
+    if not marks:
+        raise InputError("no lesion: place a point and a line across the lesion, or an ROI", "markups")
+    return marks
+
+
+def click_points(node) -> np.ndarray | None:
+    """Defined control points of a fiducial node as LPS (N, 3), or None."""
+    if node is None:
+        return None
+    pts = []
+    for i in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointPositionStatus(i) == slicer.vtkMRMLMarkupsNode.PositionDefined:
+            p = [0.0, 0.0, 0.0]
+            node.GetNthControlPointPositionWorld(i, p)
+            pts.append(ras_to_lps(p))
+    return np.array(pts).reshape(-1, 3) if pts else None
+
+
+def unique_segment_name(segmentation_node, name: str) -> str:
+    if segmentation_node is None:
+        return name
+    seg = segmentation_node.GetSegmentation()
+    taken = {seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())}
+    if name not in taken:
+        return name
+    k = 2
+    while f"{name} ({k})" in taken:
+        k += 1
+    return f"{name} ({k})"
+
+
+def add_segment(mask: np.ndarray, volume_node, segmentation_node, name: str, kind: str):
+    """A new segment (never an overwrite) with lesion terminology; returns (segmentation node, segment id)."""
+    if not np.asarray(mask).any():
+        raise InputError("the label is empty: nothing was added", name)
+    name = unique_segment_name(segmentation_node, name)
+    seg_node, seg_id = label_array_to_segment(mask, volume_node, segmentation_node, name, COLORS[kind])
+    if seg_node.GetNodeReferenceID(seg_node.GetReferenceImageGeometryReferenceRole()) is None:
+        seg_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segment = seg_node.GetSegmentation().GetSegment(seg_id)
+    segment.SetTerminology(LESION_TERMINOLOGY)
+    segment.SetTag("SlicerCAD.method", kind)
+    return seg_node, seg_id
+
+
+def add_sphere_segments(volume_node, marks, segmentation_node=None, partial_volume: bool = False) -> tuple:
+    """Sphere / ellipsoid segments for ``marks``; returns (segmentation node, [segment ids])."""
+    from slicercad.weak.shapes import ellipsoid_label
+
+    grid = reference_image(volume_node)
+    ids = []
+    for m in marks:
+        label = ellipsoid_label(grid, m.center_lps, m.diameters_mm, "LPS", m.axes, partial_volume)
+        mask = sitk.GetArrayFromImage(label)
+        mask = (mask >= 0.5).astype(np.uint8) if partial_volume else mask
+        segmentation_node, seg_id = add_segment(mask, volume_node, segmentation_node, f"{m.name} sphere", "sphere")
+        ids.append(seg_id)
+    return segmentation_node, ids
+
+
+def segment_lesions(volume_node, marks, segmentation_node=None, card_path=None, device: str = "cpu",
+                    positive_node=None, negative_node=None, model=None, card=None) -> tuple:
+    """U-Net segments for ``marks`` (correction clicks from fiducial nodes); returns
+    (segmentation node, [segment ids], [messages]). An empty result adds nothing and says so."""
+    from slicercad.weak.segment import load_segmenter, segment_lesion
+
+    if model is None:
+        model, card = load_segmenter(card_path)
+    image = volume_node_to_sitk(volume_node)
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("the segmenter needs a single-component (grey-level) volume", volume_node.GetName())
+    pos, neg = click_points(positive_node), click_points(negative_node)
+    ids, messages = [], []
+    for m in marks:
+        result = segment_lesion(model, card, image, m.center_lps, m.diameters_mm, "LPS", pos, neg, device)
+        if result.empty:
+            messages.append(f"{m.name}: {result.warnings[-1]}")
+            continue
+        segmentation_node, seg_id = add_segment(result.mask, volume_node, segmentation_node, f"{m.name} U-Net",
+                                                "unet")
+        ids.append(seg_id)
+        extra = f" ({'; '.join(result.warnings)})" if result.warnings else ""
+        messages.append(f"{m.name}: {result.volume_mm3 / 1000:.2f} mL{extra}")
+    return segmentation_node, ids, messages
+
+
+def add_isodose_segments(volume_node, dose, level: float, unit: str = "Gy", prescription_gy=None,
+                         segmentation_node=None, min_volume_mm3: float = 0.0) -> tuple:
+    """Isodose segments, one per connected target. ``dose``: an RTDOSE path or a dose volume node (Gy,
+    e.g. loaded by SlicerRT). Returns (segmentation node, [segment ids], table)."""
+    from slicercad.weak.rtdose import isodose_label, read_rtdose
+
+    if isinstance(dose, (str, bytes)) or hasattr(dose, "__fspath__"):
+        grid = read_rtdose(dose)
+        dose_image, units, source = grid.image, grid.units, str(dose)
+    else:
+        dose_image, units, source = volume_node_to_sitk(dose), "GY", dose.GetName()
+    label, table = isodose_label(dose_image, reference_image(volume_node), level, unit, prescription_gy, units,
+                                 min_volume_mm3, source)
+    arr = sitk.GetArrayFromImage(label)
+    ids = []
+    for row in table:
+        name = f"Isodose {level:g} {unit} target {row['label']}"
+        segmentation_node, seg_id = add_segment((arr == row["label"]).astype(np.uint8), volume_node,
+                                                segmentation_node, name, "isodose")
+        ids.append(seg_id)
+    return segmentation_node, ids, table
