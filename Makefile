@@ -8,7 +8,7 @@ SHARED_TOOLS := ../shared/tools/check_slicer_api.py
 # versions Slicer 5.12 bundles: the environment is pinned to them
 BUNDLED := Resources/slicer-5.12-bundled.txt
 
-.PHONY: env test demo bench clean liver-model reproduce-liver fuzz
+.PHONY: env test demo bench clean liver-model reproduce-liver fuzz ti-model reproduce-ti weak-model reproduce-weak
 
 $(STAMP): pyproject.toml $(BUNDLED)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,21 @@ liver-model: $(STAMP)
 # focus / occlusion and paired patient-cluster bootstrap + Holm (27 trainings: ~30-45 min on 2 CPU cores)
 reproduce-liver: $(STAMP)
 	$(PY) -m slicercad liver reproduce --out $(OUT)/liver
+
+# rebuild Resources/Models/ti_offset_demo.* from the SYNTHETIC TI-scout phantom, deterministic by seed (~3 min on 2 CPU cores)
+ti-model: $(STAMP)
+	$(PY) Scripts/build_ti_model.py
+
+reproduce-ti: $(STAMP)
+	$(PY) -m slicercad ti reproduce --out $(OUT)/ti
+
+# rebuild Resources/Models/weak_lesion_demo.* from the SYNTHETIC lesion phantom, deterministic by seed
+weak-model: $(STAMP)
+	$(PY) Scripts/build_weak_model.py
+
+# seed 001 (1): train on two lesion types, test on the third, inversion ablation, baselines, prompt errors (SYNTHETIC)
+reproduce-weak: $(STAMP)
+	$(PY) -m slicercad weak reproduce --out $(OUT)/weak
 
 fuzz: $(STAMP)
 	$(PY) -m slicercad.fuzz --inputs 10000 --seed 0 --out $(OUT)/fuzz

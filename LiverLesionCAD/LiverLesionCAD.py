@@ -69,7 +69,7 @@ class LiverLesionCADParameterNode:
     datasetFolder: pathlib.Path
     label: Annotated[str, Choice(list(workflow.LABEL_CHOICES))] = "metastasis"
     annotator: str = ""
-    trainEpochs: Annotated[int, WithinRange(1, 500)] = 20
+    trainEpochs: Annotated[int, WithinRange(0, 500)] = 0   # 0: the task's training recipe
 
 
 class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

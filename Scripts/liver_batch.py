@@ -7,8 +7,8 @@ application's scene is used) and in plain Python with the slicer-core wheel (a s
         [--study DIR2 --lesions list2.csv] --out results/
 
 Per study: load every volume, fill the phases by the core phase assignment (highest-b DWI),
-classify each listed lesion (CSV with a coordinate_system column, or a Slicer ``.mrk.json``) and
-render its Grad-CAM over the hepatobiliary phase through Slicer's slice logic. ``results.csv``
+classify each listed lesion (CSV with a coordinate_system column, or a Slicer ``.mrk.json``; field
+strength, DWI b-value and ADC units read from the DICOM tags, as in the panel) and render its Grad-CAM over the hepatobiliary phase through Slicer's slice logic. ``results.csv``
 carries the provenance of every row (model sha256, alpha, phases, study folder).
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ for extra in (ROOT, ROOT / "LiverLesionCAD"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from LiverLesionCADLib.classify import load_liver_model, phase_images, result_rows, show_lesion_overlay  # noqa: E402
+from LiverLesionCADLib.classify import (load_liver_model, phase_images, phase_tags, result_rows,  # noqa: E402
+                                        show_lesion_overlay)
 from LiverLesionCADLib.phase_nodes import phase_nodes_from_scene  # noqa: E402
 from slicercad.atomic import atomic_path  # noqa: E402
 from slicercad.errors import InputError, SlicerCADError  # noqa: E402
@@ -32,7 +33,6 @@ from slicercad.liver.inference import classify_lesions  # noqa: E402
 from slicercad.liver.lesion_files import read_lesions  # noqa: E402
 from slicercad.liver.phases import REFERENCE_PHASE  # noqa: E402
 from SlicerCADLib.app import close_scene, ensure_scene  # noqa: E402
-from SlicerCADLib.dicom_nodes import tags_for_volume_node  # noqa: E402
 from SlicerCADLib.render import lesion_fov_mm, render_slice_png  # noqa: E402
 from SlicerCADLib.study import load_study  # noqa: E402
 
@@ -46,25 +46,13 @@ def _scene():
     return ensure_scene(slicer.vtkMRMLScene()), True
 
 
-def _acquisition(nodes: dict) -> dict:
-    """Field strength and DWI b-value from the DICOM tags, for the model card's validity checks."""
-    out = {}
-    ref = nodes.get(REFERENCE_PHASE) or next(iter(nodes.values()))
-    field = tags_for_volume_node(ref).field_strength_t
-    if field is not None:
-        out["field_strength_t"] = field
-    if nodes.get("DWI") is not None and tags_for_volume_node(nodes["DWI"]).b_value is not None:
-        out["b_value"] = tags_for_volume_node(nodes["DWI"]).b_value
-    return out
-
-
 def classify_study(scene, study_dir, lesion_file, model, card, png_dir: Path, alpha="card") -> list:
     """Rows (``result_rows`` + study and overlay columns) for every lesion of one study; PNGs written."""
     lesions = read_lesions(lesion_file)
     loaded = load_study(scene, study_dir)
     nodes = phase_nodes_from_scene(list(loaded.volume_nodes.values()))
-    results = classify_lesions(model, card, phase_images(nodes), lesions, _acquisition(nodes), with_cam=True,
-                               alpha=alpha, device=card["device"])
+    results = classify_lesions(model, card, phase_images(nodes), lesions, with_cam=True, alpha=alpha,
+                               device=card["device"], tags=phase_tags(nodes))
     rows = result_rows(results, card)
     ref = nodes.get(REFERENCE_PHASE)
     for lesion, result, row in zip(lesions, results, rows):

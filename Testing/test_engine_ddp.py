@@ -19,7 +19,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     single = train(TrainConfig(task="toy2d", out=tmp_path / "single", device="cpu",
                                task_config={"n_samples": 64}, **ARGS))
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path, SLICERCAD_PROGRESS="machine")  # @@progress lines
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "slicercad", "train", "toy2d", "--out", str(tmp_path / "ddp"), "--device", "cpu",
            "--set", "n_samples=64", "--epochs", "2", "--batch-size", "16", "--lr", "0.01",

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from slicercad.engine import deid
-from slicercad.engine.export import export_lesion
+from slicercad.engine.export import DESCRIPTION, export_lesion, secret_fingerprint
 from slicercad.engine.manifest import check_row, load_manifest
 from slicercad.errors import GeometryError, InputError
 
@@ -60,15 +60,15 @@ def test_row_format_files_and_crop_geometry(tmp_path):
     assert len(manifest.cases) == 1
     source = _volume(10)
     crop = sitk.ReadImage(str(tmp_path / row["images"]["hbp"]))
-    assert crop.GetSize() == (30, 30, 10) and crop.GetSpacing() == source.GetSpacing()
-    centre = crop.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in crop.GetSize()])
-    assert np.allclose(centre, lesion["center"], atol=1e-6)
+    # the source's own voxels (same grid): 24 mm + 1 voxel each side of the centre, clipped to the image
+    assert crop.GetSize() == (33, 33, 13) and crop.GetSpacing() == source.GetSpacing()
+    assert crop.GetDirection() == source.GetDirection() and "offsets_mm" not in lesion["provenance"]
+    assert source.TransformPhysicalPointToIndex(crop.GetOrigin()) == (14, 14, 4)
     arr, src = sitk.GetArrayFromImage(crop), sitk.GetArrayFromImage(source)
-    for kji in [(0, 0, 0), (5, 14, 17), (9, 29, 29)]:  # voxel values land on the same physical points
-        ijk = source.TransformPhysicalPointToIndex(crop.TransformIndexToPhysicalPoint(kji[::-1]))
-        assert arr[kji] == src[ijk[::-1]]
+    assert arr.dtype == src.dtype and np.array_equal(arr, src[4:17, 14:47, 14:47])
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / lesion["mask"])))
-    assert mask.dtype == np.uint8 and mask[5, 15, 15] == 1 and mask[0, 0, 0] == 0
+    assert mask.dtype == np.uint8 and mask.shape == arr.shape
+    assert np.array_equal(mask, (sitk.GetArrayFromImage(_volume(0)) > 50)[4:17, 14:47, 14:47])
     header = (tmp_path / row["images"]["t2"]).read_bytes().split(b"\n\n")[0].decode()
     assert ":=" not in header  # no key/value metadata, only geometry
 
@@ -135,6 +135,38 @@ def test_retention_options_keep_and_declare_phase_attributes(tmp_path):
         _export(tmp_path / "b", tags=PHASE_TAGS, key="other")  # one declaration per dataset
     with pytest.raises(InputError, match="not implemented"):
         _export(tmp_path / "c", deid_options=("retain_uid",))
+
+
+def test_each_phase_cropped_at_its_own_offset_and_offsets_kept(tmp_path):
+    ref, t2 = _volume(10), _volume(20)
+    t2.SetSpacing((1.0, 1.0, 3.0))                        # another grid: kept, never resampled onto the first
+    centre = ref.TransformIndexToPhysicalPoint((30, 30, 10))
+    lesion = {"center_lps": centre, "diameter_mm": 8.0, "label": "cyst", "mask": None,
+              "offsets_mm": {"t2": (4.0, 0.0, 0.0), "hbp": (0.0, 0.0, 0.0)}, "acquisition": {"b_value": 800.0}}
+    row = export_lesion(tmp_path, {"hbp": ref, "t2": t2}, lesion, TAGS, SECRET, "r", False, None, crop_mm=10.0)
+    provenance = row["lesions"][0]["provenance"]
+    assert provenance["offsets_mm"] == {"t2": [4.0, 0.0, 0.0]} and provenance["acquisition"] == {"b_value": 800.0}
+    crop = sitk.ReadImage(str(tmp_path / row["images"]["t2"]))
+    assert crop.GetSpacing() == t2.GetSpacing()
+    mid = crop.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in crop.GetSize()])
+    assert np.allclose(mid, np.asarray(centre) + [4.0, 0.0, 0.0], atol=1.0)   # centred on centre + offset
+    with pytest.raises(InputError, match="not exported"):
+        export_lesion(tmp_path, {"hbp": ref}, lesion, TAGS, SECRET, "r", False, None)
+
+
+def test_another_site_secret_is_refused_for_the_same_dataset(tmp_path):
+    _export(tmp_path, key="F1")
+    description = (tmp_path / DESCRIPTION).read_text()
+    fingerprint = json.loads(description)["site_secret_fingerprint"]
+    assert fingerprint == secret_fingerprint(SECRET) != secret_fingerprint(b"another-site-secret-xyz")
+    assert SECRET.decode() not in description and re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+    ref = _volume(10)
+    lesion = {"center_lps": ref.TransformIndexToPhysicalPoint((20, 20, 8)), "diameter_mm": 8.0, "label": "cyst"}
+    with pytest.raises(InputError, match="another site secret.*pseudonym") as info:
+        export_lesion(tmp_path, {"hbp": ref}, lesion, TAGS, b"another-site-secret-xyz", "r", False, None)
+    assert info.value.source == str(tmp_path / DESCRIPTION) and len(_manifest_rows(tmp_path)) == 1
+    _export(tmp_path, key="F2", center_index=(20, 20, 8))          # the site's own secret: accepted
+    assert len(_manifest_rows(tmp_path)) == 2
 
 
 def test_reexport_replaces_instead_of_duplicating(tmp_path):

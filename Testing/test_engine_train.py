@@ -1,6 +1,7 @@
 """Training on the generated toy task: it learns, permuted labels do not, resume is exact,
-early stopping, progress lines, class weights, temperature scaling, the CLI."""
+early stopping, progress lines, class weights, temperature scaling, the CLI, a task's own recipe."""
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -11,6 +12,8 @@ from slicercad.engine import train_cli
 from slicercad.engine.calibration import fit_temperature, nll
 from slicercad.engine.checkpoint import load_checkpoint
 from slicercad.engine.progress import parse_line
+from slicercad.engine.splits import train_val_test_split
+from slicercad.engine.tasks import TOY2D, TaskSpec, register_task
 from slicercad.engine.train import CHECKPOINT, TrainConfig, _class_weights, resolve_device, train
 from slicercad.errors import InputError
 
@@ -124,3 +127,41 @@ def test_cli_trains_and_refuses_bad_options(tmp_path, monkeypatch):
 def test_requesting_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(InputError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def _recipe_task(seen: list) -> TaskSpec:
+    """toy2d with a recipe and its own loop, which records what the engine hands it."""
+    def fit(data, cfg, train_config, report):
+        val = train_val_test_split(data.groups, train_config.val_fraction, seed=train_config.seed)["val"]
+        seen.append({"n": len(data), "epochs": train_config.epochs, "lr": train_config.lr})
+        for epoch in range(1, train_config.epochs + 1):
+            report(epoch, loss=1.0 / epoch)
+        model = TOY2D.build_model(cfg)
+        return model, 1.5, {"recipe": {"augmentation": "flips"}, "history": [], "n_val": len(val)}
+
+    return register_task(dataclasses.replace(TOY2D, name="toy2d_recipe", recipe={"epochs": 3, "lr": 5e-3},
+                                             fit=fit), replace=True)
+
+
+def test_a_task_recipe_is_used_unless_the_caller_sets_a_value(tmp_path):
+    seen, records = [], []
+    _recipe_task(seen)
+    config = TrainConfig(task="toy2d_recipe", out=tmp_path / "a", test_fraction=0.25, task_config={"n_samples": 64})
+    result = train(config, callback=records.append)
+    card = json.loads(result["card_path"].read_text())
+    assert seen[0] == {"n": 64 - card["training_data"]["n_samples"]["test"], "epochs": 3, "lr": 5e-3}
+    assert card["training"]["epochs"] == 3 and card["training"]["lr"] == 5e-3 and card["epochs_run"] == 3
+    assert card["training"]["batch_size"] == 32 and card["training"]["recipe"] == {"augmentation": "flips"}
+    assert card["temperature"] == 1.5 and card["stopped_early"] is False and card["metrics"]["test"]["n"] > 0
+    assert [r["epoch"] for r in records if r.get("message", "").startswith("epoch")] == [1, 2, 3]
+    assert records[-1]["fraction"] == 1.0
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    args = parser.parse_args(["toy2d_recipe", "--out", str(tmp_path / "b"), "--lr", "0.02"])
+    assert args.epochs is None and args.lr == 0.02
+    train(TrainConfig(task="toy2d_recipe", out=tmp_path / "b", epochs=1, lr=0.02, task_config={"n_samples": 64}))
+    assert seen[1] == {"n": 64, "epochs": 1, "lr": 0.02}                  # explicit settings win
+    with pytest.raises(InputError, match="--resume"):
+        train(TrainConfig(task="toy2d_recipe", out=tmp_path / "c", resume=True, task_config={"n_samples": 64}))
+    with pytest.raises(InputError, match="not training settings"):
+        dataclasses.replace(TOY2D, name="bad", recipe={"epochz": 3})

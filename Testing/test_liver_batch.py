@@ -101,6 +101,7 @@ def test_batch_csv_and_mrk_json_give_results_with_provenance_and_pngs(scene, inp
     for row in rows:
         assert row["model_sha256"] == sha and row["phases"].split() == list(PHASES) and row["alpha"] == "0.1"
         assert "synthetic" in row["notice"]
+        assert "1e-6" in row["notes"] and row["attention_source"] == "diameter"   # ADC as scanners store it
         png = sitk.GetArrayFromImage(sitk.ReadImage(str(out / row["overlay_png"])))
         assert png.ndim == 3 and png.std() > 0
     half = len(lesions)

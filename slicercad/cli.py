@@ -18,6 +18,8 @@ COMMANDS = {
     "train": ("slicercad.engine.train_cli", "train a registered task (DDP under torchrun)"),
     "fuzz": ("slicercad.fuzz.cli", "fuzz the DICOM loaders with mutated real DICOM files"),
     "liver": ("slicercad.liver.cli", "liver lesions: classify a study's lesions, or reproduce the synthetic tables"),
+    "ti": ("slicercad.ti.cli", "cardiac LGE inversion time from a TI scout: correct series, or reproduce the synthetic table"),
+    "weak": ("slicercad.weak.cli", "weak labels: sphere / U-Net from centre + size, RT dose as label, synthetic experiment"),
 }
 
 

@@ -6,11 +6,13 @@ Imports ``slicer`` (through SlicerCADLib) but never Qt, so it runs inside Slicer
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 
-from slicercad.errors import InputError
+from slicercad.errors import DicomError, InputError
 from slicercad.liver.inference import classify_lesions
 from slicercad.liver.phases import PHASES, REFERENCE_PHASE
 from slicercad.liver.roi import Lesion, roi_to_patient
+from SlicerCADLib.dicom_nodes import tags_for_volume_node, volume_files
 from SlicerCADLib.markups import lesion_from_segment, lesions_from_markups
 from SlicerCADLib.overlays import show_float_overlay
 from SlicerCADLib.tables import append_rows
@@ -26,6 +28,33 @@ def phase_images(volume_nodes: dict) -> dict:
     if unknown:
         raise InputError(f"unknown phase(s) {unknown}; expected names from {list(PHASES)}", "phases")
     return {p: volume_node_to_sitk(n) for p, n in volume_nodes.items() if n is not None}
+
+
+def volume_tags(node) -> dict:
+    """DICOM attributes of one volume node for ``acquisition.acquisition_from_tags``: field strength,
+    b-value (standard, enhanced per-frame or vendor private: ``tags_for_volume_node``), ImageType and
+    descriptions (eADC), the Real World Value Mapping of its first file (ADC units)."""
+    series = tags_for_volume_node(node)
+    header = pydicom.dcmread(volume_files(node)[0], stop_before_pixels=True)
+    tags = {"MagneticFieldStrength": series.field_strength_t, "DiffusionBValue": series.b_value,
+            "ImageType": list(series.image_type), "SeriesDescription": series.series_description,
+            "ProtocolName": series.protocol_name,
+            "RealWorldValueMappingSequence": header.get("RealWorldValueMappingSequence")}
+    return {k: v for k, v in tags.items() if v not in (None, "", [])}
+
+
+def phase_tags(volume_nodes: dict) -> dict:
+    """{phase: ``volume_tags``} of the phase volumes that came from DICOM (others have none: their
+    acquisition values are then unknown and the results say so)."""
+    out = {}
+    for phase, node in volume_nodes.items():
+        if node is None:
+            continue
+        try:
+            out[phase] = volume_tags(node)
+        except DicomError:
+            continue
+    return out
 
 
 def lesions_from_nodes(points_node=None, lines_node=None, offsets_mm=None) -> list:
@@ -54,7 +83,8 @@ def lesion_from_segment_node(segmentation_node, segment_id: str, reference_volum
 
 
 def result_rows(results, card: dict) -> list:
-    """Table rows: class, calibrated probabilities, size bin, alpha, phases, model sha256, warnings."""
+    """Table rows: class, calibrated probabilities, size bin, alpha, phases, model sha256, warnings, notes
+    (unit conversions), attention source."""
     rows = []
     for r in results:
         prov = r["provenance"]
@@ -65,6 +95,7 @@ def result_rows(results, card: dict) -> list:
                     "phases": " ".join(prov["parameters"].get("phases", [])),
                     "model": str(card.get("name", "")), "model_sha256": str(prov["model_sha256"]),
                     "roi_padded": "yes" if r["padded"] else "no", "warnings": "; ".join(r["warnings"]),
+                    "notes": "; ".join(r.get("notes", [])), "attention_source": r.get("attention_source", "diameter"),
                     "notice": r["notice"]})
         rows.append(row)
     return rows
@@ -93,11 +124,12 @@ def classify_scene(model, card: dict, volume_nodes: dict, lesions, table_node=No
     add rows, never overwrite) and show the first lesion's overlay on the reference phase.
 
     ``alpha``: 'card' (the model's training alpha) or an override, flagged in each row's warnings.
-    Returns (results, table node, overlay node or None).
+    Field strength, b-value and ADC units are read from the volumes' DICOM tags (``phase_tags``);
+    ``acquisition`` overrides them. Returns (results, table node, overlay node or None).
     """
     images = phase_images(volume_nodes)
     results = classify_lesions(model, card, images, lesions, acquisition, with_cam=True, alpha=alpha,
-                               device=device)
+                               device=device, tags=phase_tags(volume_nodes))
     table = append_rows(result_rows(results, card), table_node, name="LiverLesionCAD results")
     ref = volume_nodes.get(REFERENCE_PHASE)
     shown = show_lesion_overlay(results[0], ref, overlay) if (ref is not None and results and overlay) else None

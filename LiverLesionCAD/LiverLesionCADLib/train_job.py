@@ -1,6 +1,9 @@
 """'Train on the training set': ``slicercad train liver_lesion`` on the panel's research dataset, run as a
 cancellable background subprocess (``engine.runner.JobRunner``) whose progress the panel polls.
 
+The run trains with the task's recipe (``slicercad.liver.task.RECIPE``: augmentation, 30 epochs without
+early stopping, temperature on a validation split nothing else uses), as the bundled model was trained;
+only the settings the user sets (epochs, batch size) are passed on and change it.
 Each run writes into ``<dataset>/runs/<timestamp>`` (a new folder every time, never an earlier run's);
 the new model card is ``<run>/model/<name>.json``. Imports neither ``slicer`` nor Qt.
 """
@@ -77,25 +80,32 @@ def new_run_folder(dataset_dir) -> Path:
 class TrainingJob:
     """One ``slicercad train`` run on a research dataset, in a subprocess: ``start()``, ``poll()``, ``cancel()``."""
 
-    def __init__(self, dataset_dir, epochs: int = 20, preset: str | None = None, batch_size: int = 16,
-                 seed: int = 0, device: str = "auto", overrides: dict | None = None):
-        if int(epochs) < 1:
-            raise InputError(f"epochs must be at least 1, got {epochs}", "epochs")
+    def __init__(self, dataset_dir, epochs: int | None = None, preset: str | None = None,
+                 batch_size: int | None = None, seed: int = 0, device: str = "auto", overrides: dict | None = None):
+        """``epochs`` / ``batch_size`` None: the task's recipe."""
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if value is not None and int(value) < 1:
+                raise InputError(f"{name} must be at least 1, got {value}", name)
         self.dataset_dir = Path(dataset_dir)
         self.manifest, self.preset = check_dataset(dataset_dir, preset)
         self.task = TASK_BY_PRESET[self.preset]
-        self.epochs, self.batch_size, self.seed, self.device = int(epochs), int(batch_size), int(seed), device
+        self.epochs = None if epochs is None else int(epochs)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.seed, self.device = int(seed), device
         self.overrides = dict(overrides or {})
         self.out: Path | None = None
         self.runner: JobRunner | None = None
         self._status = {"state": "not started", "epochs": self.epochs, "card": None}
 
     def command(self, out) -> list:
-        """The ``slicercad train`` command line writing into ``out``."""
+        """The ``slicercad train`` command line writing into ``out`` (the recipe's epochs and batch size
+        unless given)."""
+        chosen = [a for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size))
+                  if value is not None for a in (flag, value)]
         sets = [a for key, value in self.overrides.items() for a in ("--set", f"{key}={json.dumps(value)}")]
-        return slicercad_command("train", self.task, "--manifest", self.manifest, "--out", out,
-                                 "--epochs", self.epochs, "--batch-size", self.batch_size, "--seed", self.seed,
-                                 "--device", self.device, "--name", f"{self.task}-{Path(out).name}", *sets)
+        return slicercad_command("train", self.task, "--manifest", self.manifest, "--out", out, *chosen,
+                                 "--seed", self.seed, "--device", self.device, "--name",
+                                 f"{self.task}-{Path(out).name}", *sets)
 
     def start(self) -> "TrainingJob":
         """Create a new run folder and start training in it (in the background)."""
@@ -115,6 +125,8 @@ class TrainingJob:
 
     def _on_progress(self, record: dict) -> None:
         self._status.update({k: record[k] for k in STATUS_KEYS if record.get(k) is not None})
+        if record.get("epochs"):
+            self._status["epochs"] = record["epochs"]
         if record.get("card"):
             self._status["card"] = record["card"]
 
@@ -163,8 +175,9 @@ def progress_percent(status: dict) -> int:
 
 
 def start_panel_training(p, overrides: dict | None = None) -> TrainingJob:
-    """Start training on the panel's ``datasetFolder`` for ``trainEpochs`` epochs on its ``device``."""
-    return TrainingJob(p.datasetFolder, epochs=p.trainEpochs, device=p.device, overrides=overrides).start()
+    """Start training on the panel's ``datasetFolder`` on its ``device``, with the task's recipe;
+    ``trainEpochs`` > 0 sets the epochs (0: the recipe's)."""
+    return TrainingJob(p.datasetFolder, epochs=p.trainEpochs or None, device=p.device, overrides=overrides).start()
 
 
 def poll_panel_training(job: TrainingJob | None, p) -> dict:

@@ -2,11 +2,20 @@
 
 Layout under ``dataset_dir``::
 
-    dataset_description.json          de-identification declaration (Basic Profile + options)
+    dataset_description.json          de-identification declaration (Basic Profile + options), site-secret
+                                      fingerprint
     manifest.jsonl                    one row per exported lesion (slicercad.manifest/1)
-    cases/<case_id>/<phase>.nrrd      crops on one grid (pixel data and geometry only)
-    cases/<case_id>/mask.nrrd         lesion mask on the same grid (when given)
-    cases/<case_id>/metadata.json     de-identified attributes, crop grid, provenance
+    cases/<case_id>/<phase>.nrrd      each phase's own voxels around the lesion (its centre plus that phase's
+                                      offset), on that phase's own grid: no resampling (pixel data and
+                                      geometry only)
+    cases/<case_id>/mask.nrrd         lesion mask on the first phase's crop (when given)
+    cases/<case_id>/metadata.json     de-identified attributes, crop grids, provenance
+
+The row keeps what a model's sample path needs to cut the same input as from the source volumes:
+the per-phase offsets (lesion ``provenance.offsets_mm``) and the acquisition values read from DICOM
+(``provenance.acquisition``). The description holds a fingerprint of the site secret (an HMAC of a
+fixed text, never the secret): an export with another secret into the same dataset is refused, since
+it would give the same patient a second pseudonym and break patient-level splits.
 
 A lesion is identified by its source study and series plus ``lesion["lesion_key"]`` (or its
 centre rounded to whole mm): exporting it again replaces its files and manifest row instead
@@ -15,6 +24,8 @@ of adding another. Every file is written atomically and the manifest last, under
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -32,6 +43,7 @@ from .metrics import jsonable
 MANIFEST = "manifest.jsonl"
 DESCRIPTION = "dataset_description.json"
 _PHASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+_FINGERPRINT_TEXT = b"slicercad site-secret fingerprint/1"
 
 
 def _center(lesion) -> np.ndarray:
@@ -41,40 +53,61 @@ def _center(lesion) -> np.ndarray:
     return center
 
 
-def crop_grid(reference: sitk.Image, center_lps, crop_mm: float) -> sitk.Image:
-    """An empty image: a ``crop_mm`` box centred on the lesion, on the reference's spacing and axes."""
-    dim = reference.GetDimension()
-    center = np.asarray(center_lps, dtype=float)[:dim]
-    idx = np.asarray(reference.TransformPhysicalPointToContinuousIndex(center.tolist()))
-    if np.any(idx < -0.5) or np.any(idx > np.asarray(reference.GetSize()) - 0.5):
-        raise GeometryError(f"lesion centre {center.tolist()} mm (LPS) lies outside the reference image",
-                            "lesion.center_lps")
-    spacing = np.asarray(reference.GetSpacing())
-    size = [1 if n == 1 else max(1, int(round(crop_mm / s))) for n, s in zip(reference.GetSize(), spacing)]
-    direction = np.asarray(reference.GetDirection()).reshape(dim, dim)
-    if dim == 3 and reference.GetSize()[2] == 1:  # one slice: keep it where it is
-        center = np.asarray(reference.TransformContinuousIndexToPhysicalPoint((*idx[:2], 0.0)))
-    origin = center - direction @ ((np.asarray(size) - 1) / 2 * spacing)
-    grid = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
-    grid.SetSpacing(spacing.tolist())
-    grid.SetOrigin(origin.tolist())
-    grid.SetDirection(direction.reshape(-1).tolist())
-    return grid
+def secret_fingerprint(secret: bytes) -> str:
+    """16 hex digits of HMAC-SHA256(site secret, a fixed text): tells secrets apart, reveals nothing of one."""
+    return hmac.new(deid.check_secret(secret), _FINGERPRINT_TEXT, hashlib.sha256).hexdigest()[:16]
 
 
-def _resample(image: sitk.Image, grid: sitk.Image, nearest: bool, where: str) -> sitk.Image:
-    if image.GetDimension() != grid.GetDimension():
-        raise GeometryError(f"{image.GetDimension()}D image but the reference phase is {grid.GetDimension()}D", where)
+def _geometry_only(image: sitk.Image) -> sitk.Image:
+    """A copy with pixel data and geometry only (no metadata dictionary reaches the file)."""
+    clean = sitk.GetImageFromArray(sitk.GetArrayFromImage(image), isVector=image.GetNumberOfComponentsPerPixel() > 1)
+    clean.CopyInformation(image)
+    return clean
+
+
+def _check_finite(image: sitk.Image, where: str) -> None:
     stats = sitk.MinimumMaximumImageFilter()
     stats.Execute(image)
     if not (math.isfinite(stats.GetMinimum()) and math.isfinite(stats.GetMaximum())):
         raise InputError("image contains NaN or inf voxels", where)
-    fill = 0.0 if nearest else stats.GetMinimum()
-    out = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear,
-                        fill, image.GetPixelID())
-    clean = sitk.GetImageFromArray(sitk.GetArrayFromImage(out), isVector=image.GetNumberOfComponentsPerPixel() > 1)
-    clean.CopyInformation(grid)  # geometry only: no metadata dictionary reaches the file
-    return clean
+
+
+def crop_box(image: sitk.Image, center_lps, crop_mm: float, where: str) -> sitk.Image:
+    """``image``'s own voxels within ``crop_mm`` (each axis, plus one voxel for interpolation) around
+    ``center_lps``, clipped to the image: same grid, values and geometry, no resampling."""
+    dim = image.GetDimension()
+    idx = np.asarray(image.TransformPhysicalPointToContinuousIndex(np.asarray(center_lps, float)[:dim].tolist()))
+    size = np.asarray(image.GetSize())
+    if np.any(idx < -0.5) or np.any(idx > size - 0.5):
+        raise GeometryError(f"lesion centre {np.round(center_lps, 2).tolist()} mm (LPS) lies outside the image",
+                            where)
+    half = np.ceil(crop_mm / 2 / np.asarray(image.GetSpacing())) + 1
+    lo = np.clip(np.floor(idx - half), 0, size - 1).astype(int)
+    hi = np.clip(np.ceil(idx + half), 0, size - 1).astype(int)
+    _check_finite(image, where)
+    return _geometry_only(sitk.RegionOfInterest(image, (hi - lo + 1).tolist(), lo.tolist()))
+
+
+def _mask_on(mask: sitk.Image, grid: sitk.Image) -> sitk.Image:
+    if mask.GetDimension() != grid.GetDimension():
+        raise GeometryError(f"{mask.GetDimension()}D mask but the first phase is {grid.GetDimension()}D",
+                            "lesion.mask")
+    out = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, mask.GetPixelID())
+    return _geometry_only(sitk.Cast(out > 0, sitk.sitkUInt8))
+
+
+def _offsets(lesion, phases) -> dict:
+    """{phase: [dx, dy, dz] LPS mm} of ``lesion['offsets_mm']`` (zero offsets left out)."""
+    out = {}
+    for phase, xyz in (lesion.get("offsets_mm") or {}).items():
+        if phase not in phases:
+            raise InputError(f"offset for phase {phase!r}, which is not exported ({list(phases)})", "lesion.offsets_mm")
+        v = np.asarray(xyz, dtype=float).reshape(-1)
+        if v.shape != (3,) or not np.isfinite(v).all():
+            raise InputError(f"offset must be 3 finite numbers in mm, got {xyz!r}", f"lesion.offsets_mm[{phase}]")
+        if v.any():
+            out[phase] = v.tolist()
+    return out
 
 
 def _write_nrrd(image: sitk.Image, path: Path) -> None:
@@ -90,27 +123,42 @@ def _lesion_key(lesion, center) -> str:
     return str(key) if key not in (None, "") else ",".join(str(int(round(c))) for c in center)
 
 
-def _check_same_options(description: Path, options: tuple) -> None:
-    """Refuses options other than those the dataset's description declares (one declaration per dataset)."""
+def _check_dataset(description: Path, options: tuple, fingerprint: str) -> None:
+    """Refuses options other than those the dataset's description declares (one declaration per dataset)
+    and a site secret other than the one it was exported with."""
     try:
-        declared = json.loads(description.read_text(encoding="utf-8"))["deidentification"]["options"]
-    except (OSError, ValueError, KeyError, TypeError):
+        declared = json.loads(description.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    seen = declared.get("site_secret_fingerprint") if isinstance(declared, dict) else None
+    if seen is not None and seen != fingerprint:
+        raise InputError(f"this dataset was exported with another site secret (fingerprint {seen}, this one "
+                         f"{fingerprint}): another secret gives the same patient another pseudonym and breaks the "
+                         "patient-level splits; use the site's secret, or export into a new dataset folder",
+                         str(description))
+    try:
+        named = declared["deidentification"]["options"]
+    except (KeyError, TypeError):
         return
     wanted = [deid.OPTIONS[o]["name"] for o in options]
-    if declared != wanted:
-        raise InputError(f"this dataset was exported with de-identification options {declared}, not {wanted}",
+    if named != wanted:
+        raise InputError(f"this dataset was exported with de-identification options {named}, not {wanted}",
                          str(description))
 
 
 def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags: dict, site_secret: bytes,
                   annotator: str, edited: bool, model_prediction: dict | None, crop_mm: float = 96.0,
                   deid_options=deid.DEFAULT_OPTIONS) -> dict:
-    """Export one lesion: crops of every phase (first phase gives the grid), mask, metadata, manifest row.
+    """Export one lesion: each phase's crop on its own grid, mask, metadata, manifest row.
 
-    ``lesion`` has ``center_lps`` (mm), ``diameter_mm``, ``label`` and ``mask`` (sitk.Image or None),
-    optionally ``size_mm`` and ``lesion_key``. ``source_tags`` are the source's DICOM attributes by
-    keyword (PatientID is required). ``deid_options`` are the de-identification options applied
-    (``deid.SUPPORTED_OPTIONS``), the same for every export into one dataset. Returns the manifest row written.
+    ``lesion`` has ``center_lps`` (mm), ``diameter_mm``, ``label`` and ``mask`` (sitk.Image on any grid, or
+    None; stored on the first phase's crop), optionally ``size_mm``, ``lesion_key``, ``offsets_mm``
+    ({phase: (dx, dy, dz) LPS mm}: each phase is cropped at the centre plus its offset) and
+    ``acquisition`` (values read from DICOM, e.g. field strength, b-value, ADC units). ``crop_mm``: the
+    box each phase keeps around its centre (cover the ROI field of view of the model's sample path).
+    ``source_tags`` are the source's DICOM attributes by keyword (PatientID is required).
+    ``deid_options`` are the de-identification options applied (``deid.SUPPORTED_OPTIONS``); options
+    and site secret are the same for every export into one dataset. Returns the manifest row written.
     """
     if not isinstance(images_by_phase, dict) or not images_by_phase:
         raise InputError("at least one phase image is required", "images_by_phase")
@@ -129,9 +177,12 @@ def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags:
     center = _center(lesion)
     secret = deid.check_secret(site_secret)
     deid_options = deid.check_options(deid_options)
-    _check_same_options(Path(dataset_dir) / DESCRIPTION, deid_options)
+    fingerprint = secret_fingerprint(secret)
+    _check_dataset(Path(dataset_dir) / DESCRIPTION, deid_options, fingerprint)
+    offsets = _offsets(lesion, images_by_phase)
     patient = deid.pseudonym(secret, source_tags.get("PatientID"))
-    age, sex = deid.patient_characteristics(source_tags)
+    age, sex = deid.patient_characteristics(source_tags) if "retain_patient_characteristics" in deid_options \
+        else (None, None)
     source = (source_tags.get("PatientID"), source_tags.get("StudyInstanceUID"),
               source_tags.get("SeriesInstanceUID"), _lesion_key(lesion, center))
     case_id = "C" + deid.keyed_id(secret, "case", *source)
@@ -139,24 +190,25 @@ def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags:
 
     root = Path(dataset_dir)
     case_dir = root / "cases" / case_id
-    grid = crop_grid(next(iter(images_by_phase.values())), center, float(crop_mm))
+    crops = {phase: crop_box(image, center + np.asarray(offsets.get(phase, (0.0, 0.0, 0.0))), float(crop_mm),
+                             f"images_by_phase[{phase}]") for phase, image in images_by_phase.items()}
     images = {}
-    for phase, image in images_by_phase.items():
-        rel = f"cases/{case_id}/{phase}.nrrd"
-        _write_nrrd(_resample(image, grid, False, f"images_by_phase[{phase}]"), root / rel)
-        images[phase] = rel
+    for phase, crop in crops.items():
+        images[phase] = f"cases/{case_id}/{phase}.nrrd"
+        _write_nrrd(crop, root / images[phase])
     mask_rel = None
     if lesion.get("mask") is not None:
         if not isinstance(lesion["mask"], sitk.Image):
             raise InputError(f"'mask' must be a SimpleITK image, got {type(lesion['mask']).__name__}", "lesion")
-        mask = sitk.Cast(_resample(lesion["mask"], grid, True, "lesion.mask") > 0, sitk.sitkUInt8)
         mask_rel = f"cases/{case_id}/mask.nrrd"
-        _write_nrrd(mask, root / mask_rel)
+        _write_nrrd(_mask_on(lesion["mask"], next(iter(crops.values()))), root / mask_rel)
 
     size = lesion.get("size_mm", diameter)
     provenance = {"annotator": str(annotator), "edited": bool(edited),
                   "model_prediction": jsonable(model_prediction),
-                  "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                  "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  **({"offsets_mm": offsets} if offsets else {}),
+                  **({"acquisition": jsonable(lesion["acquisition"])} if lesion.get("acquisition") else {})}
     row_lesion = {"lesion_id": lesion_id, "center": [float(c) for c in center], "coordinate_system": "LPS",
                   "diameter_mm": float(diameter), "mask": mask_rel,
                   "label": None if lesion.get("label") is None else str(lesion["label"]),
@@ -165,12 +217,14 @@ def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags:
            "images": images, "lesions": [row_lesion], "extra": {}}
     write_json(case_dir / "metadata.json", {
         "case_id": case_id, "patient": patient, "age": age, "sex": sex, "lesion": row_lesion,
-        "crop": {"size_mm": float(crop_mm), "voxels": list(grid.GetSize()), "spacing_mm": list(grid.GetSpacing()),
-                 "reference_phase": next(iter(images_by_phase))},
+        "crop": {"size_mm": float(crop_mm), "mask_phase": next(iter(crops)),
+                 "grids": {p: {"voxels": list(c.GetSize()), "spacing_mm": list(c.GetSpacing()),
+                               "origin_lps": list(c.GetOrigin())} for p, c in crops.items()}},
         "dicom": deid.deidentify_tags(source_tags, secret, deid_options),
         "deidentification": {"options": [deid.OPTIONS[o]["name"] for o in deid_options],
                              "retained": deid.retained_attributes(source_tags, secret, deid_options)}})
     write_json(root / DESCRIPTION, {"name": "SlicerCAD research export", "manifest": MANIFEST,
-                                    "manifest_schema": SCHEMA, "deidentification": deid.description(deid_options)})
+                                    "manifest_schema": SCHEMA, "deidentification": deid.description(deid_options),
+                                    "site_secret_fingerprint": fingerprint})
     append_cases(root / MANIFEST, [row])
     return row

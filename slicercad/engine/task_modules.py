@@ -5,4 +5,7 @@ TASK_MODULES = {
     "liver_lesion": "slicercad.liver.task",
     "liver_lesion_extended": "slicercad.liver.task",
     "toy2d": "slicercad.engine.tasks",
+    "ti_offset": "slicercad.ti.task",
+    "ti_offset_open": "slicercad.ti.task",
+    "weak_lesion": "slicercad.weak.task",
 }

@@ -2,7 +2,8 @@
 
 A :class:`TaskSpec` says what kind of output a task has, how to build its network from a
 config dict, how to make its samples from a manifest (or generate them), its loss and the
-input it expects. ``toy2d`` is a tiny generated task for the engine's own tests.
+input it expects, and optionally its own training recipe (``recipe`` settings, a ``fit`` loop) that
+``engine.train`` uses for every entry point. ``toy2d`` is a tiny generated task for the engine's own tests.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from .task_modules import TASK_MODULES
+from .train_settings import TRAIN_DEFAULTS
 
 KINDS = ("classification", "ordinal", "regression", "segmentation", "frame_classification",
          "likelihood")
@@ -58,6 +60,16 @@ class TaskSpec:
     fn(outputs, targets) giving per-sample losses; input_spec: phases, roi_px, spacing_mm,
     normalisation, valid_ranges {name: [lo, hi]} (a dict, or a function of the config giving
     one); default_config: model/data settings.
+
+    The task's training recipe, used by ``engine.train`` whatever starts it (``slicercad train``, a
+    panel's job, a script); settings the caller gives explicitly still win:
+    recipe: {TRAIN_DEFAULTS key: value}, the task's values for those TrainConfig settings;
+    fit: None (the engine's generic loop) or ``fit(data, config, train_config, report) -> (model,
+    temperature, info)``: the task's own loop on ``data`` (a SampleSet of the training + validation
+    patients; it splits off ``train_config.val_fraction`` of them with ``splits.train_val_test_split``
+    and ``train_config.seed``, which gives the engine's validation patients), calibrating on that
+    validation split; ``report(epoch, loss=..., **fields)`` after each epoch; ``info`` may hold
+    ``history`` (per-epoch records) and ``recipe`` (what was used, for the model card).
     """
     name: str
     kind: str
@@ -69,8 +81,14 @@ class TaskSpec:
     default_config: dict = field(default_factory=dict)
     needs_manifest: bool = True
     description: str = ""
+    recipe: dict = field(default_factory=dict)
+    fit: Callable | None = None
 
     def __post_init__(self):
+        unknown = set(self.recipe) - set(TRAIN_DEFAULTS)
+        if unknown:
+            raise InputError(f"recipe key(s) {sorted(unknown)} are not training settings {list(TRAIN_DEFAULTS)}",
+                             self.name)
         if self.kind not in KINDS:
             raise InputError(f"task kind must be one of {KINDS}, got {self.kind!r}", self.name)
         if self.kind in CLASS_KINDS and len(self.classes) < 2:

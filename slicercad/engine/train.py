@@ -1,6 +1,9 @@
 """Training loop shared by every task: patient-level split, class weights, AMP on GPU,
 progress (see :mod:`.progress`), atomic per-epoch checkpoints, bit-exact ``resume``, early stopping,
-temperature scaling, and DDP when launched under ``torchrun``.
+temperature scaling, and DDP when launched under ``torchrun``. A task with its own recipe
+(``TaskSpec.recipe`` / ``TaskSpec.fit``) is trained with it: settings the caller leaves unset (None)
+come from the recipe, then from ``train_settings.TRAIN_DEFAULTS``; ``fit`` replaces the generic
+loop (the split, the held-out test patients, the scoring and the model card stay the engine's).
 
 ``batch_size`` is the global batch: under DDP each of the N processes takes
 ``batch_size / N`` samples per step (``DistributedSampler``), so the run follows the same
@@ -11,7 +14,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from .manifest import load_manifest
 from .registry import save_model
 from .splits import train_val_test_split
 from .tasks import CLASS_KINDS, get_task
+from .train_settings import TRAIN_DEFAULTS
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -38,15 +42,15 @@ class TrainConfig:
     task: str
     out: Path
     manifest: Path | None = None
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int | None = None          # None (here and below): the task's recipe, else TRAIN_DEFAULTS
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
     seed: int = 0
     device: str = "auto"
     resume: bool = False
-    patience: int = 5
-    val_fraction: float = 0.2
+    patience: int | None = None
+    val_fraction: float | None = None
     test_fraction: float = 0.0
     split_by: str = "patient"
     class_weights: bool = True
@@ -109,11 +113,19 @@ def _dist_env() -> tuple:
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with every unset setting from the task's recipe, else ``TRAIN_DEFAULTS``."""
+    recipe = get_task(config.task).recipe
+    unset = [k for k in TRAIN_DEFAULTS if getattr(config, k) is None]
+    return replace(config, **{k: recipe.get(k, TRAIN_DEFAULTS[k]) for k in unset})
+
+
 def train(config: TrainConfig, callback=None) -> dict:
     """Train ``config.task``; returns {card_path, history, best_epoch, temperature, metrics, stopped_early}.
 
     ``callback(record)`` receives every progress record (the same dicts emitted as lines).
     """
+    config = resolve_config(config)
     world, rank, local_rank = _dist_env()
     if config.batch_size < 1 or config.batch_size % world:
         raise InputError(f"batch size {config.batch_size} must be >= 1 and divisible by the {world} "
@@ -172,6 +184,9 @@ def _train(cfg: TrainConfig, callback, world, rank, device) -> dict:
     if classify and cfg.class_weights:
         weights = _class_weights(data.y[torch.as_tensor(parts["train"])], len(task.classes))
     loss_fn = task.make_loss(weights)
+    sets = (train_set, val_set, test_set)
+    if task.fit is not None:
+        return _task_fit(cfg, task, task_cfg, data, parts, loss_fn, device, sets, manifest, world, rank, callback)
 
     torch.manual_seed(cfg.seed)
     model = task.build_model(task_cfg).to(device)
@@ -234,26 +249,53 @@ def _train(cfg: TrainConfig, callback, world, rank, device) -> dict:
             save_checkpoint(ckpt, model, optimizer, state, scaler if use_amp else None)
         if world > 1:
             dist.barrier()
-        _report(rank, callback, epoch=epoch, loss=running / max(steps, 1), val_loss=val_loss,
+        _report(rank, callback, epoch=epoch, epochs=cfg.epochs, loss=running / max(steps, 1), val_loss=val_loss,
                 val_accuracy=val_acc, message=f"epoch {epoch} done")
     if world > 1:
         dist.barrier()
     if best_path.is_file():
         tensors, _ = load_checkpoint(best_path)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    return _finish(cfg, task, task_cfg, model, loss_fn, device, (train_set, val_set, test_set),
-                   manifest, state, stopped_early, rank, callback)
+    return _finish(cfg, task, task_cfg, model, loss_fn, device, sets, manifest, state, stopped_early, rank,
+                   callback)
+
+
+def _task_fit(cfg, task, task_cfg, data, parts, loss_fn, device, sets, manifest, world, rank, callback) -> dict:
+    """Train with the task's own loop (``TaskSpec.fit``) on the training + validation patients, then score
+    and write the card as the generic loop does (the task's temperature, fitted on the validation split)."""
+    refused = {"--resume": cfg.resume, "--split-by sample": cfg.split_by != "patient", "torchrun": world > 1}
+    if any(refused.values()):
+        raise InputError(f"task {task.name!r} trains with its own recipe, which supports none of "
+                         f"{[k for k, v in refused.items() if v]}", "train")
+    rest = np.sort(np.concatenate([parts["train"], parts["val"]]))
+    fit_cfg = replace(cfg, val_fraction=cfg.val_fraction / (1.0 - cfg.test_fraction))
+    t0 = time.perf_counter()
+
+    def report(epoch, loss=None, **fields):
+        eta = (time.perf_counter() - t0) / epoch * (cfg.epochs - epoch)
+        _report(rank, callback, epoch=epoch, epochs=cfg.epochs, loss=loss, eta_s=round(eta, 2),
+                fraction=epoch / cfg.epochs, message=f"epoch {epoch} done", **fields)
+
+    _report(rank, callback, epochs=cfg.epochs, fraction=0.0, message=f"training with the {task.name} recipe")
+    model, temperature, info = task.fit(data.subset(rest), task_cfg, fit_cfg, report)
+    if info.get("n_val", len(parts["val"])) != len(parts["val"]):
+        raise InputError(f"task {task.name!r} calibrated on {info['n_val']} validation samples, the engine's split "
+                         f"holds {len(parts['val'])}: its fit must split as splits.train_val_test_split does", "fit")
+    state = {"history": info.get("history", []), "best_epoch": cfg.epochs, "epoch": cfg.epochs}
+    return _finish(cfg, task, task_cfg, model.to(device), loss_fn, device, sets, manifest, state, False, rank,
+                   callback, temperature, info.get("recipe"))
 
 
 def _finish(cfg, task, task_cfg, model, loss_fn, device, sets, manifest, state, stopped_early, rank,
-            callback) -> dict:
-    """Temperature-scale on validation, score val/test, write the model card (rank 0)."""
+            callback, temperature=None, recipe=None) -> dict:
+    """Temperature-scale on validation (unless the task's loop gave ``temperature``), score val/test,
+    write the model card (rank 0); ``recipe``: the task's recipe as used, for the card."""
     train_set, val_set, test_set = sets
-    metrics, temperature = {}, 1.0
-    val_loss, val_acc, val_logits, val_y = _evaluate(model, val_set, loss_fn, task.kind, device,
-                                                     cfg.batch_size)
-    if task.kind in CLASS_KINDS and val_logits is not None:
-        temperature = fit_temperature(val_logits, val_y)
+    metrics = {}
+    if temperature is None:
+        _, _, val_logits, val_y = _evaluate(model, val_set, loss_fn, task.kind, device, cfg.batch_size)
+        temperature = fit_temperature(val_logits, val_y) if task.kind in CLASS_KINDS and val_logits is not None \
+            else 1.0
     for name, subset in (("val", val_set), ("test", test_set)):
         loss, acc, logits, y = _evaluate(model, subset, loss_fn, task.kind, device, cfg.batch_size)
         if logits is None:
@@ -274,7 +316,8 @@ def _finish(cfg, task, task_cfg, model, loss_fn, device, sets, manifest, state, 
             "n_patients": {k: len(v) for k, v in groups.items()},
             "split_by": cfg.split_by, "skipped_rows": [] if manifest is None else manifest.skipped,
         },
-        "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+                     **({"recipe": recipe} if recipe else {})},
         "metrics": metrics, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         "stopped_early": stopped_early, "temperature": temperature,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .task_modules import TASK_MODULES
+from .train_settings import TRAIN_DEFAULTS
 
 HELP = "train a task (patient-level split, checkpoints, --resume, calibration; DDP under torchrun)"
 TASK_NAMES = tuple(sorted(TASK_MODULES))
@@ -15,15 +16,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("task", help=f"registered task: {', '.join(TASK_NAMES)}")
     parser.add_argument("--manifest", help="dataset manifest (.jsonl); synthetic tasks need none")
     parser.add_argument("--out", required=True, help="output folder (checkpoints, model/)")
-    parser.add_argument("--epochs", type=int, default=20, help="maximum number of epochs")
-    parser.add_argument("--batch-size", type=int, default=32, help="global batch (split over DDP ranks)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    recipe = " (default: {}) unless the task's recipe sets it"
+    parser.add_argument("--epochs", type=int, help="number of epochs (the most, with early stopping)"
+                        + recipe.format(TRAIN_DEFAULTS["epochs"]))
+    parser.add_argument("--batch-size", type=int, help="global batch (split over DDP ranks)"
+                        + recipe.format(TRAIN_DEFAULTS["batch_size"]))
+    parser.add_argument("--lr", type=float, help="AdamW learning rate" + recipe.format(TRAIN_DEFAULTS["lr"]))
+    parser.add_argument("--weight-decay", type=float,
+                        help="AdamW weight decay" + recipe.format(TRAIN_DEFAULTS["weight_decay"]))
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    parser.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="fraction of patients for validation")
+    parser.add_argument("--patience", type=int, help="early stopping: epochs without improvement"
+                        + recipe.format(TRAIN_DEFAULTS["patience"]))
+    parser.add_argument("--val-fraction", type=float, help="fraction of patients for validation"
+                        + recipe.format(TRAIN_DEFAULTS["val_fraction"]))
     parser.add_argument("--test-fraction", type=float, default=0.0, help="fraction of patients held out")
     parser.add_argument("--split-by", choices=("patient", "sample"), default="patient",
                         help="'sample' splits by lesion/image set and leaks patients (warned)")

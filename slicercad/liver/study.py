@@ -84,9 +84,10 @@ def _validation_score(model, x, y) -> dict:
 
 def fit_network(ds, alpha=0.1, seed: int = 0, epochs: int = 15, channels=(16, 32, 64), batch_size: int = 32,
                 lr: float = 2e-3, val_fraction: float = 0.2, weight_decay: float = 1e-4,
-                intensity_augmentation: bool = True, dropout: float = 0.2):
+                intensity_augmentation: bool = True, dropout: float = 0.2, on_epoch=None):
     """``train_network`` also returning {history: per-epoch validation balanced accuracy and loss,
-    n_train, n_val}; ``intensity_augmentation=False`` keeps only the flips/rotations of ``_augment``."""
+    n_train, n_val}; ``intensity_augmentation=False`` keeps only the flips/rotations of ``_augment``;
+    ``on_epoch(epoch, loss=mean training loss, **validation scores)`` after each epoch (progress)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x, y = dataset_tensor(ds), torch.as_tensor(ds.labels)
@@ -104,6 +105,7 @@ def fit_network(ds, alpha=0.1, seed: int = 0, epochs: int = 15, channels=(16, 32
     for epoch in range(1, epochs + 1):
         model.train()
         order = tr[torch.randperm(len(tr), generator=gen).numpy()]
+        losses = []
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             if len(idx) < 2:
@@ -113,8 +115,12 @@ def fit_network(ds, alpha=0.1, seed: int = 0, epochs: int = 15, channels=(16, 32
             loss.backward()
             opt.step()
             sched.step()
+            losses.append(float(loss.detach()))
         if len(va):
             history.append({"epoch": epoch, **_validation_score(model, x[va], y[va])})
+        if on_epoch is not None:
+            on_epoch(epoch, loss=float(np.mean(losses)) if losses else None,
+                     **{k: v for k, v in (history[-1] if len(va) else {}).items() if k != "epoch"})
     model.eval()
     temperature = 1.0
     if len(va):

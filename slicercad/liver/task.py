@@ -3,7 +3,9 @@
 Samples are [P + 1, H, W]: the 8 normalised phase ROIs and the lesion's Gaussian map, built by the
 one sample path (``dataset.lesion_sample``): attention from centre + measured diameter, as the
 product has it (``use_masks=True``: from the manifest's mask, the second mode). Without a manifest the task trains on
-the phantom (``n_lesions`` from ``data_seed``), and the model card says synthetic.
+the phantom (``n_lesions`` from ``data_seed``), and the model card says synthetic. The engine trains
+both tasks with the one recipe (``RECIPE`` / ``train_with_recipe``, through ``TaskSpec.recipe`` and
+``TaskSpec.fit``), so ``slicercad train`` and the panel's job train as ``make liver-model`` does.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ DEFAULT_CONFIG = {"classes": "report", "alpha": 0.1, "channels": [16, 32, 64], "
 # ranges measured from their training samples instead (``input_spec``).
 VALID_RANGES = {"field_strength_t": [1.5, 3.0], "b_value": [500.0, 1000.0], "in_plane_spacing_mm": [0.5, 4.0],
                 "diameter_mm": [3.0, 40.0]}
+# acquisition values a manifest row may carry: case ``extra`` and, from the corrected-label export, lesion
+# ``provenance.acquisition`` (DICOM-read field strength, DWI b-value, ADC units / Real World Value Mapping)
+ACQUISITION_FIELDS = ("field_strength_t", "b_value", "adc_units", "adc_unit_factor", "adc_rwvm_slope",
+                      "adc_rwvm_intercept", "adc_kind")
 # config key (json) -> training distribution measured by the last ``make_dataset`` with that config, so
 # a card written by the engine (``slicercad train``) declares what it was trained on (see input_spec)
 _MEASURED: dict = {}
@@ -63,13 +69,13 @@ def _from_manifest(cfg, manifest, classes, spec):
         check_phases(case.images, PHASES, case.case_id)
         images = {p: _read(case.images[p], f"{case.case_id}:{p}") for p in PHASES}
         extra = case.extra or {}
-        acq = {k: extra[k] for k in ("field_strength_t", "b_value", "adc_units", "adc_unit_factor") if k in extra}
-        adc = study_adc_scale(images, acq)
         for les in case.lesions:
-            offsets = (les.provenance or {}).get("offsets_mm") or extra.get("offsets_mm", {}).get(les.lesion_id, {})
+            provenance = les.provenance or {}
+            offsets = provenance.get("offsets_mm") or extra.get("offsets_mm", {}).get(les.lesion_id, {})
+            acq = {k: v for k, v in {**extra, **provenance.get("acquisition", {})}.items() if k in ACQUISITION_FIELDS}
             lesion = Lesion(les.lesion_id, tuple(les.center), les.diameter_mm, les.coordinate_system, dict(offsets))
             mask = _read(les.mask, les.lesion_id) if (les.mask and cfg["use_masks"]) else None
-            x, G, _, _ = lesion_sample(images, lesion, PHASES, spec, mask, adc=adc)
+            x, G, _, _ = lesion_sample(images, lesion, PHASES, spec, mask, adc=study_adc_scale(images, acq))
             xs.append(np.concatenate([x, G[None]]))
             feats.append(channel_features(x))
             labels.append(classes.index(les.label))
@@ -131,12 +137,36 @@ def input_spec(cfg: dict, distribution: dict | None = None) -> dict:
     return out
 
 
+# The one training recipe of the liver models (``study.fit_network``): flips / 90-degree rotations,
+# per-phase +-1 px shifts, gamma on non-ADC phases, noise; class-weighted loss, AdamW with weight decay,
+# one-cycle schedule, a fixed number of epochs (no early stopping), temperature fitted on a patient-level
+# validation split that nothing else uses. ``make liver-model`` trains with it (Scripts/build_liver_model.py);
+# ``train_with_recipe`` is the entry point for every other trainer (the panel's job included).
+RECIPE = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4, "val_fraction": 0.2,
+          "intensity_augmentation": True, "early_stopping": False,
+          "calibration": "temperature on the patient-level validation split (not used for anything else)"}
+ENGINE_RECIPE = ("epochs", "batch_size", "lr", "weight_decay", "val_fraction")   # the engine's TrainConfig settings
+
+
+def fit(data: SampleSet, cfg: dict, train_config, report=None):
+    """``TaskSpec.fit``: ``train_with_recipe`` on engine samples [N, P+1, H, W], with the engine's resolved
+    settings (the recipe's unless the caller set them) and per-epoch ``report``; on the CPU, as
+    ``make liver-model`` trains."""
+    from types import SimpleNamespace
+
+    ds = SimpleNamespace(x=data.x[:, :-1], attention=data.x[:, -1], labels=data.y, patient_ids=data.groups,
+                         classes=tuple(preset_classes(cfg["classes"])), phases=tuple(PHASES))
+    settings = {k: getattr(train_config, k) for k in ENGINE_RECIPE}
+    return train_with_recipe(ds, cfg, train_config.seed, on_epoch=report, **settings)
+
+
 def _register(name: str, preset: str, description: str) -> TaskSpec:
-    """Register the liver task for one class preset (same network, data and input spec)."""
+    """Register the liver task for one class preset (same network, data, input spec and training recipe)."""
     return register_task(TaskSpec(
         name=name, kind="classification", build_model=build_model, make_dataset=make_dataset,
         make_loss=classification_loss, input_spec=input_spec, classes=preset_classes(preset),
-        default_config={**DEFAULT_CONFIG, "classes": preset}, needs_manifest=False, description=description))
+        default_config={**DEFAULT_CONFIG, "classes": preset}, needs_manifest=False, description=description,
+        recipe={k: RECIPE[k] for k in ENGINE_RECIPE}, fit=fit))
 
 
 LIVER_LESION = _register(TASK_NAME, "report",
@@ -159,26 +189,16 @@ def model_card(cfg: dict, temperature: float, name: str, metrics: dict, syntheti
             "temperature": float(temperature)}
 
 
-# The one training recipe of the liver models (``study.fit_network``): flips / 90-degree rotations,
-# per-phase +-1 px shifts, gamma on non-ADC phases, noise; class-weighted loss, AdamW with weight decay,
-# one-cycle schedule, a fixed number of epochs (no early stopping), temperature fitted on a patient-level
-# validation split that nothing else uses. ``make liver-model`` trains with it (Scripts/build_liver_model.py);
-# ``train_with_recipe`` is the entry point for every other trainer (the panel's job included).
-RECIPE = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4, "val_fraction": 0.2,
-          "intensity_augmentation": True, "early_stopping": False,
-          "calibration": "temperature on the patient-level validation split (not used for anything else)"}
-
-
-def train_with_recipe(ds, cfg: dict, seed: int = 0, **overrides):
+def train_with_recipe(ds, cfg: dict, seed: int = 0, on_epoch=None, **overrides):
     """(model, temperature, info) of ``LiverLesionNet`` trained on ``ds`` (a ``RoiDataset``) with ``RECIPE``
     (``overrides`` change single recipe entries, e.g. ``epochs`` for a smoke run); ``info['recipe']`` is
-    what was used, for the model card."""
+    what was used, for the model card; ``on_epoch``: progress (``study.fit_network``)."""
     from .study import fit_network
 
     recipe = {**RECIPE, **overrides}
     kw = {k: recipe[k] for k in ("epochs", "batch_size", "lr", "val_fraction", "weight_decay",
                                  "intensity_augmentation")}
     model, temperature, info = fit_network(ds, cfg["alpha"], seed, channels=tuple(cfg["channels"]),
-                                           dropout=float(cfg["dropout"]), **kw)
+                                           dropout=float(cfg["dropout"]), on_epoch=on_epoch, **kw)
     info["recipe"] = {**recipe, "seed": int(seed)}
     return model, temperature, info
