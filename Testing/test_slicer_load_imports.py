@@ -32,10 +32,14 @@ print("loaded", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
 """
 
 
-def load_time_imports(module: str) -> list:
-    """[(project module, [names])] that ``<module>.py`` imports at module level."""
+# Segment Editor effect files a module registers (Slicer loads them by path, at startup): same rule.
+EFFECT_FILES = {"WeakLabelSegmenter": "WeakLabelSegmenter/WeakLabelSegmenterEffects/SegmentEditorLesionClickEffect.py"}
+
+
+def load_time_imports(module: str, path=None) -> list:
+    """[(project module, [names])] that ``<module>.py`` (or the module's file ``path``) imports at module level."""
     project = {"slicercad", "SlicerCADLib", f"{module}Lib"}
-    tree = ast.parse((ROOT / module / f"{module}.py").read_text())
+    tree = ast.parse((ROOT / path if path else ROOT / module / f"{module}.py").read_text())
     found = []
     for node in tree.body:
         if isinstance(node, ast.Import):
@@ -55,6 +59,16 @@ def run_blocked(imports, blocked=NOT_IN_FRESH_SLICER):
 def test_module_load_imports_nothing_slicer_lacks(module):
     imports = load_time_imports(module)
     assert imports, f"{module}.py imports no project module: the test would check nothing"
+    done = run_blocked(imports)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "loaded []"
+
+
+@pytest.mark.parametrize("module", sorted(EFFECT_FILES))
+def test_effect_load_imports_nothing_slicer_lacks(module):
+    assert (ROOT / EFFECT_FILES[module]).is_file()
+    imports = load_time_imports(module, EFFECT_FILES[module])
+    assert imports, f"{EFFECT_FILES[module]} imports no project module: the test would check nothing"
     done = run_blocked(imports)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "loaded []"

@@ -33,6 +33,23 @@ class WeakLabelSegmenter(ScriptedLoadableModule):
         self.parent.contributors = ["SlicerCAD developers"]
         self.parent.helpText = _("Lesion labels from a centre point and a diameter: sphere, then a generic 3D U-Net; RT dose as a label. Research use only.")
         self.parent.acknowledgementText = _("Methods from the SlicerCAD source reports; see the extension README.")
+        slicer.app.connect("startupCompleted()", self.registerEditorEffect)
+
+    def registerEditorEffect(self) -> None:
+        """Register the Segment Editor effect "Lesion (click)" (as Slicer's effect template does)."""
+        import logging
+        import os
+
+        try:
+            import qSlicerSegmentationsEditorEffectsPythonQt as qSlicerSegmentationsEditorEffects
+
+            instance = qSlicerSegmentationsEditorEffects.qSlicerSegmentEditorScriptedEffect(None)
+            effectFilename = os.path.join(os.path.dirname(__file__), "WeakLabelSegmenterEffects",
+                                          "SegmentEditorLesionClickEffect.py")
+            instance.setPythonSource(effectFilename.replace("\\", "/"))
+            instance.self().register()
+        except Exception:  # an effect that fails to load must not take the module down with it
+            logging.exception("Weak Label Segmenter: could not register the Segment Editor effect")
 
 
 @parameterNodeWrapper

@@ -131,11 +131,31 @@ def add_sphere_segments(volume_node, marks, segmentation_node=None, partial_volu
     return segmentation_node, ids
 
 
+def lesion_label(image, center_lps, diameters_mm, method: str = "unet", model=None, card=None, positive_lps=None,
+                 negative_lps=None, device: str = "cpu", threshold: float | None = None):
+    """One lesion label on ``image``'s grid (a SimpleITK image, LPS) from a centre and a size: the one call the
+    panel (``segment_lesions``), the Segment Editor effect ("Lesion (click)") and batch scripts share, so the
+    same click gives the same voxels. ``method``: ``unet`` (``model``/``card`` from ``load_segmenter``) or
+    ``sphere``. Returns a ``slicercad.weak.segment.SegmentResult`` (``.mask`` uint8 [k, j, i])."""
+    from slicercad.weak.segment import THRESHOLD, segment_baseline, segment_lesion
+
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("the segmenter needs a single-component (grey-level) volume", "source volume")
+    if method == "sphere":
+        return segment_baseline("sphere", image, center_lps, diameters_mm, "LPS")
+    if method != "unet":
+        raise InputError(f"method must be 'unet' or 'sphere', got {method!r}", "method")
+    if model is None:
+        raise InputError("no U-Net model loaded (slicercad.weak.segment.load_segmenter)", "model")
+    return segment_lesion(model, card, image, center_lps, diameters_mm, "LPS", positive_lps, negative_lps, device,
+                          THRESHOLD if threshold is None else float(threshold))
+
+
 def segment_lesions(volume_node, marks, segmentation_node=None, card_path=None, device: str = "cpu",
                     positive_node=None, negative_node=None, model=None, card=None) -> tuple:
     """U-Net segments for ``marks`` (correction clicks from fiducial nodes); returns
     (segmentation node, [segment ids], [messages]). An empty result adds nothing and says so."""
-    from slicercad.weak.segment import load_segmenter, segment_lesion
+    from slicercad.weak.segment import load_segmenter
 
     if model is None:
         model, card = load_segmenter(card_path)
@@ -145,7 +165,7 @@ def segment_lesions(volume_node, marks, segmentation_node=None, card_path=None, 
     pos, neg = click_points(positive_node), click_points(negative_node)
     ids, messages = [], []
     for m in marks:
-        result = segment_lesion(model, card, image, m.center_lps, m.diameters_mm, "LPS", pos, neg, device)
+        result = lesion_label(image, m.center_lps, m.diameters_mm, "unet", model, card, pos, neg, device)
         if result.empty:
             messages.append(f"{m.name}: {result.warnings[-1]}")
             continue
