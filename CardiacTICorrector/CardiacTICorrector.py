@@ -2,6 +2,7 @@
 
 Thin Slicer module: the panel binds to the parameter node and every line of logic
 lives in ``CardiacTICorrectorLib`` (MRML <-> core) and ``slicercad`` (algorithms)."""
+import logging
 import pathlib
 
 import vtk
@@ -79,6 +80,8 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.logic.clearScout()  # the scout's nodes go with the scene: Estimate must not reach them
+        self.ui.estimateButton.enabled = False
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -101,7 +104,7 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         folder = self._parameterNode.dicomFolder if self._parameterNode else None
         self.ui.loadStudyButton.enabled = bool(folder and str(folder) not in ("", "."))
         self.ui.loadScoutButton.enabled = self.ui.loadStudyButton.enabled
-        self.ui.estimateButton.enabled = self.logic is not None and self.logic.sequenceNode is not None
+        self.ui.estimateButton.enabled = self.logic is not None and self.logic.hasScout()
 
     def onLoadStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the DICOM study."), waitCursor=True):
@@ -118,9 +121,12 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         """torch etc. are needed only for the CNN; physics-only estimation works without them."""
         if not self._parameterNode.useModel:
             return True
-        with slicer.util.tryWithErrorDisplay(_("Could not check SlicerCAD's Python packages.")):
+        try:
             return dependencies.ready_or_explain(_("Cardiac TI Corrector"), self.ui.resultLabel)
-        return False
+        except Exception as exc:  # the check itself failed: a message, never a traceback from the click
+            logging.exception("Cardiac TI Corrector: dependency check failed")
+            slicer.util.errorDisplay(_("Could not check SlicerCAD's Python packages."), detailedText=str(exc))
+            return False
 
     def onEstimate(self) -> None:
         if not self._dependenciesReady():
@@ -139,6 +145,19 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
         self.sequenceNode = None
         self.lastRecord = None
         self._model = None
+
+    def clearScout(self) -> None:
+        """Forget the loaded scout and its result (the scene is closing, or its nodes are gone)."""
+        self.sequenceNode = None
+        self.lastRecord = None
+
+    def hasScout(self) -> bool:
+        """Whether a loaded scout is still in the scene (a closed scene or a deleted sequence forgets it)."""
+        from CardiacTICorrectorLib.scout import scout_in_scene
+
+        if not scout_in_scene(slicer.mrmlScene, self.sequenceNode):
+            self.clearScout()
+        return self.sequenceNode is not None
 
     @staticmethod
     def ensureDependencies() -> None:
@@ -172,7 +191,7 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
     def estimate(self, parameterNode, segmentationNode=None, segmentId=None) -> str:
         from CardiacTICorrectorLib.scout import estimate
 
-        if self.sequenceNode is None:
+        if not self.hasScout():
             raise ValueError(_("Load a TI scout first."))
         model, card = self.model() if parameterNode.useModel else (None, None)
         rule = {"every_rr": parameterNode.inversionsEveryRR, "minutes_to_lge": parameterNode.minutesToLGE}
@@ -218,15 +237,16 @@ class CardiacTICorrectorTest(ScriptedLoadableModuleTest):
         except dependencies.DependencyError as exc:
             self.delayDisplay(f"CNN skipped: dependencies missing ({exc}); physics only")
             use_model = False
-        folder = pathlib.Path(tempfile.mkdtemp())
-        phantom = make_scout(8, snr=50, n_frames=16, shape=(96, 96))
-        write_scout_dicom(phantom, folder, seed=4)
-        logic = CardiacTICorrectorLogic()
-        node = logic.getParameterNode()
-        node.dicomFolder = folder
-        node.useModel = use_model
-        logic.loadScout(node)
-        logic.estimate(node)
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # removed after the test
+            folder = pathlib.Path(tmp)
+            phantom = make_scout(8, snr=50, n_frames=16, shape=(96, 96))
+            write_scout_dicom(phantom, folder, seed=4)
+            logic = CardiacTICorrectorLogic()
+            node = logic.getParameterNode()
+            node.dicomFolder = folder
+            node.useModel = use_model
+            logic.loadScout(node)
+            logic.estimate(node)
         self.assertLess(abs(logic.lastRecord["null_ti_ms"] - phantom.myo_null_ms), 10.0)
 
     def test_load_synthetic_study(self):
@@ -234,8 +254,9 @@ class CardiacTICorrectorTest(ScriptedLoadableModuleTest):
 
         from slicercad.synth.study import write_phantom_study
 
-        folder = pathlib.Path(tempfile.mkdtemp())
-        write_phantom_study(folder, kind="liver_mri", seed=0)
-        result = CardiacTICorrectorLogic().loadStudy(folder)
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # removed after the test
+            folder = pathlib.Path(tmp)
+            write_phantom_study(folder, kind="liver_mri", seed=0)
+            result = CardiacTICorrectorLogic().loadStudy(folder)
         self.assertIn("volume", result)
         self.assertGreater(len(slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")), 0)

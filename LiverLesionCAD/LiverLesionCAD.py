@@ -2,6 +2,7 @@
 
 Thin Slicer module: the panel binds to the parameter node and every line of logic
 lives in ``LiverLesionCADLib`` (MRML <-> core) and ``slicercad`` (algorithms)."""
+import logging
 import pathlib
 import tempfile
 from typing import Annotated
@@ -28,7 +29,7 @@ from SlicerCADLib.study import load_study
 from slicercad.errors import InputError
 from slicercad.liver.phases import PHASES, REFERENCE_PHASE
 
-STRIP_PNG = pathlib.Path(tempfile.gettempdir()) / "LiverLesionCAD_phases.png"
+STRIP_PNG_NAME = "LiverLesionCAD_phases.png"  # in Slicer's own temporary folder (per user), see stripPath
 TRAIN_POLL_MS = 500
 
 
@@ -122,9 +123,11 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
-        if self.logic.trainingRunning():
-            self._showTraining(True)
-            self.trainTimer.start()
+        if self.logic.trainingJob is not None:
+            self.onTrainTimer()  # one poll: a job that finished while the user was elsewhere is picked up now
+            if self.logic.trainingRunning():
+                self._showTraining(True)
+                self.trainTimer.start()
 
     def exit(self) -> None:
         # the job lives in the logic and keeps running; polling resumes (and picks up its card) on enter
@@ -133,6 +136,7 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.logic.clearResults()  # the next patient's "L1" must never export this patient's prediction
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -244,9 +248,12 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _dependenciesReady(self, statusLabel) -> bool:
         """Install torch, MONAI, ... on first use (asking first); on refusal say what to do, in the panel."""
-        with slicer.util.tryWithErrorDisplay(_("Could not check SlicerCAD's Python packages.")):
+        try:
             return dependencies.ready_or_explain(_("Liver Lesion CAD"), statusLabel)
-        return False
+        except Exception as exc:  # the check itself failed: a message, never a traceback from the click
+            logging.exception("Liver Lesion CAD: dependency check failed")
+            slicer.util.errorDisplay(_("Could not check SlicerCAD's Python packages."), detailedText=str(exc))
+            return False
 
     def onAddToTrainingSet(self) -> None:
         if not self._dependenciesReady(self.ui.classifyStatusLabel):
@@ -295,8 +302,11 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.lastResults = {}   # lesion name -> last classification result (for the training export)
-        self.trainingJob = None  # the panel's background training job (train_job.TrainingJob)
+        # workflow.result_key (points node, lesion name, centre, diameter, offsets) -> last classification
+        # result, for the training export: a moved point or another points node finds none
+        self.lastResults = {}
+        self.trainingJob = None  # the panel's background training job (train_job.TrainingJob) until picked up
+        self.lastTrainingStatus = (0, "", False)  # (progress %, status line, running) of the last poll
 
     @staticmethod
     def ensureDependencies() -> None:
@@ -322,9 +332,19 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
     def volumes(parameterNode) -> dict:
         return workflow.phase_volumes(parameterNode)
 
+    def clearResults(self) -> None:
+        """Forget every stored classification result (the scene is closing: another patient comes next)."""
+        self.lastResults.clear()
+
     @staticmethod
-    def phaseStrip(parameterNode, lesionName=""):
-        return workflow.panel_phase_strip(parameterNode, lesionName, STRIP_PNG)
+    def stripPath() -> pathlib.Path:
+        """Where "Show phases" writes its picture: Slicer's temporary folder (per user), not a shared /tmp."""
+        app = getattr(slicer, "app", None)
+        return pathlib.Path(getattr(app, "temporaryPath", None) or tempfile.gettempdir()) / STRIP_PNG_NAME
+
+    @classmethod
+    def phaseStrip(cls, parameterNode, lesionName=""):
+        return workflow.panel_phase_strip(parameterNode, lesionName, cls.stripPath())
 
     def addToTrainingSet(self, parameterNode, lesionName, siteSecret) -> str:
         return workflow.add_panel_lesion(parameterNode, lesionName, siteSecret, self.lastResults)
@@ -344,13 +364,19 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
 
     def pollTraining(self):
         """(progress %, status line, still running); a finished job's card becomes the model (in the
-        module's own parameter node, so this works while the user is in another module)."""
+        module's own parameter node, so this works while the user is in another module). A job that has
+        ended is picked up once and then dropped, so a later poll never re-selects its card over the
+        user's later choice; its last status stays in ``lastTrainingStatus``."""
         if self.trainingJob is None:
-            return 0, "", False
+            return self.lastTrainingStatus
         from LiverLesionCADLib import train_job
 
         status = train_job.poll_panel_training(self.trainingJob, self.getParameterNode())
-        return train_job.progress_percent(status), train_job.status_text(status), status["state"] == "running"
+        running = status["state"] == "running"
+        self.lastTrainingStatus = (train_job.progress_percent(status), train_job.status_text(status), running)
+        if not running:
+            self.trainingJob = None
+        return self.lastTrainingStatus
 
     def cancelTraining(self) -> None:
         if self.trainingJob is not None:
@@ -373,6 +399,10 @@ class LiverLesionCADTest(ScriptedLoadableModuleTest):
         except dependencies.DependencyError as exc:  # --testing installs nothing: skip, never a false pass
             self.delayDisplay(str(exc))
             self.skipTest(str(exc))
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # removed after the test
+            self._load_fill_classify(pathlib.Path(tmp))
+
+    def _load_fill_classify(self, folder) -> None:
         import torch
 
         from slicercad.engine.registry import save_model
@@ -380,7 +410,6 @@ class LiverLesionCADTest(ScriptedLoadableModuleTest):
         from slicercad.liver.task import LIVER_LESION, build_model, model_card
         from slicercad.synth.study import write_phantom_study
 
-        folder = pathlib.Path(tempfile.mkdtemp())
         truth = write_phantom_study(folder / "study", kind="liver_mri", seed=0)
         logic = LiverLesionCADLogic()
         self.assertIn("volume", logic.loadStudy(folder / "study"))
@@ -407,4 +436,9 @@ class LiverLesionCADTest(ScriptedLoadableModuleTest):
         message = logic.classify(p)
         self.assertTrue(message.startswith("L1: "))
         self.assertEqual(p.resultsTable.GetNumberOfRows(), len(truth["lesions"]))
-        self.assertIn("L1", logic.lastResults)
+        self.assertIn("L1", [key[1] for key in logic.lastResults])
+        position = [0.0, 0.0, 0.0]
+        points.GetNthControlPointPosition(0, position)
+        points.SetNthControlPointPosition(0, position[0] + 1.0, position[1], position[2])
+        moved = workflow.pick_lesion(workflow.panel_lesions(p), "L1")
+        self.assertIsNone(workflow.stored_result(p, moved, logic.lastResults))  # a moved point: no stale result

@@ -6,7 +6,8 @@ nearest centre when that distance is at most the line's length; a centre given s
 the longest (the longest diameter, as RECIST measures). A line near no centre is a lesion of its
 own, centred on its midpoint and named after the line. Points and lines whose position is not yet
 defined (placement in progress) are left out. Positions are world coordinates (parent transforms
-applied). ``scene_line_nodes`` gives every line of a scene, so each lesion can have its own line.
+applied). ``scene_line_nodes`` gives every line of a scene, so each lesion can have its own line;
+``scene_roi_nodes`` every ROI box (each one a lesion of its own where a module accepts ROIs).
 """
 from __future__ import annotations
 
@@ -59,13 +60,23 @@ def _line_nodes(lines_node) -> list:
     return nodes
 
 
-def scene_line_nodes(scene) -> list:
-    """Every markups line node of ``scene`` that editors show (internal, hidden lines left out)."""
+def _scene_nodes(scene, class_name: str) -> list:
+    """Every ``class_name`` node of ``scene`` that editors show (internal, hidden nodes left out)."""
     if scene is None:
         return []
-    nodes = scene.GetNodesByClass("vtkMRMLMarkupsLineNode")
+    nodes = scene.GetNodesByClass(class_name)
     return [node for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
             if not node.GetHideFromEditors()]
+
+
+def scene_line_nodes(scene) -> list:
+    """Every markups line node of ``scene`` that editors show (internal, hidden lines left out)."""
+    return _scene_nodes(scene, "vtkMRMLMarkupsLineNode")
+
+
+def scene_roi_nodes(scene) -> list:
+    """Every markups ROI node of ``scene`` that editors show (internal, hidden ROIs left out)."""
+    return _scene_nodes(scene, "vtkMRMLMarkupsROINode")
 
 
 def _placed(node) -> bool:

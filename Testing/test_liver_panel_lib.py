@@ -135,3 +135,28 @@ def test_filling_phases_warns_when_the_agent_is_not_gadoxetate(scene, tmp_path, 
     load_study(scene, tmp_path)
     summary = workflow.fill_phases(scene, panel())
     assert ("Warning: contrast agent" in summary) is warned, summary
+
+
+def test_a_stored_result_is_only_for_the_lesion_as_it_was_classified(scene, marked):
+    """"Add to training set" exports the stored prediction only while the lesion is where it was classified:
+    a moved point, a changed offset or another points node (the next patient's "L1") finds none."""
+    p = panel(marked)
+    stored = {}
+    for lesion in workflow.panel_lesions(p):
+        stored[workflow.result_key(p, lesion)] = {"lesion_id": lesion.lesion_id}
+    l1 = workflow.pick_lesion(workflow.panel_lesions(p), "L1")
+    assert workflow.stored_result(p, l1, stored) == {"lesion_id": "L1"}
+    marked.SetNthControlPointPosition(0, 12.0, 20.0, 30.0)             # L1's point moved by 2 mm
+    moved = workflow.pick_lesion(workflow.panel_lesions(p), "L1")
+    assert workflow.stored_result(p, moved, stored) is None
+    assert workflow.stored_result(p, workflow.pick_lesion(workflow.panel_lesions(p), "L2"), stored) is not None
+    marked.SetNthControlPointPosition(0, *CENTRES["L1"])
+    p.phaseOffsets = workflow.with_offset("", "L1", "T2", (0.0, 3.0, 0.0))
+    assert workflow.stored_result(p, workflow.pick_lesion(workflow.panel_lesions(p), "L1"), stored) is None
+    p.phaseOffsets = ""
+    assert workflow.stored_result(p, workflow.pick_lesion(workflow.panel_lesions(p), "L1"), stored) is not None
+    other = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Next patient")  # same names, same places
+    for name, ras in CENTRES.items():
+        other.AddControlPoint(ras, name)
+    q = panel(other)
+    assert workflow.stored_result(q, workflow.pick_lesion(workflow.panel_lesions(q), "L1"), stored) is None

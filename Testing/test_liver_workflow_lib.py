@@ -133,7 +133,8 @@ def test_classify_summary_then_export_records_prediction_and_edited(scene, study
     summary = workflow.classify_panel(p, last)
     workflow.classify_panel(p, last)
     assert p.resultsTable.GetNumberOfRows() == 2          # re-runs add rows
-    result = last["L1"]
+    result = workflow.stored_result(p, workflow.pick_lesion(workflow.panel_lesions(p), "L1"), last)
+    assert len(last) == 1 and result is not None        # keyed by points node + lesion as marked
     top = max(result["probabilities"].values())
     assert summary.splitlines()[0].startswith(f"L1: {result['predicted_class']} ({top:.2f})")
     assert result["notice"] and summary.splitlines()[-1] == result["notice"]   # the card says synthetic

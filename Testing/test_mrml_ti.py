@@ -46,3 +46,18 @@ def test_estimate_writes_table_and_plot(scene, scout_folder):
     chart = result["chart"]
     names = [chart.GetNthPlotSeriesNode(i).GetName() for i in range(chart.GetNumberOfPlotSeriesNodes())]
     assert "myocardium fit" in names and "blood fit" in names and any("null" in n for n in names)
+
+
+def test_a_closed_scene_forgets_the_scout(scene, scout_folder):
+    """What the panel's Estimate checks (``scout_in_scene``): a scout from a closed scene, or a deleted one,
+    is no longer usable, so the button is disabled and Estimate asks for a scout instead."""
+    from CardiacTICorrectorLib.scout import load_scout, scout_in_scene
+
+    folder, _ = scout_folder
+    ((seq, _, _),) = load_scout(scene, folder)
+    assert scout_in_scene(scene, seq) and not scout_in_scene(scene, None)
+    scene.Clear(0)  # File > Close Scene
+    assert not scout_in_scene(scene, seq)
+    ((seq, _, _),) = load_scout(scene, folder)
+    scene.RemoveNode(seq)
+    assert not scout_in_scene(scene, seq)

@@ -25,9 +25,10 @@ class RecordingPackaging:
     def __init__(self, raises=None):
         self.calls, self.raises = [], raises
 
-    def pip_ensure(self, requirements, skip_packages=None, requester=None, **kwargs):
+    def pip_ensure(self, requirements, constraints=None, skip_packages=None, requester=None, **kwargs):
         self.calls.append({"requirements": [str(r) for r in requirements], "skip": skip_packages,
-                           "requester": requester})
+                           "requester": requester, "constraints": constraints,
+                           "pins": Path(constraints).read_text() if constraints else ""})
         if self.raises:
             raise self.raises
 
@@ -39,7 +40,23 @@ def test_pip_ensure_receives_every_pyproject_requirement_with_its_specifier():
     expected = [str(Requirement(d)) for d in PYPROJECT["project"]["dependencies"]]
     assert call["requirements"] == expected
     assert all(Requirement(r).specifier for r in call["requirements"]), "every requirement carries a version"
-    assert {"torch", "numpy", "SimpleITK", "pydicom"} <= set(call["skip"]) and call["requester"] == "Test"
+    assert {"torch", "numpy", "SimpleITK", "pydicom", "highdicom"} <= set(call["skip"]) and call["requester"] == "Test"
+
+
+def test_pip_ensure_gets_constraints_holding_slicers_own_packages():
+    """--no-deps installs of the newest scikit-learn / matplotlib must not upgrade Slicer's numpy, scipy, ...:
+    pip_ensure receives a constraints file pinning each bundled package at the version this Python has."""
+    packaging = RecordingPackaging()
+    dependencies.ensure_dependencies(requester="Test", packaging=packaging)
+    (call,) = packaging.calls
+    assert call["constraints"] is not None
+    pins = dict(line.split("==") for line in call["pins"].splitlines() if line and not line.startswith("#"))
+    for name in ("numpy", "scipy", "SimpleITK", "pydicom", "pillow"):
+        assert pins[name] == importlib.metadata.version(name), name
+    assert set(pins) <= set(_bundled_pins()), "only Slicer's own packages are held"
+    assert dependencies.BUNDLED == ROOT / "Resources" / "slicer-5.12-bundled.txt"
+    with pytest.raises(DependencyError, match="reinstall the SlicerCAD extension"):  # never install unconstrained
+        dependencies.ensure_dependencies(packaging=RecordingPackaging(), bundled=ROOT / "missing.txt")
 
 
 def test_too_old_and_missing_are_reported(monkeypatch):
@@ -60,7 +77,8 @@ def test_unmet_after_pip_ensure_raises_instead_of_passing(monkeypatch):
 
 
 def test_declined_install_says_what_to_do(monkeypatch):
-    monkeypatch.setattr(dependencies, "installed_version", lambda n: None if n == "safetensors" else "99")
+    monkeypatch.setattr(dependencies, "installed_version",
+                        lambda n: None if n == "safetensors" else "1.6.5" if n == "monai" else "99")
     with pytest.raises(DependencyError, match="not installed .*User declined.*safetensors: not installed"):
         dependencies.ensure_dependencies(packaging=RecordingPackaging(RuntimeError("User declined package "
                                                                                    "installation")))
@@ -91,10 +109,60 @@ def test_torch_comes_from_the_pytorch_extension_with_the_pyproject_specifier(tmp
         dependencies.ensure_torch(None, pyproject)
 
 
+class FailingLogic:
+    """installTorch raising what PyTorchUtils can raise: pip (executePythonModule), import, file errors."""
+
+    error = None
+
+    def installTorch(self, askConfirmation=False, torchVersionRequirement=None):
+        raise self.error
+
+
+@pytest.mark.parametrize("error, says", [
+    (subprocess.CalledProcessError(1, "light_the_torch"), "pip exit code 1.*network"),
+    (ImportError("No module named 'light_the_torch._patch'"), "could not be installed or imported.*restart Slicer"),
+    (OSError(28, "No space left on device"), "disk space"),
+])
+def test_a_failed_torch_install_is_a_message_not_a_traceback(tmp_path, error, says):
+    logic = type("Logic", (FailingLogic,), {"error": error})
+    fake = type("PyTorchUtils", (), {"PyTorchUtilsLogic": logic})
+    with pytest.raises(DependencyError, match=says) as info:
+        dependencies.ensure_torch(fake, _pyproject_needing_newer_torch(tmp_path))
+    assert "PyTorch Utils" in str(info.value) and info.value.__cause__ is None
+
+
+def test_an_old_torch_still_in_memory_says_restart(tmp_path, monkeypatch):
+    """The upgrade went to disk but ``import torch`` returns the module already loaded: restart Slicer."""
+    old = type("torch", (), {"__version__": "2.1.0+cpu"})
+    on_disk = {}
+
+    def install(self, askConfirmation=False, torchVersionRequirement=None):
+        on_disk["torch"] = "99.0"  # pip put the new version on disk; the old module stays imported
+        return old
+
+    fake = type("PyTorchUtils", (), {"PyTorchUtilsLogic": type("Logic", (), {"installTorch": install})})
+    monkeypatch.setattr(dependencies, "installed_version", on_disk.get)
+    with pytest.raises(DependencyError, match=r"PyTorch 2.1.0\+cpu is loaded.*restart Slicer"):
+        dependencies.ensure_torch(fake, _pyproject_needing_newer_torch(tmp_path))
+    monkeypatch.setitem(sys.modules, "torch", old)  # next click: metadata says 99.0 (met), memory holds 2.1.0
+    with pytest.raises(DependencyError, match="restart Slicer"):
+        dependencies.ensure_torch(fake, _pyproject_needing_newer_torch(tmp_path))
+
+
 def test_torch_floor_meets_monai_own_floor():
-    """skip_packages drops torch from pip's check, so our torch floor must satisfy MONAI's."""
+    """skip_packages drops torch from pip's check, so our torch floor must satisfy MONAI's. With skip_packages
+    pip installs MONAI ``--no-deps`` at the newest version our specifier admits, so that specifier is capped
+    to one minor series (``>=1.6,<1.7``): the installed MONAI (1.6.1 here) is of that series, patch releases
+    keep their series' torch floor, and a MONAI 1.7 (which may raise it) is never installed until the cap and
+    the torch floor are raised together."""
     ours = dependencies.requirement("torch").specifier
     floor = Version(re.search(r">=\s*([\d.]+)", str(ours)).group(1))
+    monai_spec = dependencies.requirement("monai").specifier
+    installed = Version(importlib.metadata.version("monai"))
+    cap = next(Version(s.version) for s in monai_spec if s.operator == "<")
+    assert installed in monai_spec and cap == Version(f"{installed.major}.{installed.minor + 1}"), (
+        f"monai{monai_spec} must be capped at the installed MONAI's minor series ({installed})")
+    assert not monai_spec.contains("1.7.0") and monai_spec.contains("1.6.9")
     monai_torch = next(Requirement(r) for r in importlib.metadata.requires("monai")
                        if Requirement(r).name == "torch" and Requirement(r).marker is None)
     assert floor in monai_torch.specifier, f"torch{ours} admits versions MONAI rejects ({monai_torch})"
@@ -112,6 +180,7 @@ def test_floors_are_versions_that_work():
 def test_cmake_installs_the_pyproject_beside_the_modules():
     text = (ROOT / "CMakeLists.txt").read_text()
     assert re.search(r"list\(APPEND SLICERCAD_PACKAGE_RESOURCES pyproject\.toml\)", text)
+    assert re.search(r"list\(APPEND SLICERCAD_PACKAGE_RESOURCES Resources/slicer-5\.12-bundled\.txt\)", text)
     assert dependencies.PYPROJECT == ROOT / "pyproject.toml"
     assert "5.12" in text and "5.12" in (ROOT / "README.md").read_text()
 
@@ -149,5 +218,5 @@ def test_a_refusal_becomes_a_panel_message_not_a_traceback(monkeypatch):
     declined = RecordingPackaging(RuntimeError("User declined package installation"))
     assert dependencies.ready_or_explain("Liver Lesion CAD", label, declined) is False
     assert "monai: not installed" in label.text and shown == [("Liver Lesion CAD", label.text)]
-    monkeypatch.setattr(dependencies, "installed_version", lambda n: "99")
+    monkeypatch.setattr(dependencies, "installed_version", lambda n: "1.6.5" if n == "monai" else "99")
     assert dependencies.ready_or_explain("Liver Lesion CAD", label, RecordingPackaging()) is True

@@ -76,6 +76,37 @@ def test_roi_gives_an_oriented_ellipsoid_and_missing_sizes_are_named(scene):
         weak.lesion_marks()
 
 
+def test_every_line_and_every_roi_of_the_scene_is_a_lesion(scene):
+    """The panel's markups (``scene_lesion_marks``): several lesions each with its own diameter line (the
+    nearest centre takes it, as in SlicerCADLib.markups), a line far from every point, and several ROIs."""
+    img, volume = _volume(scene)
+    centres = {name: np.array(img.TransformContinuousIndexToPhysicalPoint(ijk))
+               for name, ijk in (("L1", (12, 10, 5)), ("L2", (36, 30, 14)))}
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Lesions")
+    for name, centre in centres.items():
+        points.AddControlPoint(list(lps_to_ras(centre)), name)
+    assert not weak.has_lesion_markups(scene) and weak.has_lesion_markups(scene, points)
+    _line(scene, centres["L1"], 8.0)
+    _line(scene, centres["L2"], 11.0)
+    at = img.TransformContinuousIndexToPhysicalPoint
+    far = _line(scene, np.array(at((38, 8, 4))), 6.0)
+    far.SetName("lone")
+    rois = []
+    for k, (ijk, size) in enumerate((((10, 30, 14), [10.0, 8.0, 6.0]), ((26, 20, 4), [5.0, 5.0, 5.0]))):
+        roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", f"R{k + 1}")
+        roi.SetCenter(list(lps_to_ras(np.array(at(ijk)))))
+        roi.SetSize(size)
+        rois.append(roi)
+    marks = {m.name: m.diameters_mm for m in weak.scene_lesion_marks(scene, points)}
+    assert marks == {"L1": [pytest.approx(8.0)], "L2": [pytest.approx(11.0)], "lone": [pytest.approx(6.0)],
+                     "R1": pytest.approx([10.0, 8.0, 6.0]), "R2": pytest.approx([5.0, 5.0, 5.0])}
+    assert [m.name for m in weak.scene_lesion_marks(scene)] == ["d", "d", "lone", "R1", "R2"]  # no points: own lesions
+    node, ids = weak.add_sphere_segments(volume, weak.scene_lesion_marks(scene, points))
+    assert len(ids) == 5 and node.GetSegmentation().GetNumberOfSegments() == 5
+    rois[0].SetHideFromEditors(True)                                   # internal ROIs are left out
+    assert "R1" not in {m.name for m in weak.scene_lesion_marks(scene, points)}
+
+
 def test_unet_segment_with_the_bundled_model_and_an_isodose_from_a_dose_volume(scene):
     from slicercad.synth.weak_lesions import generate_weak_lesions
 

@@ -2,6 +2,7 @@
 
 Thin Slicer module: the panel binds to the parameter node and every line of logic
 lives in ``WeakLabelSegmenterLib`` (MRML <-> core) and ``slicercad`` (algorithms)."""
+import logging
 import pathlib
 from typing import Annotated
 
@@ -59,9 +60,7 @@ class WeakLabelSegmenterParameterNode:
     dicomFolder: pathlib.Path
     strictGeometry: bool = False
     inputVolume: slicer.vtkMRMLScalarVolumeNode
-    lesionPoints: slicer.vtkMRMLMarkupsFiducialNode
-    lesionLines: slicer.vtkMRMLMarkupsLineNode
-    lesionRoi: slicer.vtkMRMLMarkupsROINode
+    lesionPoints: slicer.vtkMRMLMarkupsFiducialNode  # diameters: every line, and every ROI, of the scene
     defaultDiameter: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
     segmentation: slicer.vtkMRMLSegmentationNode
     partialVolume: bool = False
@@ -97,6 +96,9 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.logic = WeakLabelSegmenterLogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        # a line or ROI added or removed anywhere in the scene can make (or stop making) a lesion
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self._checkCanApply)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self._checkCanApply)
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
         self.ui.sphereButton.connect("clicked(bool)", self.onSphere)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
@@ -135,8 +137,7 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
         self.ui.loadStudyButton.enabled = bool(p) and _isSet(p.dicomFolder)
-        ready = bool(p) and p.inputVolume is not None and (p.lesionPoints is not None or p.lesionLines is not None
-                                                           or p.lesionRoi is not None)
+        ready = bool(p) and p.inputVolume is not None and weak.has_lesion_markups(slicer.mrmlScene, p.lesionPoints)
         self.ui.sphereButton.enabled = ready
         self.ui.segmentButton.enabled = ready
         self.ui.isodoseButton.enabled = bool(p) and p.inputVolume is not None and (
@@ -153,9 +154,12 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def _dependenciesReady(self, statusLabel) -> bool:
         """Install torch, MONAI, ... on first use (asking first); on refusal say what to do, in the panel."""
-        with slicer.util.tryWithErrorDisplay(_("Could not check SlicerCAD's Python packages.")):
+        try:
             return dependencies.ready_or_explain(_("Weak Label Segmenter"), statusLabel)
-        return False
+        except Exception as exc:  # the check itself failed: a message, never a traceback from the click
+            logging.exception("Weak Label Segmenter: dependency check failed")
+            slicer.util.errorDisplay(_("Could not check SlicerCAD's Python packages."), detailedText=str(exc))
+            return False
 
     def onSegment(self) -> None:
         if not self._dependenciesReady(self.ui.segmentStatusLabel):
@@ -189,7 +193,8 @@ class WeakLabelSegmenterLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _marks(p):
-        return weak.lesion_marks(p.lesionPoints, p.lesionLines, p.lesionRoi, p.defaultDiameter or None)
+        """Every lesion: the centre points with every line of the scene as diameters, and every ROI."""
+        return weak.scene_lesion_marks(slicer.mrmlScene, p.lesionPoints, p.defaultDiameter or None)
 
     def addSpheres(self, p) -> str:
         node, ids = weak.add_sphere_segments(p.inputVolume, self._marks(p), p.segmentation, p.partialVolume)

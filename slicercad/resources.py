@@ -34,14 +34,66 @@ def estimate_bytes(shape, dtype, copies: float = 1.0) -> int:
     return int(math.prod(dims) * itemsize * copies)
 
 
+def _windows_available_memory() -> int | None:
+    """Available physical memory from Windows' GlobalMemoryStatusEx (ctypes), or None."""
+    import ctypes
+
+    class MemoryStatusEx(ctypes.Structure):
+        _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
+                    ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
+                    ("ullTotalPageFile", ctypes.c_ulonglong), ("ullAvailPageFile", ctypes.c_ulonglong),
+                    ("ullTotalVirtual", ctypes.c_ulonglong), ("ullAvailVirtual", ctypes.c_ulonglong),
+                    ("ullAvailExtendedVirtual", ctypes.c_ulonglong)]
+
+    status = MemoryStatusEx()
+    status.dwLength = ctypes.sizeof(MemoryStatusEx)
+    if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+        return None
+    return int(status.ullAvailPhys)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation, or None when this platform does not say.
+
+    psutil when installed (it is not bundled with Slicer), else Linux's ``MemAvailable`` (free memory plus
+    the page cache the kernel can reclaim), else POSIX ``sysconf`` (free pages x page size: only free
+    memory, so on the safe side), else Windows' ``GlobalMemoryStatusEx``."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        pages, page_size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        if pages > 0 and page_size > 0:
+            return int(pages) * int(page_size)
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name (macOS)
+        pass
+    if os.name == "nt":
+        try:
+            return _windows_available_memory()
+        except (AttributeError, OSError):
+            return None
+    return None
+
+
 def check_memory(shape, dtype, what: str, copies: float = 1.0, fraction: float = 0.8,
                  available: int | None = None) -> int:
     """Bytes needed for a ``shape`` grid of ``dtype`` (times ``copies`` working arrays); raises
-    InputError naming ``what`` with advice when that exceeds ``fraction`` of the available memory."""
-    import psutil
-
+    InputError naming ``what`` with advice when that exceeds ``fraction`` of the available memory.
+    Where the available memory is unknown (``available_memory`` is None) the check is skipped."""
     need = estimate_bytes(shape, dtype, copies)
-    free = psutil.virtual_memory().available if available is None else int(available)
+    free = available_memory() if available is None else int(available)
+    if free is None:
+        return need
     if need > fraction * free:
         raise InputError(
             f"the requested grid {tuple(int(s) for s in shape)} ({_dtype(dtype)[0]}, x{copies:g}) needs "

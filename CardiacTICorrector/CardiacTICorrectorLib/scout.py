@@ -35,6 +35,12 @@ def load_scout(scene, path, ti=None, first_ti=None) -> list:
     return out
 
 
+def scout_in_scene(scene, seq) -> bool:
+    """Whether ``seq`` (a scout sequence node, or None) is still a node of ``scene``: after the scene is
+    closed or the sequence deleted, a panel holding it must load a scout again instead of using it."""
+    return bool(seq is not None and scene is not None and seq.GetScene() is scene and scene.IsNodePresent(seq))
+
+
 def scout_from_sequence(seq) -> TIScout:
     """The TIScout behind a sequence node (frames from the nodes; metadata from its attribute)."""
     import json

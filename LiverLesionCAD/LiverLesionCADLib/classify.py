@@ -1,7 +1,10 @@
 """MRML <-> liver core: phase volumes, lesion markups, Classify, results table, overlays.
 
 Imports ``slicer`` (through SlicerCADLib) but never Qt, so it runs inside Slicer and with the
-``slicer-core`` wheel. Every function takes its nodes explicitly.
+``slicer-core`` wheel. Every function takes its nodes explicitly. torch (through
+``slicercad.liver.inference``) is imported only inside the functions that run a model, after
+``SlicerCADLib.dependencies.ensure_dependencies``: the lesion helpers (``lesions_from_nodes``, used
+by "Show phases") work in a Slicer without torch.
 """
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import numpy as np
 import pydicom
 
 from slicercad.errors import DicomError, InputError
-from slicercad.liver.inference import classify_lesions
 from slicercad.liver.phases import PHASES, REFERENCE_PHASE
 from slicercad.liver.roi import Lesion, roi_to_patient
 from SlicerCADLib.dicom_nodes import tags_for_volume_node, volume_files
@@ -127,6 +129,8 @@ def classify_scene(model, card: dict, volume_nodes: dict, lesions, table_node=No
     Field strength, b-value and ADC units are read from the volumes' DICOM tags (``phase_tags``);
     ``acquisition`` overrides them. Returns (results, table node, overlay node or None).
     """
+    from slicercad.liver.inference import classify_lesions
+
     images = phase_images(volume_nodes)
     results = classify_lesions(model, card, images, lesions, acquisition, with_cam=True, alpha=alpha,
                                device=device, tags=phase_tags(volume_nodes))

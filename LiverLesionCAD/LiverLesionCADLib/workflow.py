@@ -204,18 +204,35 @@ def result_summary(results) -> str:
     return "\n".join(lines + ([notice] if notice else []))
 
 
+def result_key(p, lesion) -> tuple:
+    """Key of a lesion's stored classification result: the points node's ID, the lesion's name, centre,
+    diameter and per-phase offsets. A moved point or line, a changed offset, or another points node (another
+    patient's "L1") gives another key, so "Add to training set" never exports a prediction made elsewhere."""
+    node = p.lesionPoints
+    offsets = tuple(sorted((phase, tuple(round(float(v), 3) for v in xyz)) for phase, xyz in lesion.offsets_mm.items()))
+    return (node.GetID() if node is not None else "", lesion.lesion_id,
+            tuple(round(float(c), 3) for c in lesion.center_lps()), round(float(lesion.diameter_mm), 3), offsets)
+
+
+def stored_result(p, lesion, last_results: dict):
+    """The classification result stored for ``lesion`` as it is marked now, or None."""
+    return last_results.get(result_key(p, lesion))
+
+
 def classify_panel(p, last_results: dict) -> str:
     """Classify every marked lesion; append rows to the results table (kept in ``p.resultsTable``),
-    show the overlay, remember each result in ``last_results`` by lesion name; return the summary."""
+    show the overlay, remember each result in ``last_results`` under ``result_key``; return the summary."""
     from .classify import classify_scene, load_liver_model
 
     model, card = load_liver_model(p.modelPath, p.device)
     alpha = p.alpha if p.overrideAlpha else "card"
     overlay = "cam" if p.overlay == "Grad-CAM" else "attention"
-    results, table, _overlay = classify_scene(model, card, phase_volumes(p), panel_lesions(p), p.resultsTable,
+    lesions = panel_lesions(p)
+    results, table, _overlay = classify_scene(model, card, phase_volumes(p), lesions, p.resultsTable,
                                               overlay=overlay, alpha=alpha, device=card["device"])
     p.resultsTable = table
-    last_results.update({r["lesion_id"]: r for r in results})
+    by_name = {lesion.lesion_id: lesion for lesion in lesions}
+    last_results.update({result_key(p, by_name[r["lesion_id"]]): r for r in results})
     return result_summary(results)
 
 
@@ -241,7 +258,7 @@ def add_panel_lesion(p, lesion_name: str, site_secret: bytes, last_results: dict
         raise InputError(f"label {p.label!r} is not a class of the selected model; choose one of {list(allowed)}",
                          "label")
     lesion = pick_lesion(panel_lesions(p), lesion_name)
-    prediction, edited = export_prediction(last_results.get(lesion.lesion_id), p.label)
+    prediction, edited = export_prediction(stored_result(p, lesion, last_results), p.label)
     row = add_to_training_set(p.datasetFolder, phase_volumes(p), lesion, p.label, p.annotator, edited,
                               prediction, site_secret)
     return f"{lesion.lesion_id} added to the training set as {p.label} (case {row['case_id']})."

@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
-from SlicerCADLib.markups import lesions_from_markups
+from SlicerCADLib.markups import lesions_from_markups, scene_line_nodes, scene_roi_nodes
 from SlicerCADLib.segmentations import label_array_to_segment
 from SlicerCADLib.volumes import reference_image, volume_node_to_sitk
 from slicercad.errors import InputError
@@ -74,6 +74,20 @@ def lesion_marks(points_node=None, lines_node=None, roi_nodes=None, default_diam
     if not marks:
         raise InputError("no lesion: place a point and a line across the lesion, or an ROI", "markups")
     return marks
+
+
+def scene_lesion_marks(scene, points_node=None, default_diameter_mm: float | None = None) -> list:
+    """``lesion_marks`` for a panel: the centre points of ``points_node`` with every line of ``scene`` as
+    diameters (``SlicerCADLib.markups.scene_line_nodes``, same matching rule), and every ROI of ``scene``
+    as a lesion of its own, so each lesion can have its own line or box."""
+    if scene is None and points_node is not None:
+        scene = points_node.GetScene()
+    return lesion_marks(points_node, scene_line_nodes(scene), scene_roi_nodes(scene), default_diameter_mm)
+
+
+def has_lesion_markups(scene, points_node=None) -> bool:
+    """Whether there is anything to make a lesion from: centre points, a line or an ROI in ``scene``."""
+    return points_node is not None or bool(scene_line_nodes(scene) or scene_roi_nodes(scene))
 
 
 def click_points(node) -> np.ndarray | None:
