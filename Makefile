@@ -32,12 +32,13 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # rebuild Resources/Models/liver_lesion_demo.* from the SYNTHETIC phantom with the task's recipe, deterministic by
-# seed; metrics measured through the product path (133 s CPU; 256 s wall on 2 shared CPU cores)
+# seed; metrics measured through the product path in both offset modes; rewrites README's liver-card paragraph
 liver-model: $(STAMP)
-	$(PY) Scripts/build_liver_model.py
+	$(PY) Scripts/build_liver_model.py --readme README.md
 
 # seed 000's tables on the SYNTHETIC phantom: product-path and mask-mode Table 1, 5 attention arms x 5 seeds with
-# focus / occlusion and paired patient-cluster bootstrap + Holm (27 trainings: ~30-45 min on 2 CPU cores)
+# focus / occlusion against each arm's own randomised-weights null, paired patient-cluster bootstrap + Holm
+# (26 trainings with the task recipe, one progress line each: ~25-30 min on 2 CPU cores)
 reproduce-liver: $(STAMP)
 	$(PY) -m slicercad liver reproduce --out $(OUT)/liver
 
@@ -61,3 +62,18 @@ fuzz: $(STAMP)
 
 clean:
 	rm -rf $(OUT) .pytest_cache
+
+# seed 004 on the SYNTHETIC renal phantom: per-phase / multi-phase CNN AUCs, combined LR, baselines, controls
+# (patient-level 5-fold, nested for the LR; ~20-40 min on 2 CPU cores); KITS23=path adds the real clinical baseline
+reproduce-renal: $(STAMP)
+	$(PY) -m slicercad renal reproduce --out $(OUT)/renal $(if $(KITS23),--kits23 $(KITS23))
+
+.PHONY: anomaly-model reproduce-anomaly
+
+# rebuild Resources/Models/anomaly_glow_{head3d,cxr2d}_demo.* (Glow on SYNTHETIC normals, deterministic by seed)
+anomaly-model: $(STAMP)
+	$(PY) Scripts/build_anomaly_model.py
+
+# seed 001 (2): Glow vs complexity variant vs f-AnoGAN vs atlas z / HU threshold, controls (SYNTHETIC)
+reproduce-anomaly: $(STAMP)
+	$(PY) -m slicercad anomaly reproduce --out $(OUT)/anomaly

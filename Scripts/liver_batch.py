@@ -7,7 +7,9 @@ application's scene is used) and in plain Python with the slicer-core wheel (a s
         [--study DIR2 --lesions list2.csv] --out results/
 
 Per study: load every volume, fill the phases by the core phase assignment (highest-b DWI),
-classify each listed lesion (CSV with a coordinate_system column, or a Slicer ``.mrk.json``; field
+classify each listed lesion (CSV with a coordinate_system column and optional per-phase breath-hold
+offsets ``offset_<phase>_x/y/z`` in mm in the row's coordinate system -- without them every phase is cut
+at the listed centre, the card's "zero offsets" figures apply --, or a Slicer ``.mrk.json``; field
 strength, DWI b-value and ADC units read from the DICOM tags, as in the panel) and render its Grad-CAM over the hepatobiliary phase through Slicer's slice logic. ``results.csv``
 carries the provenance of every row (model sha256, alpha, phases, study folder).
 """

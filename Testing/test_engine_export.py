@@ -220,3 +220,11 @@ def test_bad_inputs(tmp_path):
         export_lesion(tmp_path, {"../x": _volume(0)}, {"center_lps": (0, 0, 30), "diameter_mm": 5.0},
                       TAGS, SECRET, "r", False, None)
     assert not (tmp_path / "manifest.jsonl").exists()
+
+
+def test_default_crop_covers_the_liver_roi_of_the_largest_supported_lesion():
+    from slicercad.engine.export import DEFAULT_CROP_MM
+    from slicercad.liver.task import DEFAULT_CONFIG, MAX_DIAMETER_MM, VALID_RANGES, export_crop_mm, roi_spec
+
+    assert MAX_DIAMETER_MM == VALID_RANGES["diameter_mm"][1] == 40.0
+    assert DEFAULT_CROP_MM == export_crop_mm() == roi_spec(DEFAULT_CONFIG).field_of_view(40.0) == 120.0

@@ -20,9 +20,10 @@ from slicercad.synth.liver_lesions_phantom import generate_lesions
 CARD = BUNDLED_DIR / "liver_lesion_demo.json"
 N_TEST = 90
 N_PRODUCT = 30
-# Measured on these 90 phantom test lesions: trained 0.751 balanced accuracy; randomised copies 0.333
-# (seeds 0-5: one class for everything), the majority baseline 1/3. Threshold with margin on both sides.
-MIN_BALANCED_ACCURACY = 0.60
+# A floor, not a measurement: the card's own balanced accuracy (metrics.phantom_test, 250 lesions, ~0.62) is
+# the figure to quote; randomised copies give 0.333 (one class for everything), as does the majority class.
+# The floor sits between the two, so a model that learned nothing fails and this one passes.
+MIN_BALANCED_ACCURACY = 0.50
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,34 @@ def test_card_model_config_is_how_it_was_trained():
     assert cfg["data_seed"] == training["train_seed"] and cfg["split"] == "train"
     assert training["recipe"] == {**RECIPE, "seed": training["seed"]}
     assert card["input_spec"]["channel_units"]["ADC"].startswith("apparent diffusion coefficient in 1e-3")
+
+
+def test_card_reports_both_offset_modes_through_the_product_path(demo, test_items, test_set):
+    """Reader offsets (the phantom's true shift + 1.5 mm) and zero offsets (no registration): both on the card,
+    both re-run here through ``classify_lesions`` on the first lesions."""
+    from slicercad.liver.dataset import phantom_acquisition
+    from slicercad.liver.inference import classify_lesions
+    from slicercad.liver.roi import Lesion
+
+    model, card = demo
+    zero = card["metrics"]["phantom_test_zero_offsets"]
+    assert zero["n"] == card["metrics"]["phantom_test"]["n"] and "no per-phase offsets" in zero["offsets"]
+    assert card["metrics"]["logistic_regression_roi_means"]["class_weight"] == "balanced"
+    for block in (card["metrics"]["phantom_test"], zero):
+        assert block["ci"].startswith("95 %") and len(block["by_size"]) == 3
+        lo, hi = block["balanced_accuracy_ci95"]
+        assert lo <= block["balanced_accuracy"] <= hi
+    for i in range(10):
+        les = test_set.lesions[i]
+        (r,) = classify_lesions(model, card, test_items[i].images,
+                                [Lesion(les.lesion_id, les.center, les.diameter_mm, les.coordinate_system, {})],
+                                phantom_acquisition(test_items[i]), with_cam=False)
+        assert r["predicted_index"] == zero["predicted"][i] and r["offsets_mm"] == {}
+
+
+def test_card_declares_the_roi_it_was_trained_on():
+    from slicercad.liver.roi import RoiSpec, roi_spec_from_card
+
+    card = json.loads(CARD.read_text())
+    assert roi_spec_from_card(card) == RoiSpec(size_px=64, fov_mm=None, fov_factor=3.0, min_fov_mm=48.0)
+    assert card["model_config"]["fov_factor"] == card["input_spec"]["roi"]["fov_factor"] == 3.0

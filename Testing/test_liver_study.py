@@ -46,4 +46,29 @@ def test_alpha_study_reports_every_alpha_and_a_paired_test(data):
     assert set(study["rows"]) == {"none", "0.1"} and study["synthetic"]
     row = study["rows"]["none"]
     assert len(row["accuracy"]) == 2 and "p_holm" in row["vs_0.1"]["balanced_accuracy"]
-    assert np.isfinite(row["focus_mean"]) and "focus" in row["vs_0.1"]
+    assert np.isfinite(row["focus_mean"]) and np.isfinite(row["focus_null_mean"])     # every arm has its own null
+    assert {"focus_over_null", "occlusion_over_null"} <= set(row["vs_0.1"]) and "focus" not in row["vs_0.1"]
+    assert row["focus_over_null_mean"] == pytest.approx(row["focus_mean"] - row["focus_null_mean"], abs=1e-6)
+    for r in study["rows"].values():                               # the control's size at the network input
+        assert r["input_change_control_mean"] > 0 and r["input_change_lesion_mean"] > 0
+    assert "per measure" in study["correction"] and "all arms x measures" in study["correction"]
+
+
+def test_control_is_attenuated_at_the_input_of_an_attention_model_not_without_attention():
+    """The pasted control lies where G is small: an attention arm sees it weighted by (G + alpha)."""
+    import torch
+    from slicercad.liver.study import _input_change, _paste, _elsewhere
+    from slicercad.liver.model import LiverLesionNet, model_input
+    from slicercad.liver.attention import attention_from_diameter
+    rr, cc = np.mgrid[0:32, 0:32]
+    lesion = (rr - 15.5) ** 2 + (cc - 15.5) ** 2 <= 16
+    x = np.ones((8, 32, 32), np.float32)
+    x[:, lesion] = 3.0
+    G = attention_from_diameter((32, 32), 8.0, 1.0)
+    x0 = model_input(x, G)
+    shift = _elsewhere(lesion, np.random.default_rng(0))
+    x1 = torch.cat([_paste(x0[0, :8], lesion, shift), x0[0, 8:]])[None]
+    plain, attn = LiverLesionNet(8, 3, (8, 8), None), LiverLesionNet(8, 3, (8, 8), 0.1)
+    raw = float(_input_change(plain, x0, x1)[0])
+    seen = float(_input_change(attn, x0, x1)[0])
+    assert raw > 0 and seen < 0.5 * raw

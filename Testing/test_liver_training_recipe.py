@@ -33,3 +33,31 @@ def test_fit_network_reports_validation_history_and_augmentation_changes_trainin
     again, _, _ = fit_network(ds, 0.1, seed=0, epochs=2, channels=(8, 16), val_fraction=0.3)
     weights = [m.head.weight for m in (model, plain, again)]
     assert torch.equal(weights[0], weights[2]) and not torch.equal(weights[0], weights[1])
+
+
+def test_breath_hold_shift_augmentation_moves_each_acquisition_not_the_reference_nor_attention():
+    from slicercad.liver.phases import PHASES, REFERENCE_PHASE
+    from slicercad.liver.study import _translate, shift_groups
+    from slicercad.liver.task import RECIPE
+
+    assert RECIPE["breath_hold_shift_mm"] == 10.0 and RECIPE["breath_hold_shift_p"] == 0.5   # the phantom's range
+    phases = list(PHASES)
+    groups = shift_groups(phases)
+    flat = [k for g in groups for k in g]
+    assert phases.index(REFERENCE_PHASE) not in flat and sorted(flat) == sorted(set(flat))
+    assert [phases.index("DWI"), phases.index("ADC")] in groups                  # one acquisition, one shift
+    img = torch.arange(36.0).reshape(6, 6)
+    moved = _translate(img, 2, -1)
+    assert torch.equal(moved[2:, :5], img[:4, 1:]) and torch.equal(moved[0], moved[1])   # edges replicated
+    n = len(phases)
+    x = torch.rand(3, n + 1, 24, 24)
+    kw = dict(gamma_sd=0.0, noise_max=0.0, shift_px=0)
+    gen = lambda: torch.Generator().manual_seed(5)                              # noqa: E731
+    x[:, phases.index("ADC")] = x[:, phases.index("DWI")]                   # same content: must stay equal
+    still = _augment(x, gen(), n, set(), breath_hold_px=torch.zeros(3), breath_hold_p=1.0, shift_groups=groups, **kw)
+    shifted = _augment(x, gen(), n, set(), breath_hold_px=torch.full((3,), 8.0), breath_hold_p=1.0,
+                       shift_groups=groups, **kw)                               # same draws, magnitude 8 px
+    ref, att = phases.index(REFERENCE_PHASE), n
+    assert torch.equal(still[:, ref], shifted[:, ref]) and torch.equal(still[:, att], shifted[:, att])
+    assert sum(not torch.equal(still[:, k], shifted[:, k]) for k in range(n) if k != ref) >= n - 3
+    assert torch.equal(shifted[:, phases.index("DWI")], shifted[:, phases.index("ADC")])

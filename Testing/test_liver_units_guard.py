@@ -11,7 +11,7 @@ from slicercad.errors import InputError, PhaseError
 from slicercad.liver import task  # noqa: F401  (registers the liver tasks)
 from slicercad.liver.acquisition import acquisition_from_tags, b_value_from_tags
 from slicercad.liver.dataset import phantom_acquisition, phantom_lesion_input
-from slicercad.liver.guard import adc_scale
+from slicercad.liver.guard import adc_affine, adc_scale
 from slicercad.liver.inference import classify_lesions
 from slicercad.liver.roi import Lesion
 from slicercad.synth.liver_lesions_phantom import generate_lesions
@@ -32,7 +32,9 @@ def _adc_values(rng, scale):
 
 def test_adc_units_recognised_from_values_and_converted_with_a_note():
     rng = np.random.default_rng(0)
-    assert adc_scale(_adc_values(rng, 1.0)) == (1.0, None)
+    assert adc_scale(_adc_values(rng, 1.0), {"adc_tags_read": True}) == (1.0, None)
+    factor, note = adc_scale(_adc_values(rng, 1.0))                     # no tags: eADC cannot be excluded
+    assert factor == 1.0 and "eADC" in note and "cannot be excluded" in note
     factor, note = adc_scale(np.round(_adc_values(rng, 1000.0)))
     assert factor == pytest.approx(1e-3) and "1e-6" in note and "converted" in note
     factor, note = adc_scale(_adc_values(rng, 1e-3))
@@ -45,6 +47,30 @@ def test_adc_units_recognised_from_values_and_converted_with_a_note():
         adc_scale(_adc_values(rng, 40.0))
     with pytest.raises(InputError, match="do not fit"):                   # declared 1e-6 but values in 1e-3
         adc_scale(_adc_values(rng, 1.0), {"adc_units": "um2/s", "adc_unit_factor": 1e-3})
+
+
+def test_integer_scaled_eadc_is_refused_by_parenchyma_plausibility():
+    rng = np.random.default_rng(1)
+    eadc = np.round(1000 * np.exp(-0.8 * _adc_values(rng, 1.0)))         # eADC x 1000: liver ~380, passes as 1e-6
+    eadc[_adc_values(rng, 1.0) == 0] = 0
+    with pytest.raises(InputError, match=r"median of positive voxels 37.*plausible parenchyma range \[0.6, 2.5\]"):
+        adc_scale(eadc)
+    with pytest.raises(InputError, match="plausible parenchyma"):         # declared units do not rescue it
+        adc_scale(_adc_values(rng, 1.0) * 0.45, {"adc_units": "10-3.mm2/s", "adc_unit_factor": 1.0})
+    factor, note = adc_scale(np.round(_adc_values(rng, 1000.0)))        # real 1e-6 ADC still converts
+    assert factor == pytest.approx(1e-3) and "cannot be excluded" in note
+
+
+def test_rwvm_slope_and_intercept_are_both_applied():
+    rng = np.random.default_rng(2)
+    true = _adc_values(rng, 1.0)                                         # 1e-3 mm^2/s
+    raw = (true * 1000.0 - 100.0) / 2.0                                  # stored = (value - intercept) / slope
+    acq = {"adc_units": "um2/s", "adc_unit_factor": 1e-3, "adc_rwvm_slope": 2.0, "adc_rwvm_intercept": 100.0}
+    factor, offset, note = adc_affine(raw, acq)
+    assert np.allclose(raw * factor + offset, true) and "intercept 100" in note
+    assert factor == pytest.approx(2e-3) and offset == pytest.approx(0.1)
+    with pytest.raises(InputError, match="intercept"):
+        adc_scale(raw, acq)
 
 
 def test_acquisition_read_from_standard_and_vendor_tags():

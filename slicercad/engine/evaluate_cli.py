@@ -150,7 +150,14 @@ def _groups(rows, path, group_by):
     if group_by and not any(group_by in r for r in rows):
         raise InputError(f"--group-by column '{group_by}' is not in the rows", str(path))
     key = _column(rows, path, [group_by or "patient"], "--group-by")
-    return None if key is None else [str(r[key]).strip() for r in rows]
+    if key is None:
+        import warnings
+
+        warnings.warn(f"{path}: no 'patient' column (and no --group-by): CIs resample lesions, not patients; "
+                      "with several lesions per patient they are too narrow -- add a patient column or pass "
+                      "--group-by COLUMN (--group-by none to silence this)", UserWarning, stacklevel=2)
+        return None
+    return [str(r[key]).strip() for r in rows]
 
 
 def _classification_inputs(rows, path, classes):

@@ -146,8 +146,11 @@ def _check_dataset(description: Path, options: tuple, fingerprint: str) -> None:
                          str(description))
 
 
+DEFAULT_CROP_MM = 120.0   # = liver.task.export_crop_mm(): max(3 x 40 mm, 48 mm); Testing/test_engine_export.py
+
+
 def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags: dict, site_secret: bytes,
-                  annotator: str, edited: bool, model_prediction: dict | None, crop_mm: float = 96.0,
+                  annotator: str, edited: bool, model_prediction: dict | None, crop_mm: float = None,
                   deid_options=deid.DEFAULT_OPTIONS) -> dict:
     """Export one lesion: each phase's crop on its own grid, mask, metadata, manifest row.
 
@@ -155,7 +158,9 @@ def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags:
     None; stored on the first phase's crop), optionally ``size_mm``, ``lesion_key``, ``offsets_mm``
     ({phase: (dx, dy, dz) LPS mm}: each phase is cropped at the centre plus its offset) and
     ``acquisition`` (values read from DICOM, e.g. field strength, b-value, ADC units). ``crop_mm``: the
-    box each phase keeps around its centre (cover the ROI field of view of the model's sample path).
+    box each phase keeps around its centre (cover the ROI field of view of the model's sample path);
+    default ``DEFAULT_CROP_MM`` = 120 mm, the liver task's field of view max(3 x 40 mm, 48 mm) for the
+    largest lesion it supports (40 mm), so no supported lesion's ROI runs off the crop.
     ``source_tags`` are the source's DICOM attributes by keyword (PatientID is required).
     ``deid_options`` are the de-identification options applied (``deid.SUPPORTED_OPTIONS``); options
     and site secret are the same for every export into one dataset. Returns the manifest row written.
@@ -167,6 +172,7 @@ def export_lesion(dataset_dir, images_by_phase: dict, lesion: dict, source_tags:
             raise InputError(f"phase name {phase!r} must be 1-32 letters, digits, '-' or '_'", "images_by_phase")
         if not isinstance(image, sitk.Image):
             raise InputError(f"expected a SimpleITK image, got {type(image).__name__}", f"images_by_phase[{phase}]")
+    crop_mm = DEFAULT_CROP_MM if crop_mm is None else crop_mm
     if not isinstance(crop_mm, (int, float)) or not math.isfinite(crop_mm) or crop_mm <= 0:
         raise InputError(f"crop size must be a positive number of mm, got {crop_mm!r}", "crop_mm")
     diameter = lesion.get("diameter_mm")

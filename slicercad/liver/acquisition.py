@@ -173,6 +173,7 @@ def acquisition_from_tags(tags_by_phase: dict, reference_phase: str = "hepatobil
         sources["b_value"] = f"{where} of DWI"
     adc = tags_by_phase.get("ADC")
     if adc is not None:
+        out["adc_tags_read"] = bool(adc)     # the ADC series' tags were read (units / eADC checked on them)
         units = adc_units_from_tags(adc)
         if units:
             out.update(units)

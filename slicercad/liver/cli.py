@@ -18,7 +18,9 @@ def add_arguments(parser) -> None:
     c.add_argument("--model", required=True, help="model card (.json) beside its .safetensors")
     c.add_argument("--image", action="append", default=[], metavar="PHASE=PATH",
                    help="one phase image (NRRD/NIfTI/...), repeat for every phase the model needs")
-    c.add_argument("--lesions", required=True, help="CSV (lesion_id,x,y,z,coordinate_system,diameter_mm) or Slicer .mrk.json")
+    c.add_argument("--lesions", required=True,
+                   help="CSV (lesion_id,x,y,z,coordinate_system,diameter_mm; optional per-phase offsets "
+                        "offset_<phase>_x/y/z in mm, same coordinate system) or Slicer .mrk.json")
     c.add_argument("--out", required=True, help="results CSV to write")
     c.add_argument("--png-dir", help="write an ROI / attention / Grad-CAM picture per lesion here")
     c.add_argument("--field-strength", type=float, help="tesla, checked against the model card")
@@ -29,8 +31,8 @@ def add_arguments(parser) -> None:
     r.add_argument("--out", required=True, help="folder for results.json and results.md")
     r.add_argument("--n-train", type=int, default=400, help="SYNTHETIC training lesions")
     r.add_argument("--n-test", type=int, default=250, help="SYNTHETIC test lesions")
-    r.add_argument("--epochs", type=int, default=30,
-                   help="training epochs (chosen by 5-fold patient-level CV on the training phantom)")
+    r.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: the task recipe's, task.RECIPE; every other setting is the recipe's)")
     r.add_argument("--seeds", type=int, default=5, help="training seeds of every attention arm (>= 5 for the report)")
     r.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch, 2 seeds (checks the pipeline only)")
 
@@ -82,27 +84,44 @@ def _reproduce(args) -> int:
     from ..synth.liver_lesions_phantom import generate_lesions
     from .baseline import evaluate_baseline, fit_baseline
     from .dataset import build_dataset
-    from .study import alpha_study, focus_study, size_bin_table, train_network
+    from .study import ALPHAS, alpha_study, deterministic_torch, focus_study, recipe_trainer, size_bin_table
+    from .task import DEFAULT_CONFIG, RECIPE, roi_spec
 
-    n_train, n_test, epochs, seeds = ((60, 40, 1, 2) if args.smoke else
-                                      (args.n_train, args.n_test, args.epochs, args.seeds))
+    epochs = args.epochs if args.epochs is not None else RECIPE["epochs"]
+    n_train, n_test, epochs, seeds = ((60, 40, 1, 2) if args.smoke else (args.n_train, args.n_test, epochs, args.seeds))
+    deterministic_torch()                      # as make liver-model: one thread, deterministic algorithms
     t0 = time.time()
+
+    def progress(text):
+        print(f"[liver reproduce {time.time() - t0:6.0f} s] {text}", flush=True)
+
+    n_trainings = len(ALPHAS) * seeds + 1
+    progress(f"{n_train} training / {n_test} test lesions, {epochs} epochs of the task recipe, {seeds} seeds x "
+             f"{len(ALPHAS)} arms + 1 mask-mode model = {n_trainings} trainings")
+    spec = roi_spec(DEFAULT_CONFIG)
     train_items = generate_lesions(n_train, seed=1)
     test_items = generate_lesions(n_test, seed=2, split="test")
-    train, test = build_dataset(train_items, CLASSES, seed=1), build_dataset(test_items, CLASSES, seed=1)
+    train, test = (build_dataset(train_items, CLASSES, spec=spec, seed=1),
+                   build_dataset(test_items, CLASSES, spec=spec, seed=1))
+    progress("phantom data built")
     n_boot = 200 if args.smoke else 1000
-    out = {"synthetic": True, "n_train": n_train, "n_test": n_test, "epochs": epochs,
+    trainer = recipe_trainer(tuple(DEFAULT_CONFIG["channels"]), DEFAULT_CONFIG["dropout"], epochs=epochs)
+    recipe = {**RECIPE, "epochs": epochs}
+    out = {"synthetic": True, "n_train": n_train, "n_test": n_test, "epochs": epochs, "n_trainings": n_trainings,
+           "recipe": ", ".join(f"{k} {v}" for k, v in recipe.items() if k != "calibration"),
            "attention_source": "diameter (ROI centre + measured diameter: the product's input)",
-           "baseline_logistic_roi_means": evaluate_baseline(fit_baseline(train), test)}
-    model, temperature = train_network(train, 0.1, 0, epochs)
+           "baseline_logistic_roi_means": evaluate_baseline(fit_baseline(train, class_weight="balanced"), test)}
+    models = {}
+    out["alpha_study"] = alpha_study(train, test, seeds=tuple(range(seeds)), n_boot=500 if args.smoke else 2000,
+                                     trainer=trainer, progress=progress, models=models)
+    model, temperature = models[("0.1", 0)]      # Table 1's model: the alpha = 0.1 arm, seed 0
     out["size_bins_alpha_0.1"] = size_bin_table(model, temperature, test, n_boot=n_boot)
     out["focus"] = focus_study(model, temperature, test)
-    mask_train, mask_test = (build_dataset(train_items, CLASSES, seed=1, attention="mask"),
-                             build_dataset(test_items, CLASSES, seed=1, attention="mask"))
-    mask_model, mask_t = train_network(mask_train, 0.1, 0, epochs)
+    mask_train, mask_test = (build_dataset(train_items, CLASSES, spec=spec, seed=1, attention="mask"),
+                             build_dataset(test_items, CLASSES, spec=spec, seed=1, attention="mask"))
+    mask_model, mask_t = trainer(mask_train, 0.1, 0)
+    progress("mask-mode model (alpha=0.1, seed 0) trained")
     out["size_bins_mask_mode"] = size_bin_table(mask_model, mask_t, mask_test, n_boot=n_boot)
-    out["alpha_study"] = alpha_study(train, test, seeds=tuple(range(seeds)), epochs=epochs,
-                                     n_boot=500 if args.smoke else 2000)
     out["runtime_s"] = round(time.time() - t0, 1)
     from ..engine.metrics import jsonable
 

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from .attention import attention_from_diameter, attention_from_mask
-from .guard import adc_scale, channel_features, training_distribution
+from .guard import adc_affine, channel_features, training_distribution
 from .phases import PHASES, REFERENCE_PHASE
 from .roi import Lesion, RoiSpec, extract_rois, mask_roi
 
@@ -49,10 +49,12 @@ def normalise_stack(array, phases) -> np.ndarray:
 
 
 def study_adc_scale(images: dict, acquisition: dict | None = None) -> tuple:
-    """(factor to 1e-3 mm^2/s, note) of a study's ADC map (once per study; see ``guard.adc_scale``)."""
+    """(factor, note, offset) of a study's ADC map, ``raw * factor + offset`` in 1e-3 mm^2/s (once per
+    study; see ``guard.adc_affine``: Real World Value Mapping slope and intercept, plausibility)."""
     if "ADC" not in images:
-        return 1.0, None
-    return adc_scale(sitk.GetArrayViewFromImage(images["ADC"]), acquisition, "ADC")
+        return 1.0, None, 0.0
+    factor, offset, note = adc_affine(sitk.GetArrayViewFromImage(images["ADC"]), acquisition, "ADC")
+    return factor, note, offset
 
 
 def disk_mask(shape, diameter_mm: float, spacing_mm: float) -> np.ndarray:
@@ -76,8 +78,9 @@ def lesion_sample(images, lesion: Lesion, phases=PHASES, spec: RoiSpec = RoiSpec
     rois = extract_rois(images, lesion, phases, spec)
     shape = rois.array.shape[-2:]
     if "ADC" in rois.phases:
-        factor, note = adc if adc is not None else study_adc_scale(images, acquisition)
-        rois.array[rois.phases.index("ADC")] *= np.float32(factor)
+        factor, note, *rest = adc if adc is not None else study_adc_scale(images, acquisition)
+        k = rois.phases.index("ADC")
+        rois.array[k] = rois.array[k] * np.float32(factor) + np.float32(rest[0] if rest else 0.0)
         if note:
             rois.notes.append(note)
     ref = REFERENCE_PHASE if REFERENCE_PHASE in rois.phases else rois.phases[0]
@@ -117,6 +120,7 @@ class RoiDataset:
     attention_source: str = "diameter"
     acquisitions: list = field(default_factory=list)   # per sample {field_strength_t, b_value}
     spacings_mm: np.ndarray = None                     # per sample: coarsest in-plane spacing of its study
+    roi_spacings_mm: np.ndarray = None                 # per sample: ROI pixel size (field of view / size_px)
 
     def features(self) -> np.ndarray:
         """[N, P, 4] ``guard.channel_features`` of every normalised stack."""
@@ -163,7 +167,7 @@ def build_dataset(items, classes, phases=PHASES, spec: RoiSpec = RoiSpec(), atte
     diameter: the product's default) or 'mask' (the lesion's mask: the second mode)."""
     source = _attention_source(attention, use_masks)
     rng = np.random.default_rng(seed)
-    xs, gs, ms, ds, labels, padded, lesions, acqs, spacings = [], [], [], [], [], [], [], [], []
+    xs, gs, ms, ds, labels, padded, lesions, acqs, spacings, roi_sp = [], [], [], [], [], [], [], [], [], []
     for item in items:
         lesion = phantom_lesion_input(item, reader_offsets, rng=rng)
         acq = phantom_acquisition(item) if hasattr(item, "b_value") else {}
@@ -183,7 +187,8 @@ def build_dataset(items, classes, phases=PHASES, spec: RoiSpec = RoiSpec(), atte
         lesions.append(lesion)
         acqs.append(acq)
         spacings.append(max_in_plane_spacing(item.images))
+        roi_sp.append(rois.spacing_mm)
     return RoiDataset(np.stack(xs), np.stack(gs), np.asarray(labels, np.int64), tuple(classes), tuple(phases),
                       np.array([i.diameter_mm for i in items]), [i.patient_id for i in items],
                       [i.lesion_id for i in items], np.asarray(padded), np.stack(ms), np.stack(ds), lesions,
-                      source, acqs, np.asarray(spacings))
+                      source, acqs, np.asarray(spacings), np.asarray(roi_sp))

@@ -1,12 +1,16 @@
 """Input guard of the liver models: channel units, ADC unit recognition, training distribution.
 
 - ``CHANNEL_UNITS``: what each channel of the model input holds (declared on the model card).
-- ``adc_scale(values, acquisition)``: the factor that brings an ADC map to 1e-3 mm^2/s, from its
-  Real World Value Mapping units when present (checked against the values), else recognised from
+- ``adc_affine(values, acquisition)`` (``adc_scale``: its factor): ``raw * factor + offset`` brings an
+  ADC map to 1e-3 mm^2/s, from its Real World Value Mapping (slope, intercept, units) when present
+  (checked against the values), else recognised from
   the values themselves: liver and most tissue lie at 0.5-3 x 1e-3 mm^2/s, so a median of the
   positive voxels of 200-5000 is 1e-6 mm^2/s (scanners' integer maps), 0.3-5 is 1e-3 mm^2/s
   (with voxels above 1.05), 3e-4-5e-3 is mm^2/s. An exponential ADC (eADC = exp(-b ADC),
-  unitless, every value <= ~1) and anything else are refused, naming the values seen.
+  unitless, every value <= ~1) and anything else are refused, naming the values seen. After
+  conversion the map's median must be plausible parenchyma ADC, 0.6-2.5 x 1e-3 mm^2/s (an
+  integer-scaled eADC x 1000 -- liver ~380 -- would otherwise pass as 1e-6 units); units inferred
+  from values with no DICOM tags of the ADC series carry a note that eADC cannot be excluded.
 - ``channel_features(stack)``: per channel of a normalised ROI stack [P, H, W], the mean, standard
   deviation, 1st and 99th percentile (what the training distribution is measured on).
 - ``training_distribution(...)``: measured from the training samples (never typed): per channel
@@ -34,8 +38,26 @@ _TOLERANCE = {"field_strength_t": 0.05, "b_value": 0.05}     # relative: 3 T vs 
 _WIDEN = 0.10
 
 
-def adc_scale(values, acquisition: dict | None = None, where="ADC") -> tuple[float, str | None]:
-    """(factor to 1e-3 mm^2/s, note or None) for an ADC map with voxel ``values`` (see module doc)."""
+PARENCHYMA_ADC = (0.6, 2.5)   # plausible median ADC of a map / ROI after conversion, 1e-3 mm^2/s (liver ~1-1.5)
+
+
+def _plausible(med_converted: float, seen: str, how: str, where) -> None:
+    lo, hi = PARENCHYMA_ADC
+    if not lo <= med_converted <= hi:
+        raise InputError(f"the ADC map read {how} gives a median of {med_converted:.3g} x 1e-3 mm^2/s ({seen}), outside "
+                         f"the plausible parenchyma range [{lo:g}, {hi:g}] x 1e-3 mm^2/s (liver ~1-1.5): this is not an "
+                         "ADC map in those units (an integer-scaled exponential ADC, eADC x 1000, has liver ~300-550)",
+                         where)
+
+
+def adc_affine(values, acquisition: dict | None = None, where="ADC") -> tuple[float, float, str | None]:
+    """(factor, offset, note): ``raw * factor + offset`` is the ADC map in 1e-3 mm^2/s (see module doc).
+
+    Real World Value Mapping slope AND intercept are applied (``value = raw * slope + intercept`` in
+    the mapping's units, then the unit factor). After conversion the median of the map's positive
+    voxels must be plausible parenchyma ADC (``PARENCHYMA_ADC``), else InputError naming the values.
+    When the units were inferred from the values and no DICOM tags of the ADC series were read
+    (``adc_tags_read``), the note says that an eADC cannot be excluded."""
     acq = acquisition or {}
     if acq.get("adc_kind") == "eADC":
         raise InputError("the ADC series is an exponential ADC (eADC: exp(-b ADC), unitless); the model needs the "
@@ -55,20 +77,41 @@ def adc_scale(values, acquisition: dict | None = None, where="ADC") -> tuple[flo
         if not 0.3 <= med * factor <= 5.0:
             raise InputError(f"the ADC map declares units {acq.get('adc_units')!r} (Real World Value Mapping) but its "
                              f"values ({seen}) do not fit them: liver ADC is ~1-1.5 x 1e-3 mm^2/s", where)
+        _plausible(med * factor, seen, f"in its declared units {acq.get('adc_units')!r}", where)
         note = None if factor == 1.0 and slope == 1.0 and intercept == 0.0 else (
-            f"ADC read in {acq.get('adc_units')} (Real World Value Mapping) and converted to {ADC_TRAINING_UNITS}")
-        return factor * slope, note
+            f"ADC read in {acq.get('adc_units')} (Real World Value Mapping slope {slope:g}, intercept {intercept:g}) "
+            f"and converted to {ADC_TRAINING_UNITS}")
+        return factor * slope, factor * intercept, note
+    caution = ("" if acq.get("adc_tags_read") else
+               "; units inferred from the values without DICOM tags of the ADC series: an exponential ADC (eADC) "
+               "cannot be excluded")
     if 200.0 <= med <= 5000.0:
-        return 1e-3 * slope, (f"ADC read as 1e-6 mm^2/s ({seen}) and converted to {ADC_TRAINING_UNITS}")
-    if 3e-4 <= med <= 5e-3:
-        return 1e3 * slope, (f"ADC read as mm^2/s ({seen}) and converted to {ADC_TRAINING_UNITS}")
-    if p99 <= 1.05 and 0.01 <= med < 1.0:
+        unit, factor = "1e-6 mm^2/s", 1e-3
+    elif 3e-4 <= med <= 5e-3:
+        unit, factor = "mm^2/s", 1e3
+    elif p99 <= 1.05 and 0.01 <= med < 1.0:
         raise InputError(f"the ADC map's values ({seen}) are all <= ~1: this looks like an exponential ADC (eADC, "
                          "unitless), not ADC; load the ADC series in mm^2/s", where)
-    if 0.3 <= med <= 5.0:
-        return 1.0 * slope, None
-    raise InputError(f"the ADC map's units are not recognisable from its values ({seen}); expected liver ADC of "
-                     "~1-1.5 in 1e-3 mm^2/s, ~1000-1500 in 1e-6 mm^2/s or ~0.001 in mm^2/s", where)
+    elif 0.3 <= med <= 5.0:
+        unit, factor = ADC_TRAINING_UNITS, 1.0
+    else:
+        raise InputError(f"the ADC map's units are not recognisable from its values ({seen}); expected liver ADC of "
+                         "~1-1.5 in 1e-3 mm^2/s, ~1000-1500 in 1e-6 mm^2/s or ~0.001 in mm^2/s", where)
+    _plausible(med * factor, seen, f"as {unit} (recognised from its values)", where)
+    if factor == 1.0:
+        note = f"ADC read as {ADC_TRAINING_UNITS}{caution}" if caution else None
+    else:
+        note = f"ADC read as {unit} ({seen}) and converted to {ADC_TRAINING_UNITS}{caution}"
+    return factor * slope, factor * intercept, note
+
+
+def adc_scale(values, acquisition: dict | None = None, where="ADC") -> tuple[float, str | None]:
+    """(factor to 1e-3 mm^2/s, note or None) of ``adc_affine``; InputError when the map needs an offset
+    (a Real World Value Mapping intercept): use ``adc_affine`` then."""
+    factor, offset, note = adc_affine(values, acquisition, where)
+    if offset != 0.0:
+        raise InputError("the ADC map's Real World Value Mapping has an intercept; use adc_affine", where)
+    return factor, note
 
 
 def channel_features(stack) -> np.ndarray:

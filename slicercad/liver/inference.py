@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_path
+from ..engine.ci_settings import SIZE_BIN_EDGES_MM
 from ..engine.predict import result_provenance
 from ..errors import InputError, PhaseError
 from .acquisition import acquisition_from_tags
@@ -27,9 +28,19 @@ from .fast_cam import FastLiverCam
 from .guard import distribution_warnings
 from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, parse_alpha
 from .phases import PHASES
-from .roi import Lesion, RoiSpec
+from .roi import Lesion, RoiSpec, roi_spec_from_card
 
-SIZE_BINS = ((0.0, 10.0, "<10 mm"), (10.0, 20.0, "10-20 mm"), (20.0, float("inf"), ">=20 mm"))
+
+
+def _size_bins(edges=SIZE_BIN_EDGES_MM) -> tuple:
+    """(lo, hi, ASCII name) of each size bin, from the engine's edges (one definition: ``ci_settings``)."""
+    e = [float(v) for v in edges]
+    lo, hi = [0.0] + e, e + [float("inf")]
+    names = [f"<{e[0]:g} mm"] + [f"{a:g}-{b:g} mm" for a, b in zip(e, e[1:])] + [f">={e[-1]:g} mm"]
+    return tuple(zip(lo, hi, names))
+
+
+SIZE_BINS = _size_bins()   # ((0, 10, "<10 mm"), (10, 20, "10-20 mm"), (20, inf, ">=20 mm")); a bin holds its lower edge
 
 
 def size_bin(diameter_mm: float) -> str:
@@ -110,7 +121,8 @@ def classify_lesions(model, card: dict, images: dict, lesions, acquisition: dict
 
 def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, extra, device, masks) -> list:
     phases = tuple(p for p in spec.get("phases", []) if p != ATTENTION_CHANNEL)
-    roi_px = int(spec.get("roi_px", [64])[0])
+    roi_spec = roi_spec_from_card(spec)
+    roi_px = roi_spec.size_px
     classes = [str(c) for c in card.get("classes", [])]
     lesions = list(lesions)
     check_study_phases(images, phases, lesions[0].lesion_id if lesions else None)
@@ -122,7 +134,7 @@ def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, 
     results = []
     for lesion in lesions:
         mask = masks.get(lesion.lesion_id)
-        x, G, m, rois = lesion_sample(images, lesion, phases, RoiSpec(size_px=roi_px), mask, adc=adc)
+        x, G, m, rois = lesion_sample(images, lesion, phases, roi_spec, mask, adc=adc)
         t0 = time.perf_counter()
         proba, cam = fast(x, G, with_cam=with_cam)
         k = int(proba.argmax())
@@ -135,6 +147,8 @@ def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, 
                         "predicted_class": classes[k], "time_ms": (time.perf_counter() - t0) * 1000.0,
                         "provenance": provenance, "lesion_id": lesion.lesion_id, "diameter_mm": lesion.diameter_mm,
                         "size_bin": size_bin(lesion.diameter_mm), "padded": rois.padded,
+                        "offsets_mm": {p: [float(v) for v in lesion.offsets_mm[p]] for p in lesion.offsets_mm},
+                        "fov_mm": rois.fov_mm,
                         "warnings": warnings + extra + [f"note: {n}" for n in notes], "notes": notes,
                         "attention_source": "mask" if mask is not None else "diameter",
                         "acquisition": {k2: v for k2, v in acquisition.items() if k2 != "sources"},
@@ -142,8 +156,51 @@ def _classify(model, card, spec, images, lesions, acquisition, with_cam, alpha, 
     return results
 
 
+OFFSET_AXES = ("x", "y", "z")
+
+
+def offset_columns(phase: str) -> tuple:
+    """The lesion list's optional offset columns of one phase: ``offset_<phase>_x/y/z``."""
+    return tuple(f"offset_{phase}_{a}" for a in OFFSET_AXES)
+
+
+def parse_offsets(row: dict, where) -> dict:
+    """Per-phase centre offsets (mm, the row's coordinate system) from ``offset_<phase>_x/y/z`` columns.
+
+    A phase's three columns are all given or all empty (empty: no offset for that phase, i.e. zero);
+    a phase name the model does not know is refused. These are the per-phase breath-hold corrections
+    a reader (or a registration) measured: the lesion's centre in that phase minus its centre in the
+    listed (reference) position.
+    """
+    found = {}
+    for key in row:
+        k = (key or "").strip()
+        if not k.startswith("offset_") or k.count("_") < 2:
+            continue
+        phase, axis = k[len("offset_"):].rsplit("_", 1)
+        if axis not in OFFSET_AXES:
+            raise InputError(f"offset column {k!r}: expected offset_<phase>_x, _y or _z", where)
+        if phase not in PHASES:
+            raise InputError(f"offset column {k!r}: unknown phase {phase!r} (phases {list(PHASES)})", where)
+        found.setdefault(phase, {})[axis] = (row.get(key) or "").strip()
+    offsets = {}
+    for phase, vals in found.items():
+        given = [a for a in OFFSET_AXES if vals.get(a)]
+        if not given:
+            continue
+        if len(given) != 3:
+            raise InputError(f"phase {phase!r} offset needs all of {list(offset_columns(phase))}, got {given}", where)
+        try:
+            offsets[phase] = tuple(float(vals[a]) for a in OFFSET_AXES)
+        except ValueError as exc:
+            raise InputError(f"offset of phase {phase!r} is not a number ({exc})", where) from None
+    return offsets
+
+
 def read_lesion_csv(path) -> list:
-    """Lesions from a CSV with columns lesion_id, x, y, z, coordinate_system, diameter_mm."""
+    """Lesions from a CSV with columns lesion_id, x, y, z, coordinate_system, diameter_mm and, optionally,
+    per-phase centre offsets ``offset_<phase>_x``, ``_y``, ``_z`` in mm in the row's coordinate system
+    (``parse_offsets``; without them every phase is cut at the listed centre: zero offsets)."""
     path = Path(path)
     need = ("lesion_id", "x", "y", "z", "coordinate_system", "diameter_mm")
     try:
@@ -161,17 +218,29 @@ def read_lesion_csv(path) -> list:
             diameter = float(row["diameter_mm"])
         except ValueError as exc:
             raise InputError(f"not a number ({exc})", f"{path} line {n}") from None
-        lesions.append(Lesion(row["lesion_id"].strip(), centre, diameter, row["coordinate_system"].strip()).check())
+        offsets = parse_offsets(row, f"{path} line {n}")
+        lesion = Lesion(row["lesion_id"].strip(), centre, diameter, row["coordinate_system"].strip(), offsets)
+        for p in offsets:
+            lesion.offset_lps(p)
+        lesions.append(lesion.check())
     if not lesions:
         raise InputError("no lesions listed", path)
     return lesions
 
 
+def _offsets_text(result) -> str:
+    """'none (zero offsets)' or 'PHASE x/y/z; ...' (mm, the lesion list's coordinate system)."""
+    offs = result.get("offsets_mm") or {}
+    if not offs:
+        return "none (zero offsets)"
+    return "; ".join(f"{p} " + "/".join(f"{v:g}" for v in xyz) for p, xyz in offs.items())
+
+
 def write_results_csv(path, results, classes) -> Path:
     """Results as CSV (atomic): one row per lesion with probabilities and provenance."""
     cols = (["lesion_id", "predicted_class"] + [f"p_{c}" for c in classes] +
-            ["diameter_mm", "size_bin", "padded", "alpha", "phases", "model_sha256", "synthetic_training_data",
-             "attention_source", "warnings", "notes", "notice"])
+            ["diameter_mm", "size_bin", "padded", "offsets", "alpha", "phases", "model_sha256",
+             "synthetic_training_data", "attention_source", "warnings", "notes", "notice"])
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -180,7 +249,8 @@ def write_results_csv(path, results, classes) -> Path:
                 prov = r["provenance"]
                 w.writerow([r["lesion_id"], r["predicted_class"]] +
                            [f"{r['probabilities'][c]:.4f}" for c in classes] +
-                           [f"{r['diameter_mm']:.1f}", r["size_bin"], r["padded"], prov["parameters"].get("alpha"),
+                           [f"{r['diameter_mm']:.1f}", r["size_bin"], r["padded"], _offsets_text(r),
+                            prov["parameters"].get("alpha"),
                             " ".join(prov["parameters"].get("phases", [])), prov["model_sha256"],
                             prov["synthetic_training_data"], r.get("attention_source", "diameter"),
                             "; ".join(r["warnings"]), "; ".join(r.get("notes", [])), r["notice"]])

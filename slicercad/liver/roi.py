@@ -55,6 +55,38 @@ class RoiSpec:
         return self
 
 
+ROI_SPEC_KEYS = ("fov_mm", "fov_factor", "min_fov_mm", "interpolator")   # + roi_px (size_px), on the card
+
+
+def roi_spec_from_config(cfg: dict) -> RoiSpec:
+    """The ``RoiSpec`` of a task config / model_config (``roi_px`` + ``ROI_SPEC_KEYS``; missing keys:
+    the ``RoiSpec`` defaults, as cards written before these keys were stored were cut)."""
+    d = RoiSpec()
+    fov = cfg.get("fov_mm", d.fov_mm)
+    return RoiSpec(size_px=int(cfg.get("roi_px", d.size_px)), fov_mm=None if fov is None else float(fov),
+                   fov_factor=float(cfg.get("fov_factor", d.fov_factor)),
+                   min_fov_mm=float(cfg.get("min_fov_mm", d.min_fov_mm)),
+                   interpolator=str(cfg.get("interpolator", d.interpolator))).validate()
+
+
+def roi_spec_from_card(spec_or_card: dict) -> RoiSpec:
+    """The ``RoiSpec`` a model card declares (its ``input_spec``; a whole card is accepted): the ROI the
+    model was trained on, used for serving, evaluation and the export crop."""
+    spec = spec_or_card.get("input_spec", spec_or_card)
+    roi = spec.get("roi") or {}
+    px = spec.get("roi_px", [RoiSpec().size_px])
+    return roi_spec_from_config({**roi, "roi_px": px[0] if isinstance(px, (list, tuple)) else px})
+
+
+def roi_spec_dict(spec: RoiSpec) -> dict:
+    """The card's ``input_spec.roi`` entry of ``spec``."""
+    return {"fov_mm": spec.fov_mm, "fov_factor": float(spec.fov_factor), "min_fov_mm": float(spec.min_fov_mm),
+            "interpolator": spec.interpolator,
+            "field_of_view": (f"fixed {spec.fov_mm:g} mm" if spec.fov_mm is not None else
+                              f"max({spec.fov_factor:g} x diameter, {spec.min_fov_mm:g} mm)") +
+                             f" over {spec.size_px} pixels"}
+
+
 @dataclass
 class Lesion:
     """A lesion: centre point, longest diameter (mm), optional per-phase centre offsets (mm).

@@ -20,12 +20,16 @@ from .guard import CHANNEL_UNITS, channel_features, training_distribution
 from .classes import preset_classes
 from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, LiverLesionNet
 from .phases import PHASES, check_phases
-from .roi import Lesion, RoiSpec
+from .roi import Lesion, RoiSpec, roi_spec_dict, roi_spec_from_config
 
 TASK_NAME = "liver_lesion"
 DEFAULT_CONFIG = {"classes": "report", "alpha": 0.1, "channels": [16, 32, 64], "dropout": 0.2, "roi_px": 64,
                   "n_lesions": 400, "data_seed": 1, "split": "train", "use_masks": False,
-                  "reader_offsets": True}
+                  "reader_offsets": True, "fov_mm": None, "fov_factor": 3.0, "min_fov_mm": 48.0,
+                  "interpolator": "linear"}
+# the ROI field of view (``roi.RoiSpec``) is part of the config and of the card (``input_spec.roi``); training,
+# evaluation, serving (``inference``) and the export crop all build their ``RoiSpec`` from it
+MAX_DIAMETER_MM = 40.0   # the largest lesion the task supports (VALID_RANGES); the export crop covers its ROI
 # Typed fallback for cards without a measured training distribution; cards written here carry the
 # ranges measured from their training samples instead (``input_spec``).
 VALID_RANGES = {"field_strength_t": [1.5, 3.0], "b_value": [500.0, 1000.0], "in_plane_spacing_mm": [0.5, 4.0],
@@ -43,6 +47,17 @@ def _config_key(cfg: dict) -> str:
     import json
 
     return json.dumps({k: v for k, v in sorted(cfg.items())}, sort_keys=True, default=str)
+
+
+def roi_spec(cfg: dict) -> RoiSpec:
+    """The ``RoiSpec`` of a config (``roi_px``, ``fov_mm``, ``fov_factor``, ``min_fov_mm``, ``interpolator``)."""
+    return roi_spec_from_config({**DEFAULT_CONFIG, **cfg})
+
+
+def export_crop_mm(cfg: dict | None = None, diameter_mm: float = MAX_DIAMETER_MM) -> float:
+    """Side (mm) of the corrected-label export's crop: the config's ROI field of view for a lesion of
+    ``diameter_mm`` (default: the largest supported, 40 mm -> max(3 x 40, 48) = 120 mm)."""
+    return roi_spec(cfg or {}).field_of_view(diameter_mm)
 
 
 def attention_source(cfg: dict) -> str:
@@ -64,7 +79,7 @@ def _read(path, src):
 
 def _from_manifest(cfg, manifest, classes, spec):
     """Samples of an exported training set through the one sample path (``dataset.lesion_sample``)."""
-    xs, groups, ids, labels, feats, acqs, diams, spacings = [], [], [], [], [], [], [], []
+    xs, groups, ids, labels, feats, acqs, diams, spacings, padded = [], [], [], [], [], [], [], [], []
     for case in manifest.cases:
         check_phases(case.images, PHASES, case.case_id)
         images = {p: _read(case.images[p], f"{case.case_id}:{p}") for p in PHASES}
@@ -75,7 +90,9 @@ def _from_manifest(cfg, manifest, classes, spec):
             acq = {k: v for k, v in {**extra, **provenance.get("acquisition", {})}.items() if k in ACQUISITION_FIELDS}
             lesion = Lesion(les.lesion_id, tuple(les.center), les.diameter_mm, les.coordinate_system, dict(offsets))
             mask = _read(les.mask, les.lesion_id) if (les.mask and cfg["use_masks"]) else None
-            x, G, _, _ = lesion_sample(images, lesion, PHASES, spec, mask, adc=study_adc_scale(images, acq))
+            x, G, _, rois = lesion_sample(images, lesion, PHASES, spec, mask, adc=study_adc_scale(images, acq))
+            if rois.padded:
+                padded.append(f"{les.lesion_id} ({', '.join(p for p, f in rois.outside_fraction.items() if f > 0)})")
             xs.append(np.concatenate([x, G[None]]))
             feats.append(channel_features(x))
             labels.append(classes.index(les.label))
@@ -84,6 +101,12 @@ def _from_manifest(cfg, manifest, classes, spec):
             acqs.append(acq)
             diams.append(les.diameter_mm)
             spacings.append(max_in_plane_spacing(images))
+    if padded:   # the ROI ran off an exported crop: edge-extrapolated pixels the served ROI would not have
+        import warnings
+
+        warnings.warn(f"{len(padded)} training lesion ROI(s) run off their exported crop (padded by edge "
+                      f"extrapolation; export with a larger crop, e.g. {export_crop_mm(cfg):g} mm): "
+                      + "; ".join(padded[:10]) + (" ..." if len(padded) > 10 else ""), stacklevel=2)
     dist = training_distribution(np.stack(feats), PHASES, acqs, diams, spacings) if len(feats) > 1 else None
     return np.stack(xs), np.asarray(labels), groups, ids, dist
 
@@ -94,7 +117,7 @@ def phantom_dataset(cfg: dict):
 
     classes = preset_classes(cfg["classes"])
     items = generate_lesions(int(cfg["n_lesions"]), int(cfg["data_seed"]), cfg["split"], classes)
-    return build_dataset(items, classes, PHASES, RoiSpec(size_px=int(cfg["roi_px"])), attention_source(cfg),
+    return build_dataset(items, classes, PHASES, roi_spec(cfg), attention_source(cfg),
                          cfg["reader_offsets"], cfg["data_seed"])
 
 
@@ -102,7 +125,7 @@ def make_dataset(cfg: dict, manifest=None) -> SampleSet:
     """SampleSet of [P+1, H, W] samples (see module doc); groups are patients. Records the measured
     training distribution for the card (``input_spec``)."""
     classes = preset_classes(cfg["classes"])
-    spec = RoiSpec(size_px=int(cfg["roi_px"]))
+    spec = roi_spec(cfg)
     if manifest is not None:
         x, y, groups, ids, dist = _from_manifest(cfg, manifest, list(classes), spec)
     else:
@@ -127,8 +150,9 @@ def input_spec(cfg: dict, distribution: dict | None = None) -> dict:
     ranges = dict(VALID_RANGES)
     if dist is not None:
         ranges = {k: dist[k] for k in ("in_plane_spacing_mm", "diameter_mm") if k in dist}
-    out = {"phases": list(PHASES) + [ATTENTION_CHANNEL], "roi_px": [n, n],
-           "spacing_mm": "field of view max(3 x diameter, 48 mm) over roi_px pixels",
+    roi = roi_spec({**cfg, "roi_px": n})
+    out = {"phases": list(PHASES) + [ATTENTION_CHANNEL], "roi_px": [n, n], "roi": roi_spec_dict(roi),
+           "spacing_mm": "field of view " + roi_spec_dict(roi)["field_of_view"],
            "normalisation": NORMALISATION, "channel_units": channel_spec(), "alpha": cfg["alpha"],
            "attention_source": attention_source(cfg), "gradcam_layer": GRADCAM_LAYER,
            "reference_phase": "hepatobiliary", "valid_ranges": ranges}
@@ -138,12 +162,17 @@ def input_spec(cfg: dict, distribution: dict | None = None) -> dict:
 
 
 # The one training recipe of the liver models (``study.fit_network``): flips / 90-degree rotations,
-# per-phase +-1 px shifts, gamma on non-ADC phases, noise; class-weighted loss, AdamW with weight decay,
-# one-cycle schedule, a fixed number of epochs (no early stopping), temperature fitted on a patient-level
-# validation split that nothing else uses. ``make liver-model`` trains with it (Scripts/build_liver_model.py);
-# ``train_with_recipe`` is the entry point for every other trainer (the panel's job included).
+# per-phase +-1 px shifts, gamma on non-ADC phases, noise, and a breath-hold shift augmentation (with
+# probability 0.5 per sample every non-reference phase -- DWI and ADC together -- moved in-plane by up to
+# 10 mm, the phantom's breath-hold range; so a model served with zero per-phase offsets, i.e. without
+# registration, has seen such inputs; through-plane shift is not simulated on the 2D ROI); class-weighted
+# loss, AdamW with weight decay, one-cycle schedule, a fixed number of epochs (no early stopping),
+# temperature fitted on a patient-level validation split that nothing else uses. ``make liver-model``
+# trains with it (Scripts/build_liver_model.py), ``slicercad liver reproduce`` too; ``train_with_recipe``
+# is the entry point for every other trainer (the panel's job included).
 RECIPE = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "weight_decay": 1e-4, "val_fraction": 0.2,
-          "intensity_augmentation": True, "early_stopping": False,
+          "intensity_augmentation": True, "breath_hold_shift_mm": 10.0, "breath_hold_shift_p": 0.5,
+          "early_stopping": False,
           "calibration": "temperature on the patient-level validation split (not used for anything else)"}
 ENGINE_RECIPE = ("epochs", "batch_size", "lr", "weight_decay", "val_fraction")   # the engine's TrainConfig settings
 
@@ -155,6 +184,7 @@ def fit(data: SampleSet, cfg: dict, train_config, report=None):
     from types import SimpleNamespace
 
     ds = SimpleNamespace(x=data.x[:, :-1], attention=data.x[:, -1], labels=data.y, patient_ids=data.groups,
+                         roi_spacings_mm=getattr(data, "roi_spacings_mm", None),
                          classes=tuple(preset_classes(cfg["classes"])), phases=tuple(PHASES))
     settings = {k: getattr(train_config, k) for k in ENGINE_RECIPE}
     return train_with_recipe(ds, cfg, train_config.seed, on_epoch=report, **settings)
@@ -197,7 +227,7 @@ def train_with_recipe(ds, cfg: dict, seed: int = 0, on_epoch=None, **overrides):
 
     recipe = {**RECIPE, **overrides}
     kw = {k: recipe[k] for k in ("epochs", "batch_size", "lr", "val_fraction", "weight_decay",
-                                 "intensity_augmentation")}
+                                 "intensity_augmentation", "breath_hold_shift_mm", "breath_hold_shift_p")}
     model, temperature, info = fit_network(ds, cfg["alpha"], seed, channels=tuple(cfg["channels"]),
                                            dropout=float(cfg["dropout"]), on_epoch=on_epoch, **kw)
     info["recipe"] = {**recipe, "seed": int(seed)}
