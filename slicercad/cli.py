@@ -20,6 +20,10 @@ COMMANDS = {
     "liver": ("slicercad.liver.cli", "liver lesions: classify a study's lesions, or reproduce the synthetic tables"),
     "ti": ("slicercad.ti.cli", "cardiac LGE inversion time from a TI scout: correct series, or reproduce the synthetic table"),
     "weak": ("slicercad.weak.cli", "weak labels: sphere / U-Net from centre + size, RT dose as label, synthetic experiment"),
+    "anomaly": ("slicercad.anomaly.cli", "anomaly detection from normals only (Glow 2D/3D, f-AnoGAN): score a folder, or reproduce"),
+    "renal": ("slicercad.renal.cli", "renal masses on 4-phase CT: KiTS23 clinical baseline, synthetic reproduce, batch assess"),
+    "results": ("slicercad.dicomio.results_cli", "results as DICOM: SEG + TID 1500 SR of a study's lesions, or read one back"),
+    "pacs": ("slicercad.dicomio.pacs_cli", "the user's PACS (DICOMweb or DIMSE): echo, find, pull studies, push SEG/SR results"),
 }
 
 

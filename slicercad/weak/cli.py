@@ -145,7 +145,7 @@ def _segment(args) -> int:
 
                 write_dicom_seg(result.mask, image, vol.files, target.with_suffix("").with_suffix(".seg.dcm")
                                 if args.format == "nii.gz" else target.with_suffix(".seg.dcm"),
-                                row.lesion_id, args.method)
+                                row.lesion_id, args.method, card=card)
         out_rows.append({"study": row.study, "lesion_id": row.lesion_id, "method": args.method, "status": status,
                          "volume_mm3": f"{result.volume_mm3:.1f}", "file": str(target) if not result.empty else "",
                          "center_x_lps": f"{center[0]:.2f}", "center_y_lps": f"{center[1]:.2f}",

@@ -1,0 +1,110 @@
+"""A module's results written as DICOM beside (or into) the study: the liver lesion classification as a SEG
+(one sphere segment per lesion at its centre and diameter, coded with the predicted class, AUTOMATIC, the
+model's sha256) plus a TID 1500 SR referencing those segments; case-level values go into the same SR."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, PhaseError
+
+
+@dataclass
+class StudyPhases:
+    """A scanned study's phase images, the files of each and one DICOM header per phase."""
+
+    study_uid: str
+    images: dict          # phase -> SimpleITK image
+    files: dict           # phase -> [Path]
+    headers: dict         # phase -> pydicom Dataset (no pixels)
+
+
+def load_study_phases(folder, protocol: str = "liver_mri") -> StudyPhases:
+    """Scan ``folder`` (one study), assign phases; DWI is the volume with the highest b-value."""
+    import pydicom
+
+    from ..dicom.scan import scan_folder
+    from ..dicom.scan_cli import study_phases
+
+    scan = scan_folder(folder)
+    if len(scan.studies) != 1:
+        raise InputError(f"expected one study in the folder, found {len(scan.studies)}"
+                         + (f" ({scan.empty_reason()})" if not scan.studies else ""), str(folder))
+    study = scan.studies[0]
+    volumes = {v.volume_id: v for v in study.volumes()}
+    chosen = {}
+    for row in study_phases(study, protocol)["volumes"]:
+        phase = row["phase"]
+        if not phase or phase == "unknown":
+            continue
+        if phase == "DWI" and phase in chosen and (row["b_value"] or 0) <= (chosen[phase][1] or 0):
+            continue
+        chosen[phase] = (volumes[row["volume_id"]], row["b_value"])
+    images = {p: v.load() for p, (v, _) in chosen.items()}
+    files = {p: list(v.files) for p, (v, _) in chosen.items()}
+    headers = {p: pydicom.dcmread(str(v.files[0]), stop_before_pixels=True) for p, (v, _) in chosen.items()}
+    return StudyPhases(study.study_instance_uid, images, files, headers)
+
+
+def _volume_files(study: StudyPhases, phase: str, image) -> list:
+    """The files of exactly the volume on ``image``'s grid (a DWI series holds several b-values)."""
+    from ..dicom.read_tags import b_value
+    import pydicom
+
+    files = study.files[phase]
+    if phase != "DWI":
+        return files
+    bs = {f: b_value(pydicom.dcmread(str(f), stop_before_pixels=True)) for f in files}
+    top = max(v for v in bs.values() if v is not None)
+    return [f for f, v in bs.items() if v == top]
+
+
+def liver_results(study_folder, lesions, out_folder, *, card_path=None, reference_phase: str = "hepatobiliary",
+                  case_values: dict | None = None) -> dict:
+    """Classify ``lesions`` (``liver.roi.Lesion``) of the study in ``study_folder`` with the bundled (or given)
+    model and write ``lesions.seg.dcm`` + ``report.sr.dcm`` into ``out_folder`` on the ``reference_phase``
+    series. Returns {"seg", "sr", "rows" (LesionFinding), "results", "source_series_uid"}."""
+    import SimpleITK as sitk
+
+    from ..engine.registry import BUNDLED_DIR, load_model
+    from ..liver import task  # noqa: F401  (registers the liver tasks)
+    from ..liver.inference import classify_lesions
+    from ..weak.shapes import sphere_label
+    from .seg import Segment, write_seg
+    from .sr import LesionFinding, write_measurement_report
+    from .terms import algorithm_from_card
+
+    lesions = list(lesions)
+    if not lesions:
+        raise InputError("no lesions to report", "lesions")
+    model, card = load_model(Path(card_path) if card_path else BUNDLED_DIR / "liver_lesion_demo.json",
+                             task="liver_lesion")
+    study = load_study_phases(study_folder)
+    if reference_phase not in study.images:
+        raise PhaseError(f"the study has no {reference_phase} series to reference (phases {sorted(study.images)})",
+                         str(study_folder))
+    model_phases = [p for p in card["input_spec"]["phases"] if p != "attention"]
+    images = {p: study.images[p] for p in model_phases if p in study.images}
+    tags = {p: study.headers[p] for p in images}
+    results = classify_lesions(model, card, images, lesions, tags=tags, with_cam=False)
+    algorithm = algorithm_from_card(card)
+    image = study.images[reference_phase]
+    files = _volume_files(study, reference_phase, image)
+    voxel = float(np.prod(image.GetSpacing()))
+    segments, rows = [], []
+    for number, (lesion, result) in enumerate(zip(lesions, results), start=1):
+        mask = sitk.GetArrayFromImage(sphere_label(image, tuple(lesion.center_lps()), lesion.diameter_mm, "LPS"))
+        segments.append(Segment(str(lesion.lesion_id), mask, result["predicted_class"], algorithm,
+                                tracking_id=str(lesion.lesion_id), site="liver"))
+        rows.append(LesionFinding.from_liver_result(result, lesion, number, float((mask > 0).sum()) * voxel))
+    out = Path(out_folder)
+    seg_path = write_seg(segments, image, files, out / "lesions.seg.dcm",
+                         series_description="SlicerCAD liver lesions (research use)")
+    notice = results[0].get("notice") or ""
+    sr_path = write_measurement_report(out / "report.sr.dcm", rows, image, files, algorithm, seg_path=seg_path,
+                                       case_values=case_values, notice=notice,
+                                       series_description="SlicerCAD liver lesion report (research use)")
+    return {"seg": seg_path, "sr": sr_path, "rows": rows, "results": results,
+            "source_series_uid": str(study.headers[reference_phase].SeriesInstanceUID), "study_uid": study.study_uid}

@@ -1,0 +1,260 @@
+"""Results as a DICOM TID 1500 Measurement Report in a Comprehensive 3D SR (highdicom.sr).
+
+Per lesion (tracking identifier = lesion id, one tracking UID shared by its groups):
+- TID 1410 with an Image Region SCOORD3D POINT at the lesion centre (LPS mm): finding type = the predicted
+  class's SNOMED-CT code, finding site, the diameter (mm), one probability per class (private concept
+  "Probability of <class>", UCUM '1') and a qualitative evaluation Finding = the predicted class. Slicer's
+  DICOMTID1500Plugin shows these points as markups with a table.
+- TID 1410 with a two-point SCOORD POLYLINE on the source slice nearest the centre: the diameter as a line
+  through the centre along the image rows, with its Length.
+- TID 1411 referencing the lesion's SEG segment where one exists, with the segment's volume (mm3).
+Case-level values (TI recommendation, anomaly score...) go in one TID 1501 group (tracking identifier 'case'),
+which also carries the research-use notice as a Comment. Every group names the model (name, version,
+parameters 'model_sha256=...') in its TID 4019 Algorithm Identification; the observer is the device.
+SCOORD pixel coordinates follow PS3.3 C.18.6.1.1 (the top-left corner of the top-left pixel is 0,0, so the
+centre of pixel (i, j) is (i + 0.5, j + 0.5)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import InputError
+from .sources import SeriesRef, nearest_slice, sorted_sources
+from .terms import (MANUFACTURER, RESEARCH_NOTICE, SITES, Algorithm, class_code, code, coding_scheme_identification,
+                    parse_parameters, private_code)
+
+# case-level value -> (private concept key, UCUM unit, unit meaning)
+CASE_VALUES = {"recommended_ti_ms": ("recommended_ti", "ms", "millisecond"),
+               "anomaly_score": ("anomaly_score", "1", "no units"),
+               "anomaly_percentile": ("anomaly_percentile", "%", "percent")}
+
+
+@dataclass
+class LesionFinding:
+    """One lesion's result row as the SR holds it."""
+
+    lesion_id: str
+    centre_lps: tuple
+    diameter_mm: float
+    predicted_class: str
+    probabilities: dict = field(default_factory=dict)
+    segment_number: int | None = None
+    volume_mm3: float | None = None
+    site: str | None = "liver"
+
+    @classmethod
+    def from_liver_result(cls, result: dict, lesion, segment_number: int | None = None,
+                          volume_mm3: float | None = None) -> "LesionFinding":
+        """From a ``liver.inference.classify_lesions`` result dict and its ``roi.Lesion``."""
+        return cls(str(result["lesion_id"]), tuple(float(v) for v in lesion.center_lps()),
+                   float(result["diameter_mm"]), str(result["predicted_class"]),
+                   {str(k): float(v) for k, v in result["probabilities"].items()}, segment_number, volume_mm3)
+
+
+def _probability_name(cls_name: str):
+    return private_code("probability", f"Probability of {cls_name}"[:64])
+
+
+def _measurement(name, value, unit, meaning, algorithm=None, coordinates=None):
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    return hd.sr.Measurement(name=name, value=float(value), unit=Code(unit, "UCUM", meaning),
+                             algorithm_id=algorithm, referenced_coordinates=coordinates)
+
+
+def _diameter_line(image, sources, finding: LesionFinding):
+    """Two SCOORD pixel points (column, row) on the slice nearest the centre, ``diameter_mm`` apart along rows."""
+    k, i, j = nearest_slice(image, finding.centre_lps)
+    if not 0 <= k < len(sources):
+        raise InputError(f"lesion centre {finding.centre_lps} lies outside the source series", finding.lesion_id)
+    half = finding.diameter_mm / 2.0 / float(image.GetSpacing()[0])
+    return sources[k], np.array([[i - half + 0.5, j + 0.5], [i + half + 0.5, j + 0.5]], dtype=float)
+
+
+def _lesion_groups(finding, image, sources, ref: SeriesRef, algorithm, seg_ds):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    if finding.predicted_class not in finding.probabilities and finding.probabilities:
+        raise InputError(f"predicted class {finding.predicted_class!r} is not among the probabilities "
+                         f"{sorted(finding.probabilities)}", finding.lesion_id)
+    uid = generate_uid()
+    algo = algorithm.sr_identification()
+    sites = [hd.sr.FindingSite(code(SITES[finding.site]))] if finding.site in SITES else None
+    finding_type = class_code(finding.predicted_class)
+
+    def tracking(suffix=""):
+        return hd.sr.TrackingIdentifier(uid=uid, identifier=str(finding.lesion_id)[:64])
+
+    measurements = [_measurement(codes.SCT.Diameter, finding.diameter_mm, "mm", "millimeter", algo)]
+    measurements += [_measurement(_probability_name(c), p, "1", "no units", algo)
+                     for c, p in finding.probabilities.items()]
+    evaluation = hd.sr.QualitativeEvaluation(codes.DCM.Finding, finding_type)
+    point = hd.sr.ImageRegion3D(graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+                                graphic_data=np.array([finding.centre_lps], dtype=float),
+                                frame_of_reference_uid=ref.frame_of_reference_uid)
+    groups = [hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking(), referenced_region=point, finding_type=finding_type, algorithm_id=algo,
+        finding_sites=sites, measurements=measurements, qualitative_evaluations=[evaluation],
+        finding_category=codes.SCT.MorphologicallyAbnormalStructure)]
+    source, line = _diameter_line(image, sources, finding)
+    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=line,
+                               source_image=hd.sr.SourceImageForRegion.from_source_image(source))
+    groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking(), referenced_region=region, finding_type=finding_type, algorithm_id=algo,
+        finding_sites=sites, measurements=[_measurement(codes.SCT.Length, finding.diameter_mm, "mm", "millimeter",
+                                                        algo)]))
+    if finding.segment_number is not None:
+        if seg_ds is None:
+            raise InputError("a lesion references a SEG segment but no SEG file was given", finding.lesion_id)
+        numbers = {int(s.SegmentNumber) for s in seg_ds.SegmentSequence}
+        if finding.segment_number not in numbers:
+            raise InputError(f"segment {finding.segment_number} is not in the SEG (segments {sorted(numbers)})",
+                             finding.lesion_id)
+        segment = hd.sr.ReferencedSegment(
+            sop_class_uid=str(seg_ds.SOPClassUID), sop_instance_uid=str(seg_ds.SOPInstanceUID),
+            segment_number=int(finding.segment_number),
+            source_series=hd.sr.SourceSeriesForSegmentation(ref.series_uid))
+        volume = [] if finding.volume_mm3 is None else [
+            _measurement(codes.SCT.Volume, finding.volume_mm3, "mm3", "cubic millimeter", algo)]
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking(), referenced_segment=segment, finding_type=finding_type,
+            algorithm_id=algo, finding_sites=sites, measurements=volume, qualitative_evaluations=[evaluation]))
+    return groups
+
+
+def _case_group(case_values: dict, algorithm: Algorithm, notice: str):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algo = algorithm.sr_identification()
+    measurements = []
+    for key, value in (case_values or {}).items():
+        if value is None:
+            continue
+        if key not in CASE_VALUES:
+            raise InputError(f"unknown case-level value {key!r} (known: {sorted(CASE_VALUES)})", key)
+        concept, unit, meaning = CASE_VALUES[key]
+        measurements.append(_measurement(private_code(concept), value, unit, meaning, algo))
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier="case"), algorithm_id=algo,
+        measurements=measurements or None)
+    group[0].ContentSequence.append(hd.sr.TextContentItem(
+        name=codes.DCM.Comment, value=notice[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    return group
+
+
+def write_measurement_report(path, findings, image, source_files, algorithm: Algorithm, *, seg_path=None,
+                             case_values: dict | None = None, notice: str = RESEARCH_NOTICE,
+                             series_number: int = 910, series_description: str = "SlicerCAD results") -> Path:
+    """Write a TID 1500 Comprehensive 3D SR of ``findings`` (``LesionFinding``) on the source series."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    sources = sorted_sources(source_files, image)
+    ref = SeriesRef.of(sources)
+    seg_ds = None
+    if seg_path is not None:
+        seg_ds = pydicom.dcmread(str(seg_path))
+        refs = {str(s.SeriesInstanceUID) for s in seg_ds.get("ReferencedSeriesSequence", [])}
+        if ref.series_uid not in refs:
+            raise InputError("the SEG does not reference the SR's source series", str(seg_path))
+    notice = RESEARCH_NOTICE if not notice or notice == RESEARCH_NOTICE else f"{RESEARCH_NOTICE}; {notice}"
+    groups = []
+    for finding in findings:
+        groups.extend(_lesion_groups(finding, image, sources, ref, algorithm, seg_ds))
+    groups.append(_case_group(case_values, algorithm, notice))
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=[algorithm.name, algorithm.version, str(algorithm.sha256)]),
+            name=algorithm.name[:64], manufacturer_name=MANUFACTURER, model_name=str(algorithm.version)[:64]))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups,
+        title=codes.DCM.ImagingMeasurementReport)
+    evidence = list(sources) + ([seg_ds] if seg_ds is not None else [])
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=evidence, content=report[0], series_instance_uid=generate_uid(), series_number=series_number,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
+        is_final=False, is_verified=False, series_description=series_description[:64])
+    sr.CodingSchemeIdentificationSequence = [coding_scheme_identification()]
+    with atomic_path(path) as tmp:
+        sr.save_as(str(tmp))
+    return Path(path)
+
+
+def _num(item):
+    return float(item.MeasuredValueSequence[0].NumericValue)
+
+
+def read_measurement_report(path) -> dict:
+    """{"lesions": [LesionFinding], "case": {key: value}, "notice": str, "algorithm": {name, version,
+    model_sha256}, "source_series_uid", "seg_instance_uid"} read back from an SR written here."""
+    import highdicom as hd
+    import pydicom
+
+    ds = pydicom.dcmread(str(path))
+    sr = hd.sr.srread(str(path))
+    by_id, out = {}, {"case": {}, "notice": "", "algorithm": {}, "seg_instance_uid": None}
+    out["source_series_uid"] = str(ds.CurrentRequestedProcedureEvidenceSequence[0]
+                                   .ReferencedSeriesSequence[0].SeriesInstanceUID)
+    probability_value = private_code("probability").value
+    case_names = {private_code(v[0]).value: k for k, v in CASE_VALUES.items()}
+    root = ds.ContentSequence
+    container = next(i for i in root if i.ConceptNameCodeSequence[0].CodeValue == "126010")   # Imaging Measurements
+    for group in container.ContentSequence:
+        items = group.ContentSequence
+        ident = next(str(i.TextValue) for i in items if i.ConceptNameCodeSequence[0].CodeValue == "112039")
+        if not out["algorithm"]:                                                      # TID 4019 items
+            texts = {}
+            for i in items:
+                if i.ValueType == "TEXT":
+                    texts.setdefault(str(i.ConceptNameCodeSequence[0].CodeValue), []).append(str(i.TextValue))
+            if "111001" in texts:                          # Algorithm Name, Version (111003), Parameters (111002)
+                out["algorithm"] = {"name": texts["111001"][0], "version": (texts.get("111003") or [None])[0],
+                                    "model_sha256": parse_parameters(texts.get("111002", [])).get("model_sha256")}
+        if ident == "case":
+            for i in items:
+                name = i.ConceptNameCodeSequence[0]
+                if i.ValueType == "NUM" and name.CodeValue in case_names:
+                    out["case"][case_names[name.CodeValue]] = _num(i)
+                if i.ValueType == "TEXT" and name.CodeValue == "121106":
+                    out["notice"] = str(i.TextValue)
+            continue
+        row = by_id.setdefault(ident, {"lesion_id": ident, "probabilities": {}})
+        for i in items:
+            name = i.ConceptNameCodeSequence[0]
+            if i.ValueType == "SCOORD3D" and i.GraphicType == "POINT":
+                row["centre_lps"] = tuple(float(v) for v in i.GraphicData[:3])
+            elif i.ValueType == "NUM" and name.CodeValue == "81827009":
+                row["diameter_mm"] = _num(i)
+            elif i.ValueType == "NUM" and name.CodeValue == "118565006":
+                row["volume_mm3"] = _num(i)
+            elif i.ValueType == "NUM" and name.CodeValue == probability_value:
+                row["probabilities"][str(name.CodeMeaning).removeprefix("Probability of ")] = _num(i)
+            elif i.ValueType == "CODE" and name.CodeValue == "121071":                  # Finding
+                row["finding_code"] = str(i.ConceptCodeSequence[0].CodeValue)
+            elif i.ValueType == "IMAGE" and name.CodeValue == "121191":                 # Referenced Segment
+                row["segment_number"] = int(i.ReferencedSOPSequence[0].ReferencedSegmentNumber)
+                out["seg_instance_uid"] = str(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+    lesions = []
+    for row in by_id.values():
+        probs = row["probabilities"]
+        predicted = max(probs, key=probs.get) if probs else ""
+        if "finding_code" in row and probs and class_code(predicted).value != row["finding_code"]:
+            raise InputError(f"SR finding code {row['finding_code']} disagrees with the most probable class "
+                             f"{predicted!r}", row["lesion_id"])
+        lesions.append(LesionFinding(row["lesion_id"], row.get("centre_lps"), row.get("diameter_mm"), predicted,
+                                     probs, row.get("segment_number"), row.get("volume_mm3")))
+    out["lesions"] = lesions
+    out["highdicom_groups"] = len(sr.content.get_planar_roi_measurement_groups())
+    return out

@@ -1,0 +1,168 @@
+"""Coded terminology and algorithm identification shared by the SEG, Parametric Map and SR writers.
+
+Lesion types are SNOMED-CT codes from Slicer's terminology (``SegmentationCategoryTypeModifier-DICOM-Master``:
+category 49755003 "Morphologically Altered Structure" with types Cyst 367643001, Mass 4147007, Nodule 27925004,
+Neoplasm 108369006, "Neoplasm, Secondary" 14799000, Hemorrhage 50960005) and, for the types that list lacks,
+the DICOM content mapping resource's SNOMED concepts (Hemangioma 400210000, Hyperplasia 76197007) and
+Hepatocellular carcinoma 25370001. Values without a standard code (class probabilities, a TI recommendation,
+an anomaly score) use the private scheme ``99SLICERCAD`` declared in each file's Coding Scheme Identification.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PRIVATE_SCHEME = "99SLICERCAD"
+MANUFACTURER = "SlicerCAD"
+RESEARCH_NOTICE = "SlicerCAD research use only - not for diagnosis"
+
+# name -> (category (scheme, value, meaning), type (scheme, value, meaning))
+_MAS = ("SCT", "49755003", "Morphologically Altered Structure")
+_TISSUE = ("SCT", "85756007", "Tissue")
+LESION_TYPES = {
+    "lesion": (_MAS, ("SCT", "52988006", "Lesion")),
+    "mass": (_MAS, ("SCT", "4147007", "Mass")),
+    "nodule": (_MAS, ("SCT", "27925004", "Nodule")),
+    "cyst": (_MAS, ("SCT", "367643001", "Cyst")),
+    "hemangioma": (_MAS, ("SCT", "400210000", "Hemangioma")),
+    "metastasis": (_MAS, ("SCT", "14799000", "Neoplasm, Secondary")),
+    "hcc": (_MAS, ("SCT", "25370001", "Hepatocellular carcinoma")),
+    "fnh": (_MAS, ("SCT", "76197007", "Hyperplasia")),
+    "neoplasm": (_MAS, ("SCT", "108369006", "Neoplasm")),
+    "tumor": (_MAS, ("SCT", "108369006", "Neoplasm")),
+    "renal_cell_carcinoma": (_MAS, ("SCT", "702391001", "Renal cell carcinoma")),
+    "hemorrhage": (_MAS, ("SCT", "50960005", "Hemorrhage")),
+    "anomaly": (_MAS, ("SCT", "49755003", "Morphologically Altered Structure")),
+}
+ALIASES = {"haemangioma": "hemangioma", "metastases": "metastasis", "met": "metastasis",
+           "hepatocellular_carcinoma": "hcc", "focal_nodular_hyperplasia": "fnh", "rcc": "renal_cell_carcinoma",
+           "haemorrhage": "hemorrhage", "benign": "mass", "malignant": "neoplasm"}
+SITES = {"liver": ("SCT", "10200004", "Liver"), "kidney": ("SCT", "64033007", "Kidney"),
+         "brain": ("SCT", "12738006", "Brain"), "heart": ("SCT", "80891009", "Heart"),
+         "lung": ("SCT", "39607008", "Lung"), "abdomen": ("SCT", "818983003", "Abdomen")}
+# private concepts: key -> (value, meaning)
+PRIVATE = {"probability": ("P001", "Probability of class"), "predicted_class": ("P002", "Predicted class"),
+           "recommended_ti": ("P003", "Recommended inversion time"), "anomaly_score": ("P004", "Anomaly score"),
+           "anomaly_percentile": ("P005", "Anomaly percentile among normals"),
+           "model_sha256": ("P006", "Model SHA-256"), "case": ("P007", "Case-level result")}
+
+
+def lesion_type_key(name: str) -> str:
+    """Normalised key of a class / lesion-type name ('Haemangioma' -> 'hemangioma'); unknown -> 'lesion'."""
+    key = str(name).strip().lower().replace(" ", "_").replace("-", "_")
+    key = ALIASES.get(key, key)
+    return key if key in LESION_TYPES else "lesion"
+
+
+def code(triple):
+    """A pydicom ``Code`` from (scheme, value, meaning)."""
+    from pydicom.sr.coding import Code
+
+    scheme, value, meaning = triple
+    return Code(value=value, scheme_designator=scheme, meaning=meaning)
+
+
+def private_code(key: str, meaning: str | None = None):
+    value, default = PRIVATE[key]
+    return code((PRIVATE_SCHEME, value, meaning or default))
+
+
+def class_code(name: str):
+    """The SNOMED-CT type code of a lesion class; its meaning carries the class name when no code matches."""
+    key = lesion_type_key(name)
+    return code(LESION_TYPES[key][1])
+
+
+def category_code(name: str):
+    return code(LESION_TYPES[lesion_type_key(name)][0])
+
+
+def coding_scheme_identification():
+    """The (0008,0110) item declaring the private scheme, so validators and readers know it."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = "SlicerCAD result concepts"
+    item.CodingSchemeResponsibleOrganization = "SlicerCAD"
+    return item
+
+
+@dataclass
+class Algorithm:
+    """Who made a result: model name and version, the weights' sha256, how ('AUTOMATIC' model output,
+    'SEMIAUTOMATIC' once a person corrected it, 'MANUAL')."""
+
+    name: str
+    version: str = "1"
+    sha256: str | None = None
+    family: str = "ai"                       # ai | region_growing | morphology | deformable | threshold
+    algorithm_type: str = "AUTOMATIC"
+    parameters: dict = field(default_factory=dict)
+
+    def corrected(self) -> "Algorithm":
+        """The same algorithm, marked SEMIAUTOMATIC (a person edited its output)."""
+        return Algorithm(self.name, self.version, self.sha256, self.family, "SEMIAUTOMATIC", dict(self.parameters))
+
+    def all_parameters(self) -> dict:
+        out = {str(k): str(v) for k, v in self.parameters.items()}
+        if self.sha256:
+            out["model_sha256"] = str(self.sha256)
+        return out
+
+    def family_code(self):
+        from pydicom.sr.codedict import codes
+
+        return {"ai": codes.cid7162.ArtificialIntelligence, "region_growing": codes.cid7162.NeighborhoodAnalysis,
+                "morphology": codes.cid7162.MorphologicalOperations,
+                "threshold": codes.cid7162.MorphologicalOperations}.get(self.family,
+                                                                         codes.cid7162.DeformableModels)
+
+    def seg_identification(self):
+        """highdicom's Segment Algorithm Identification (name, family, version, model_sha256 in parameters)."""
+        import highdicom as hd
+
+        return hd.AlgorithmIdentificationSequence(name=self.name[:64], family=self.family_code(),
+                                                  version=str(self.version)[:64], source=MANUFACTURER,
+                                                  parameters=self.all_parameters() or None)
+
+    def sr_identification(self):
+        """highdicom's TID 4019 Algorithm Identification (parameters 'key=value', model_sha256 among them)."""
+        import highdicom as hd
+
+        params = [f"{k}={v}" for k, v in self.all_parameters().items()]
+        return hd.sr.AlgorithmIdentification(name=self.name[:64], version=str(self.version)[:64],
+                                             parameters=params or None)
+
+
+def algorithm_from_provenance(provenance: dict, name: str | None = None, algorithm_type: str = "AUTOMATIC") -> Algorithm:
+    """The Algorithm of a result dict's ``provenance`` (``engine.predict.result_provenance``)."""
+    provenance = provenance or {}
+    params = {}
+    if provenance.get("task"):
+        params["task"] = provenance["task"]
+    if provenance.get("synthetic_training_data"):
+        params["training_data"] = "SYNTHETIC"
+    return Algorithm(name=name or str(provenance.get("card") or provenance.get("task") or "SlicerCAD model"),
+                     version=str(provenance.get("slicercad_version") or "1"), sha256=provenance.get("model_sha256"),
+                     algorithm_type=algorithm_type, parameters=params)
+
+
+def algorithm_from_card(card: dict, algorithm_type: str = "AUTOMATIC") -> Algorithm:
+    """The Algorithm of a model card (name, version, sha256)."""
+    params = {"task": card["task"]} if card.get("task") else {}
+    if card.get("training_data", {}).get("synthetic"):
+        params["training_data"] = "SYNTHETIC"
+    return Algorithm(name=str(card.get("name") or card.get("task") or "SlicerCAD model"),
+                     version=str(card.get("version") or "1"), sha256=card.get("sha256"),
+                     algorithm_type=algorithm_type, parameters=params)
+
+
+def parse_parameters(text) -> dict:
+    """'k1=v1,k2=v2' (SEG AlgorithmParameters) or ['k=v', ...] (SR) -> dict."""
+    items = text if isinstance(text, (list, tuple)) else str(text or "").split(",")
+    out = {}
+    for item in items:
+        if "=" in str(item):
+            k, v = str(item).split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
