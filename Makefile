@@ -8,7 +8,7 @@ SHARED_TOOLS := ../shared/tools/check_slicer_api.py
 # versions Slicer 5.12 bundles: the environment is pinned to them
 BUNDLED := Resources/slicer-5.12-bundled.txt
 
-.PHONY: env test demo bench clean liver-model reproduce-liver fuzz ti-model reproduce-ti weak-model reproduce-weak
+.PHONY: env test demo bench clean liver-model reproduce-liver fuzz ti-model reproduce-ti weak-model reproduce-weak reproduce-renal
 
 $(STAMP): pyproject.toml $(BUNDLED)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,152 @@
+"""MRML <-> renal core: phase volumes, mass markups, clinical fields from DICOM, Assess, results table, Grad-CAM.
+
+Imports ``slicer`` (through SlicerCADLib) but never Qt; every function takes its nodes explicitly. torch (through
+``slicercad.renal.inference``) is imported only inside the functions that run a model, after the widget's
+``SlicerCADLib.dependencies.ready_or_explain``.
+"""
+from __future__ import annotations
+
+from slicercad.errors import DicomError, InputError, PhaseError
+from slicercad.liver.roi import Lesion, roi_to_patient
+from slicercad.phases import assign_phases, best_by_phase
+from slicercad.renal.constants import PHASES, SIZE_LIMIT_MM
+from slicercad.renal.patient import clinical_from_file
+from SlicerCADLib.dicom_nodes import tags_for_volume_node, volume_files
+from SlicerCADLib.markups import lesion_from_segment, lesions_from_markups, scene_line_nodes
+from SlicerCADLib.overlays import show_float_overlay
+from SlicerCADLib.tables import append_rows
+from SlicerCADLib.volumes import volume_node_to_sitk
+
+CAM_OVERLAY = "RenalMassCAD Grad-CAM"
+TABLE_NAME = "RenalMassCAD results"
+
+
+def _volume_nodes(scene):
+    c = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+    nodes = [c.GetItemAsObject(i) for i in range(c.GetNumberOfItems())]
+    return [n for n in nodes if not n.IsA("vtkMRMLLabelMapVolumeNode")]
+
+
+def phase_nodes_from_scene(scene, protocol: str = "renal_ct", overrides: dict | None = None) -> tuple:
+    """({phase: volume node}, {phase: PhaseAssignment}) for the 4 renal phases among the scene's DICOM volumes
+    (``protocol`` 'auto' lets the descriptions/timing decide; ``overrides``: {node id: phase})."""
+    tagged = {}
+    for node in _volume_nodes(scene):
+        try:
+            tagged[node.GetID()] = (node, tags_for_volume_node(node))
+        except DicomError:
+            continue
+    if not tagged:
+        raise DicomError("no volume node has a DICOM source to assign phases from", "scene")
+    best = best_by_phase(assign_phases([(k, t) for k, (_, t) in tagged.items()], protocol, overrides))
+    return ({p: tagged[best[p].volume_id][0] for p in PHASES if p in best},
+            {p: best[p] for p in PHASES if p in best})
+
+
+def check_phase_nodes(volume_nodes: dict) -> dict:
+    """Refuse a missing phase or phases from different studies / patients (when their DICOM tags say so)."""
+    missing = [p for p in PHASES if volume_nodes.get(p) is None]
+    if missing:
+        raise PhaseError(f"select a volume for every phase: missing {missing}", "phases")
+    studies, patients = {}, {}
+    for p, node in volume_nodes.items():
+        try:
+            tags = tags_for_volume_node(node)
+        except DicomError:
+            continue
+        studies.setdefault(tags.study_instance_uid, []).append(p)
+        patients.setdefault(tags.patient_id, []).append(p)
+    if len(patients) > 1:
+        raise PhaseError(f"the phases come from different patients: {patients}", "phases")
+    if len(studies) > 1:
+        raise PhaseError(f"the phases come from different studies: {list(studies.values())}", "phases")
+    return volume_nodes
+
+
+def clinical_from_nodes(volume_nodes: dict) -> dict:
+    """Age and sex from the first phase volume with a DICOM source (``slicercad.renal.patient``)."""
+    for p in PHASES:
+        node = volume_nodes.get(p)
+        if node is None:
+            continue
+        try:
+            return clinical_from_file(volume_files(node)[0])
+        except DicomError:
+            continue
+    return {"age_years": None, "male": None, "age_source": "missing", "sex_source": "missing"}
+
+
+def masses_from_nodes(points_node=None, lines_node=None) -> list:
+    """Core ``Lesion`` masses from a fiducial node (centres) and line node(s) (diameters)."""
+    out = []
+    for mark in lesions_from_markups(points_node, lines_node):
+        if mark.diameter_mm is None:
+            raise InputError("no diameter: draw a line across the mass near its centre point", mark.name)
+        out.append(Lesion(mark.name, tuple(mark.center_lps), float(mark.diameter_mm), "LPS").check())
+    if not out:
+        raise InputError("no mass marked: place a point and a diameter line on each mass", "masses")
+    return out
+
+
+def scene_line_nodes_for(scene) -> list:
+    """Every markups line of the scene (each mass's diameter goes to its nearest centre point)."""
+    return scene_line_nodes(scene)
+
+
+def mass_from_segment_node(segmentation_node, segment_id: str, reference_volume_node) -> Lesion:
+    mark = lesion_from_segment(segmentation_node, segment_id, reference_volume_node)
+    return Lesion(mark.name, tuple(mark.center_lps), float(mark.diameter_mm), "LPS").check()
+
+
+def result_rows(results, card: dict) -> list:
+    rows = []
+    for r in results:
+        probs = r.get("probabilities", {})
+        row = {"mass": r["mass_id"], "status": r["status"], "call": r.get("call", ""),
+               "p_combined": round(float(r["p_combined"]), 4) if "p_combined" in r else None,
+               "model_used": r.get("model_used", "")}
+        row.update({f"p_{m}": round(float(probs[m]), 4) if m in probs else None for m in (*PHASES, "multiphase")})
+        row.update({f"HU_{p}": round(float(r["hu"][p]), 1) for p in PHASES})
+        row.update({f"dHU_{p}": round(float(r["delta_hu"][p]), 1) for p in PHASES[1:]})
+        row.update({"diameter_mm": round(float(r["diameter_mm"]), 1),
+                    "over_4cm": "yes" if r["diameter_mm"] > SIZE_LIMIT_MM else "no",
+                    "flags": "; ".join(r["flags"]), "notes": "; ".join(r["notes"]), "model": str(card.get("name", "")),
+                    "model_sha256": str(r["provenance"]["model_sha256"]),
+                    "synthetic_training_data": str(r["provenance"]["synthetic_training_data"])})
+        rows.append(row)
+    return rows
+
+
+def show_cam(result, phase: str, reference_volume_node, opacity: float = 0.5):
+    """One scored mass's Grad-CAM of ``phase`` on that phase's volume grid, as the slice views' foreground."""
+    if not result.get("cams") or phase not in result["cams"]:
+        raise InputError(f"no Grad-CAM for phase {phase!r} (flagged masses are not scored)", result["mass_id"])
+    geometry = result["sample"].geometries[phase]
+    patient = roi_to_patient(result["cams"][phase], geometry, volume_node_to_sitk(reference_volume_node))
+    return show_float_overlay(patient, reference_volume_node, CAM_OVERLAY, colormap="PET-Heat", opacity=opacity,
+                              window=(0.0, 1.0))
+
+
+def assess_scene(bundle, card, volume_nodes: dict, masses, age_years=None, male=None, table_node=None,
+                 cam_phase: str = "corticomedullary"):
+    """Assess every mass; append one row each to ``table_node`` (new when None); show the first scored mass's
+    Grad-CAM on ``cam_phase``. ``age_years`` / ``male`` as edited in the panel (None = missing: image-only model).
+    Returns (results, table node, overlay node or None)."""
+    from slicercad.renal.inference import assess_masses
+
+    check_phase_nodes(volume_nodes)
+    images = {p: volume_node_to_sitk(volume_nodes[p]) for p in PHASES}
+    clinical = {m.lesion_id: {"age_years": age_years, "male": male} for m in masses}
+    results = assess_masses(bundle, card, images, masses, clinical, with_cam=True)
+    table = append_rows(result_rows(results, card), table_node, name=TABLE_NAME)
+    scored = [r for r in results if r["status"] == "scored"]
+    shown = show_cam(scored[0], cam_phase, volume_nodes[cam_phase]) if (scored and cam_phase) else None
+    return results, table, shown
+
+
+def load_renal_model(card_path):
+    """(bundle, card) of a ``renal_mass_bundle`` card; refuses other tasks, tampered or missing weights."""
+    import slicercad.renal.task  # noqa: F401  (registers the renal tasks)
+    from slicercad.engine.registry import load_model
+
+    return load_model(card_path, task="renal_mass_bundle")

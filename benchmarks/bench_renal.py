@@ -1,0 +1,75 @@
+"""RenalMassCAD speed: one SYNTHETIC mass assessed on CPU (4 phases x 3 ROI slices, 4 per-phase CNNs + the
+multi-phase CNN, combined logistic model, Grad-CAM on all 4 phases), as ratios against baselines timed in the same
+run: (a) the sample path alone (ROI resampling + HU features: what the ROI-mean-HU baseline needs), (b) a naive
+path calling every CNN slice by slice. The bundle is untrained (speed only; weights do not change the cost)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def best_of(fn, n=5):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> int:
+    import torch
+
+    from slicercad.renal.constants import PHASES
+    from slicercad.renal.dataset import case_mass, mass_sample
+    from slicercad.renal.inference import COMBINED_FEATURES, IMAGE_ONLY_FEATURES, MODELS, assess_masses
+    from slicercad.renal.phantom import render_case
+    from slicercad.renal.study import model_input
+    from slicercad.renal.task import RenalModelSet, input_spec
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    case = render_case(np.random.default_rng(0), "clear_cell_rcc", 25.0)
+    mass = case_mass(case)
+    bundle = RenalModelSet().eval()
+    card = {"name": "bench", "task": "renal_mass_bundle", "temperature": 1.0, "training_data": {"synthetic": True},
+            "input_spec": input_spec(), "combined_model": {"features": list(COMBINED_FEATURES), "coefficients": [0.0] * 8},
+            "image_only_model": {"features": list(IMAGE_ONLY_FEATURES), "coefficients": [0.0] * 5},
+            "cutoffs": {m: 0.5 for m in (*MODELS, "combined", "image_only")}, "sha256": "-"}
+    clinical = {mass.lesion_id: {"age_years": 60.0, "male": 1}}
+
+    def product():
+        assess_masses(bundle, card, case.images, [mass], clinical, with_cam=True)
+
+    def sample_only():
+        mass_sample(case.images, mass)
+
+    def naive():
+        s = mass_sample(case.images, mass)
+        with torch.no_grad():
+            for m in MODELS:
+                for sl in model_input(s.x[None], m):
+                    bundle.nets[m](torch.from_numpy(sl[None]))
+        from monai.visualize import GradCAM
+
+        for k, p in enumerate(PHASES):
+            cam = GradCAM(nn_module=bundle.nets[p], target_layers="last_conv")
+            cam(torch.from_numpy(model_input(s.x[None], p)[1:2]).requires_grad_(True), class_idx=1)
+
+    product()
+    t_prod, t_sample, t_naive = best_of(product), best_of(sample_only), best_of(naive)
+    print(f"renal assess, one mass, 4 phases + 4 Grad-CAMs (CPU, 2 threads): {t_prod * 1000:.1f} ms")
+    print(f"  sample path alone (ROIs + HU features):   {t_sample * 1000:.1f} ms  -> product / sample = "
+          f"{t_prod / t_sample:.2f}")
+    print(f"  naive (slice-by-slice CNN calls + MONAI CAM): {t_naive * 1000:.1f} ms  -> naive / product = "
+          f"{t_naive / t_prod:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

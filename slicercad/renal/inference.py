@@ -1,0 +1,211 @@
+"""Assess renal masses with a saved ``renal_mass_bundle``: per-phase and multi-phase CNN probabilities, the
+combined probability, HU per phase and enhancement, flags, Grad-CAM per phase, provenance.
+
+The input comes from ``dataset.mass_sample`` (the one sample path). A flagged mass (> 4 cm, macroscopic fat,
+non-enhancing) is reported with its HU and flags and **not scored**. The combined model (logit of the 4
+per-phase CNN scores + age + male + size) needs age and sex; when either is missing the image-only model (the
+4 logits) is used and the result says so. ``build_bundle`` trains a bundle on SYNTHETIC cases: the CNNs on 75 %
+of the patients, the logistic models and Youden cut-offs on the other 25 % (patient-level split).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import InputError, PhaseError
+from ..liver.roi import Lesion
+from .constants import CLASSES, PHASES
+from .dataset import mass_sample
+from .logistic import newton_fit, predict, youden_cutoff
+from .study import COMBINED_FEATURES, MODELS, RECIPE, _logit, case_scores, model_input, train_slices
+
+BUNDLE_TASK = "renal_mass_bundle"
+IMAGE_ONLY_FEATURES = COMBINED_FEATURES[:4]
+
+
+def build_bundle(cases, seed=0, recipe=None, name="renal_mass_demo", calibration_fraction=0.25):
+    """(RenalModelSet, card) trained on SYNTHETIC ``cases`` (see module doc)."""
+    from .dataset import build_dataset
+    from .study import outer_folds
+    from .task import RenalModelSet, input_spec
+
+    recipe = {**RECIPE, **(recipe or {})}
+    ds = build_dataset(cases)
+    k = max(2, int(round(1.0 / calibration_fraction)))
+    tr, ca = outer_folds(ds.labels, ds.patient_ids, k, seed)[0]      # patient-level, stratified
+    if len(set(ds.labels[ca].tolist())) < 2 or len(set(ds.labels[tr].tolist())) < 2:
+        raise InputError("the training and calibration patients both need benign and malignant masses; "
+                         "use more cases", "build_bundle")
+    bundle = RenalModelSet(recipe["channels"], recipe["dropout"])
+    cal = {}
+    for m in MODELS:
+        net = train_slices(ds.x[tr], ds.labels[tr], m, seed, recipe)
+        bundle.nets[m].load_state_dict(net.state_dict())
+        cal[m] = case_scores(net, ds.x[ca], m)
+    y = ds.labels[ca]
+    X = np.column_stack([_logit(cal[p]) for p in PHASES] + [ds.age[ca], ds.male[ca], ds.size_cm[ca]])
+    b_comb, b_img = newton_fit(X, y), newton_fit(X[:, :4], y)
+    cut = {m: youden_cutoff(y, cal[m])["cutoff"] for m in MODELS}
+    cut["combined"] = youden_cutoff(y, predict(b_comb, X))["cutoff"]
+    cut["image_only"] = youden_cutoff(y, predict(b_img, X[:, :4]))["cutoff"]
+    card = {"name": name, "task": BUNDLE_TASK, "kind": "classification",
+            "model_config": {"channels": list(recipe["channels"]), "dropout": recipe["dropout"]},
+            "input_spec": input_spec(), "classes": list(CLASSES), "temperature": 1.0,
+            "training_data": {"synthetic": True, "phantom": "slicercad.renal.phantom", "n_masses": int(len(ds.labels)),
+                              "n_train": int(len(tr)), "n_calibration": int(len(ca)), "seed": int(seed),
+                              "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.items()}},
+            "metrics": {"note": "SYNTHETIC; see `slicercad renal reproduce` for cross-validated AUCs"},
+            "combined_model": {"features": list(COMBINED_FEATURES), "coefficients": b_comb.tolist()},
+            "image_only_model": {"features": list(IMAGE_ONLY_FEATURES), "coefficients": b_img.tolist()},
+            "cutoffs": cut, "case_score": "mean malignant probability over the ROI slices"}
+    return bundle.eval(), card
+
+
+def _cam(net, x, layer="last_conv"):
+    from ..engine.gradcam import grad_cam
+
+    return grad_cam(net, x[None], layer, class_idx=1)[0]
+
+
+def assess_masses(bundle, card, images, masses, clinical=None, with_cam=True) -> list:
+    """One dict per mass. ``clinical``: {mass_id: {"age_years", "male"}} (None values = missing)."""
+    import torch
+
+    clinical = clinical or {}
+    masses = list(masses)
+    if not masses:
+        raise InputError("no masses given", "masses")
+    missing = [p for p in PHASES if p not in images]
+    if missing:
+        raise PhaseError(f"study refused: the renal model needs {list(PHASES)}, missing phase(s) {missing} "
+                         f"(available {sorted(images)})", masses[0].lesion_id)
+    from ..engine.predict import result_provenance
+
+    provenance = result_provenance(card, {"phases": list(PHASES)})
+    out = []
+    for mass in masses:
+        s = mass_sample(images, mass)
+        row = {"mass_id": mass.lesion_id, "diameter_mm": float(mass.diameter_mm), "flags": list(s.flags),
+               "hu": {p: s.features[p]["mean_hu"] for p in PHASES},
+               "delta_hu": {p: s.features[p]["delta_hu"] for p in PHASES[1:]},
+               "fat_fraction": s.features["fat_fraction"], "padded": s.padded, "provenance": provenance,
+               "sample": s, "notes": [], "cams": {}}
+        if s.flags:
+            row["status"] = "flagged, not scored"
+            out.append(row)
+            continue
+        x = s.x[None]
+        probs = {m: float(case_scores(bundle.nets[m], x, m)[0]) for m in MODELS}
+        row["probabilities"] = probs
+        info = clinical.get(mass.lesion_id, {})
+        age, male = info.get("age_years"), info.get("male")
+        logits = [_logit(probs[p]) for p in PHASES]
+        if age is None or male is None:
+            lost = [k for k, v in (("age", age), ("sex", male)) if v is None]
+            b = np.asarray(card["image_only_model"]["coefficients"])
+            p = float(predict(b, np.array([logits]))[0])
+            row["model_used"] = "image_only"
+            row["notes"].append(f"{' and '.join(lost)} missing: the combined probability is the image-only model's "
+                                "(4 per-phase CNN outputs, no clinical terms)")
+            cut = card["cutoffs"]["image_only"]
+        else:
+            b = np.asarray(card["combined_model"]["coefficients"])
+            p = float(predict(b, np.array([logits + [float(age), float(male), mass.diameter_mm / 10.0]]))[0])
+            row["model_used"] = "combined"
+            cut = card["cutoffs"]["combined"]
+        row.update(p_combined=p, call="malignant" if p >= cut else "benign", cutoff=float(cut), status="scored",
+                   age_years=age, male=male)
+        if with_cam:
+            for k, ph in enumerate(PHASES):
+                xin = torch.from_numpy(model_input(x, ph)[x.shape[2] // 2])
+                row["cams"][ph] = _cam(bundle.nets[ph], xin)
+        if card.get("training_data", {}).get("synthetic"):
+            row["notes"].append("research use - model trained on synthetic data")
+        out.append(row)
+    return out
+
+
+CSV_COLUMNS = (["study", "mass_id", "status", "call", "p_combined", "model_used"] + [f"p_{m}" for m in MODELS] +
+               [f"hu_{p}" for p in PHASES] + [f"delta_hu_{p}" for p in PHASES[1:]] +
+               ["diameter_mm", "age_years", "male", "flags", "notes", "model_sha256", "synthetic_training_data"])
+
+
+def write_csv(path, rows) -> Path:
+    def fmt(v):
+        return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else v)
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(CSV_COLUMNS)
+            for r in rows:
+                probs = r.get("probabilities", {})
+                w.writerow([r.get("study", ""), r["mass_id"], r["status"], r.get("call", ""), fmt(r.get("p_combined")),
+                            r.get("model_used", "")] + [fmt(probs.get(m)) for m in MODELS] +
+                           [f"{r['hu'][p]:.1f}" for p in PHASES] + [f"{r['delta_hu'][p]:.1f}" for p in PHASES[1:]] +
+                           [f"{r['diameter_mm']:.1f}", fmt(r.get("age_years")), fmt(r.get("male")),
+                            "; ".join(r["flags"]), "; ".join(r["notes"]), r["provenance"]["model_sha256"],
+                            r["provenance"]["synthetic_training_data"]])
+    return Path(path)
+
+
+MASS_COLUMNS = ("study", "mass_id", "x", "y", "z", "coordinate_system", "diameter_mm")
+
+
+def read_mass_csv(path) -> list:
+    """[(study folder, Lesion, {"age_years", "male"} overrides)] from the batch CSV (columns ``MASS_COLUMNS``,
+    optional age, sex (M/F))."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputError(f"cannot read the mass list ({exc})", path) from exc
+    out = []
+    for n, row in enumerate(rows, start=2):
+        where = f"{path} line {n}"
+        missing = [c for c in MASS_COLUMNS if not (row.get(c) or "").strip()]
+        if missing:
+            raise InputError(f"missing column value(s) {missing}", where)
+        try:
+            centre = tuple(float(row[c]) for c in "xyz")
+            d = float(row["diameter_mm"])
+            age = float(row["age"]) if (row.get("age") or "").strip() else None
+        except ValueError as exc:
+            raise InputError(f"not a number ({exc})", where) from None
+        sex = (row.get("sex") or "").strip().upper()
+        if sex and sex not in ("M", "F"):
+            raise InputError(f"sex must be M or F (or empty), got {sex!r}", where)
+        study = Path(row["study"].strip())
+        if not study.is_absolute():
+            study = path.parent / study
+        lesion = Lesion(row["mass_id"].strip(), centre, d, row["coordinate_system"].strip()).check()
+        out.append((study, lesion, {"age_years": age, "male": {"M": 1, "F": 0}.get(sex)}))
+    if not out:
+        raise InputError("no masses listed", path)
+    return out
+
+
+def assess_csv(model_path, masses_csv, out_csv, protocol="auto") -> list:
+    """Batch: every study of the mass list loaded once (phases assigned), masses assessed, one CSV row each."""
+    from ..engine.registry import load_model
+    from . import task  # noqa: F401  (registers the renal tasks)
+    from .study_io import load_renal_study
+
+    bundle, card = load_model(model_path, task=BUNDLE_TASK)
+    items = read_mass_csv(masses_csv)
+    rows, cache = [], {}
+    for study, lesion, given in items:
+        if study not in cache:
+            cache[study] = load_renal_study(study, protocol)
+        st = cache[study]
+        info = {k: (given[k] if given[k] is not None else st.clinical.get(k)) for k in ("age_years", "male")}
+        r = assess_masses(bundle, card, st.images, [lesion], {lesion.lesion_id: info}, with_cam=False)[0]
+        r["study"] = str(study)
+        r["notes"] = st.notes + r["notes"]
+        rows.append(r)
+    write_csv(out_csv, rows)
+    return rows

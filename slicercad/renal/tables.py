@@ -1,0 +1,41 @@
+"""Markdown of the renal reproduce results (SYNTHETIC), and of the KiTS23 clinical baseline (real data)."""
+from __future__ import annotations
+
+
+def _ci(v):
+    return "-" if not v or v[0] is None else f"{v[0]:.3f}-{v[1]:.3f}"
+
+
+def results_markdown(r: dict) -> str:
+    lines = ["# RenalMassCAD - seed 004 on the SYNTHETIC phantom", "",
+             "**SYNTHETIC**: every number below is measured on generated images, not patients.", "",
+             f"{r['n_masses']} masses ({r['n_benign']} benign) of {r['n_patients']} patients; {r['folds']}-fold "
+             f"{r['split']}.", "", "| model | AUC | 95 % CI (patients) | accuracy at Youden cut-off (training folds) |",
+             "|---|---|---|---|"]
+    for m, v in r["models"].items():
+        lines.append(f"| {m} | {v['auc']:.3f} | {_ci(v['auc_ci95'])} | {v['youden_accuracy']:.3f} "
+                     f"({_ci(v['youden_accuracy_ci95'])}) |")
+    lines += ["", "Paired AUC differences (same patient bootstrap resamples):", "", "| pair | difference | 95 % CI | p |",
+              "|---|---|---|---|"]
+    for k, v in r["paired_auc"].items():
+        lines.append(f"| {k} | {v['auc_difference']:+.3f} | {_ci(v['ci95'])} | {v['p_bootstrap']} |")
+    reg = r.get("regression", {})
+    if "predictors" in reg:
+        lines += ["", "Multivariable logistic regression (statsmodels; pooled out-of-fold CNN logits + age + sex + size):",
+                  "", "| predictor | OR | 95 % CI | p |", "|---|---|---|---|"]
+        for k, v in reg["predictors"].items():
+            lines.append(f"| {k} | {v['odds_ratio']:.3g} | {_ci(v['odds_ratio_ci95'])} | {v['p']:.3g} |")
+    lines += ["", "Core HU by mass type (mean, SD) per phase:", ""]
+    for t, v in r.get("hu_by_type", {}).items():
+        lines.append(f"- {t} (n={v['n']}): " + ", ".join(f"{p} {v[p][0]:.0f} ({v[p][1]:.0f})"
+                                                        for p in v if p != "n"))
+    lines += ["", "Flag cases (reported, not scored):", ""]
+    for k, v in r.get("flag_cases", {}).items():
+        lines.append(f"- {k}: {'; '.join(v) or 'NOT FLAGGED'}")
+    kb = r.get("kits23_clinical_baseline")
+    if kb:
+        lines += ["", "## KiTS23 clinical baseline (real data; not comparable case-for-case with the phantom)", "",
+                  f"{kb['n_masses']} solid masses <= 4 cm ({kb['n_benign']} benign): age + sex + size, repeated "
+                  f"stratified {kb['folds']}-fold CV AUC {kb['auc']:.3f} ({_ci(kb['auc_ci95'])}); permuted labels "
+                  f"{kb['permuted_label_control']['auc']:.3f} ({_ci(kb['permuted_label_control']['auc_ci95'])})."]
+    return "\n".join(lines) + "\n"
