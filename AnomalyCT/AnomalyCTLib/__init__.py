@@ -1,4 +1,6 @@
 """Anomaly CT logic helpers: MRML <-> slicercad core. Imports slicer, never qt."""
 from SlicerCADLib.study import load_study
 
-__all__ = ["load_study"]
+from . import logic
+
+__all__ = ["load_study", "logic"]

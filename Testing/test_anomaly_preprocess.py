@@ -1,0 +1,116 @@
+"""AnomalyCT sample path: pinned windows / grid / thresholds, the HU check, the intracranial mask reaching the
+inner table (real head CT slice and phantom subdural blood), the chest X-ray path with the real MONOCHROME1 CR,
+SYNTHETIC phantoms with their anomalies, and bad input refused with a message naming the problem."""
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from pydicom.data import get_testdata_file
+from scipy import ndimage
+
+from slicercad.anomaly import baselines
+from slicercad.anomaly import preprocess as pp
+from slicercad.dicom.volume import load_volume
+from slicercad.errors import InputError
+from slicercad.synth import anomaly_cxr, anomaly_head
+
+
+def test_pinned_definitions():
+    assert pp.BRAIN_WINDOW == (40.0, 80.0) and pp.SUBDURAL_WINDOW == (80.0, 200.0)
+    assert pp.window(np.array([0.0, 40.0, 80.0, 100.0, -5.0]), *pp.BRAIN_WINDOW).tolist() == [0, 0.5, 1, 1, 0]
+    assert pp.window(np.array([-20.0, 80.0, 180.0]), *pp.SUBDURAL_WINDOW).tolist() == [0, 0.5, 1]
+    assert pp.HEAD_GRID_SIZE == (32, 40, 28) and pp.HEAD_SPACING_MM == 5.0 and pp.CXR_SIZE == (64, 64)
+    assert pp.BONE_HU == 200.0 and pp.NEUTRAL_HU == 30.0 and pp.ICV_RANGE_ML == (500.0, 2600.0)
+    assert (pp.LUNG_LEVEL, pp.SOFT_LEVEL) == (0.3, 0.7)
+    assert baselines.hyperdense_level() == pytest.approx(62.0 / 80.0)
+
+
+@pytest.fixture(scope="module")
+def head():
+    return anomaly_head.normal_head(3)
+
+
+def test_head_sample_grid_and_mask(head):
+    s = pp.head_ct_sample(head.image)
+    assert s.x.shape == (2, 28, 40, 32) and s.mask.shape == (28, 40, 32)
+    assert s.grid.GetSpacing() == (5.0, 5.0, 5.0)
+    assert 0.0 <= s.x.min() and s.x.max() <= 1.0
+    assert 900 < s.info["icv_ml"] < 2200
+    assert s.stacked().shape == (3, 28, 40, 32)
+
+
+def test_subdural_blood_stays_inside_the_mask(head):
+    img, m = anomaly_head.insert_anomaly(head, "sdh", 7.0, 25.0, seed=1)
+    s = pp.head_ct_sample(img)
+    lesion = pp.resample_to_grid(m, s.grid, True)
+    assert lesion.sum() > 20
+    assert (lesion & s.mask).sum() / lesion.sum() > 0.9          # a tight brain strip would drop it
+    before = pp.head_ct_sample(head.image)
+    assert s.x[0][lesion].mean() > before.x[0][lesion].mean() + 0.15
+
+
+def test_anomalies_change_the_image_where_their_mask_is(head):
+    hu0 = sitk.GetArrayFromImage(head.image)
+    for kind, size, contrast, sign in (("ich", 14.0, 25.0, 1), ("infarct", 25.0, 8.0, -1)):
+        img, m = anomaly_head.insert_anomaly(head, kind, size, contrast, seed=2)
+        les = sitk.GetArrayFromImage(m) > 0
+        diff = sitk.GetArrayFromImage(img) - hu0
+        assert les.sum() > 10 and sign * diff[les].mean() > contrast * 0.6
+        assert np.abs(diff[~ndimage.binary_dilation(les, iterations=2)]).max() == 0
+    with pytest.raises(InputError, match="unknown anomaly"):
+        anomaly_head.insert_anomaly(head, "tumour", 10, 10, 0)
+
+
+def test_real_head_ct_slice_hu_and_inner_table():
+    img, _ = load_volume([get_testdata_file("693_UNCR.dcm", download=False)])
+    hu = sitk.GetArrayFromImage(img).astype(np.float32)
+    pp.check_hu(hu)
+    mask = pp.intracranial_mask(hu, img.GetSpacing()[::-1])[0]
+    area_cm2 = mask.sum() * np.prod(img.GetSpacing()[:2]) / 100
+    assert 50 < area_cm2 < 250
+    bone = hu[0] >= pp.BONE_HU
+    edge = mask & ~ndimage.binary_erosion(mask)
+    touching = edge & ndimage.binary_dilation(bone, iterations=2)
+    assert touching.sum() / edge.sum() > 0.8                     # the mask reaches the inner table
+    with pytest.raises(InputError, match="at least 8 slices"):
+        pp.head_ct_sample(img)
+
+
+def test_non_ct_and_out_of_range_inputs_refused(head):
+    mr = sitk.GetImageFromArray(np.random.default_rng(0).uniform(0, 1000, (20, 30, 30)).astype(np.float32))
+    with pytest.raises(InputError, match="Hounsfield"):
+        pp.head_ct_sample(mr)
+    coarse = sitk.Image(head.image)
+    coarse.SetSpacing((2.5, 2.5, 12.0))
+    with pytest.raises(InputError, match="coarser"):
+        pp.head_ct_sample(coarse)
+    small = sitk.Image(head.image)
+    small.SetSpacing((1.2, 1.2, 1.2))                             # a head half the size: ICV far too small
+    with pytest.raises(InputError, match="intracranial volume"):
+        pp.head_ct_sample(small)
+
+
+def test_real_monochrome1_chest_radiograph():
+    img, _ = load_volume([get_testdata_file("RG1_UNCI.dcm", download=False)])
+    s = pp.cxr_sample(img)
+    assert s.x.shape == (1, 64, 64)
+    assert s.info["lung_median"] < s.info["soft_median"]          # MONOCHROME1 inverted: lungs dark
+    assert s.mask.mean() > 0.8
+    with pytest.raises(InputError, match="one 2D image"):
+        pp.cxr_sample(sitk.Image([64, 64, 3], sitk.sitkFloat32))
+
+
+def test_cxr_phantom_and_anomalies():
+    ph = anomaly_cxr.normal_cxr(1)
+    base = pp.cxr_sample(ph.image)
+    for kind in anomaly_cxr.ANOMALY_TYPES:
+        size = anomaly_cxr.SWEEP[kind]["size_mm"][1]
+        contrast = anomaly_cxr.SWEEP[kind]["contrast"][2]
+        img, m = anomaly_cxr.insert_anomaly(ph, kind, size, contrast, seed=3)
+        s = pp.cxr_sample(img)
+        les = pp.resample_to_grid(m, s.grid, True)
+        assert les.sum() > 0
+        delta = s.x[0][les].mean() - base.x[0][les].mean()
+        assert (delta < 0) if kind == "pneumothorax" else (delta > 0), kind
+    flat = sitk.GetImageFromArray(np.full((80, 80), 5.0, np.float32))
+    with pytest.raises(InputError, match="constant"):
+        pp.cxr_sample(flat)

@@ -1,0 +1,101 @@
+"""Score one image with a trained detector: case score, its percentile among the held-out normals stored with
+the weights, the complexity-corrected variant, and the standardised per-voxel map (on the model grid, or
+resampled onto the input's grid for display / NRRD). The one product path: ``task.sample_of``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import ModelError
+from . import task as T
+from .preprocess import Sample, map_to_image
+
+BUNDLED = {T.HEAD: "anomaly_glow_head3d_demo.json", T.CXR: "anomaly_glow_cxr2d_demo.json"}
+
+
+def bundled_card(kind: str) -> Path:
+    from ..engine.registry import BUNDLED_DIR
+
+    return BUNDLED_DIR / BUNDLED[kind]
+
+
+@dataclass
+class Result:
+    score: float
+    percentile: float
+    variant: float
+    variant_percentile: float
+    map: np.ndarray               # standardised map on the model grid (0 outside the likelihood mask)
+    threshold: float              # map threshold set on held-out normals
+    sample: Sample
+    card: dict
+
+    @property
+    def map_max(self) -> float:
+        return float(self.map.max())
+
+    @property
+    def flagged_voxels(self) -> int:
+        return int((self.map > self.threshold).sum())
+
+    def map_image(self, reference: sitk.Image | None = None) -> sitk.Image:
+        """The map as an image on the model grid, or resampled onto ``reference`` (a 2D CXR grid too)."""
+        if self.sample.kind == T.CXR:
+            img = sitk.GetImageFromArray(self.map.astype(np.float32))
+            img.CopyInformation(self.sample.grid)
+            if reference is None:
+                return img
+            ref = reference if reference.GetDimension() == 2 else reference[:, :, 0]
+            out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            return sitk.JoinSeries([out]) if reference.GetDimension() == 3 else out
+        return map_to_image(self.map, self.sample.grid, reference)
+
+
+class Detector:
+    def __init__(self, model, card: dict, device="cpu"):
+        import torch
+
+        self.model, self.card, self.device = model.to(device).eval(), card, torch.device(device)
+        self.kind = card["input_spec"].get("kind")
+        self.is_glow = "glow" in card["task"]
+
+    def score_sample(self, sample: Sample) -> Result:
+        import torch
+
+        from .scoring import complexity_bpd, percentile_among
+
+        x = torch.from_numpy(sample.stacked()[None]).to(self.device)
+        with torch.no_grad():
+            r = self.model.score(x)
+        if self.is_glow:
+            score = float(r["bpd"][0])
+            variant = score - complexity_bpd(sample.stacked())
+        else:
+            score = variant = float(r["score"][0])
+        m = self.model
+        return Result(score, percentile_among(score, m.ref_scores.cpu().numpy()), variant,
+                      percentile_among(variant, m.ref_variant.cpu().numpy()), r["map"][0].cpu().numpy(),
+                      float(m.map_threshold), sample, self.card)
+
+    def score_image(self, image: sitk.Image, source="image") -> Result:
+        return self.score_sample(T.sample_of(image, self.kind, source))
+
+
+def load_detector(card_path=None, kind: str = T.HEAD, device="cpu") -> Detector:
+    """The model at ``card_path`` (default: the bundled SYNTHETIC Glow for ``kind``), checked for its input kind."""
+    from ..engine.registry import load_model
+
+    path = Path(card_path) if card_path else bundled_card(kind)
+    if not card_path and not path.is_file():
+        raise ModelError("the bundled anomaly model is missing: build it with `make anomaly-model`, or train one "
+                         f"with `slicercad train {T.task_for(kind, 'glow')}`", path)
+    model, card = load_model(path)
+    if card["task"] not in T.TASKS:
+        raise ModelError(f"model is for task {card['task']!r}, not an AnomalyCT detector", path)
+    if card["input_spec"].get("kind") != kind:
+        raise ModelError(f"model takes {card['input_spec'].get('kind')} input, not {kind}: pick the matching "
+                         "model or input kind", path)
+    return Detector(model, card, device)

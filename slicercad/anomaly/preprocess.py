@@ -1,0 +1,242 @@
+"""The one sample path of AnomalyCT: head CT (3D) and chest X-ray (2D) -> fixed-grid channels in [0, 1] + the
+mask of voxels that count in the likelihood. No torch here (the Slicer module may import it at load).
+
+Head CT (``head_ct_sample``)
+  1. HU check: a head CT in Hounsfield units has air (1st percentile <= AIR_MAX_HU) and skull
+     (99.5th percentile >= BONE_MIN_HU); an MR or an unscaled image is refused with that reason.
+  2. Intracranial mask that **reaches the inner table**: bone = HU >= BONE_HU; per axial slice and in 3D the
+     holes of the (closed) skull are filled; intracranial = filled & ~bone, largest component. No erosion: a
+     tight brain strip would cut subdural blood off. Its volume must lie in ICV_RANGE_ML (an adult head).
+  3. Fixed grid: HEAD_GRID_SIZE voxels (x, y, z) of HEAD_SPACING_MM, axes along LPS, centred on the mask's
+     centroid (physical space: any input direction, tilt already resampled by ``slicercad.dicom``).
+     Extracranial voxels are set to NEUTRAL_HU (30) before the area-averaging resample, so skull partial
+     volume does not leak into intracranial voxels next to the inner table (where subdural blood lies).
+  4. Channels: brain window BRAIN_WINDOW (level 40, width 80 HU: 0..80 HU; acute blood sits at its top) and
+     subdural window SUBDURAL_WINDOW (level 80, width 200 HU: -20..180 HU), each linear to [0, 1] and clipped.
+  5. Likelihood mask: intracranial & not clipped in the wide (subdural) window.
+Chest X-ray (``cxr_sample``)
+  2D only (one slice); MONOCHROME1 is already inverted by ``slicercad.dicom`` (air dark, bone bright);
+  resized to CXR_SIZE (aspect not kept: a frontal CXR is near square); **lung-field normalisation**: a rough
+  lung field (pixels below Otsu's threshold inside the central CXR_CENTRAL box) -> its median maps to
+  LUNG_LEVEL and the median of the rest of the central box to SOFT_LEVEL, linearly, clipped to [0, 1];
+  likelihood mask = not clipped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..errors import InputError
+
+BRAIN_WINDOW = (40.0, 80.0)          # (level, width) HU -> 0..80 HU
+SUBDURAL_WINDOW = (80.0, 200.0)      # (level, width) HU -> -20..180 HU
+HEAD_CHANNELS = ("brain_40_80", "subdural_80_200")
+AIR_MAX_HU = -500.0                  # 1st percentile of a head CT (air around the head) is at most this
+BONE_MIN_HU = 300.0                  # 99.5th percentile (skull) is at least this
+BONE_HU = 200.0                      # skull threshold of the intracranial mask
+ICV_RANGE_ML = (500.0, 2600.0)       # intracranial volume of an adult head (phantoms: ~900-1700 mL)
+MAX_SPACING_MM = 10.0                # coarser input is refused
+HEAD_GRID_SIZE = (32, 40, 28)        # (x, y, z) voxels; each divisible by 4 (2 Glow levels)
+HEAD_SPACING_MM = 5.0                # -> 160 x 200 x 140 mm field of view
+NEUTRAL_HU = 30.0                    # extracranial voxels are set to this before the coarse resample
+MAX_INPUT_VOXELS = 120_000_000       # a larger input is refused (bounded memory: ~6 float32 copies of it)
+
+CXR_SIZE = (64, 64)                  # (rows, cols)
+CXR_CENTRAL = 0.1                    # fraction trimmed on each side for the lung-field statistics
+LUNG_LEVEL, SOFT_LEVEL = 0.3, 0.7    # lung-field median -> 0.3, other central median -> 0.7
+LUNG_FRACTION_RANGE = (0.08, 0.8)    # a frontal CXR's rough lung field covers this fraction of the box
+CXR_CHANNELS = ("cxr_lung_normalised",)
+
+
+def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Linear window to [0, 1], clipped: level - width/2 -> 0, level + width/2 -> 1."""
+    lo = level - width / 2.0
+    return np.clip((np.asarray(hu, dtype=np.float32) - lo) / width, 0.0, 1.0)
+
+
+@dataclass
+class Sample:
+    """x: (C, *grid) float32 in [0, 1]; mask: grid bool (voxels in the likelihood); grid: sitk reference image."""
+    x: np.ndarray
+    mask: np.ndarray
+    grid: sitk.Image
+    kind: str
+    info: dict = field(default_factory=dict)
+
+    def stacked(self) -> np.ndarray:
+        """(C + 1, *grid): channels then the mask (the tensor the models take)."""
+        return np.concatenate([self.x, self.mask[None].astype(np.float32)]).astype(np.float32)
+
+
+def check_hu(array: np.ndarray, source="image") -> dict:
+    """Refuse an image that is not a CT in HU (reason named); returns the percentiles used."""
+    a = np.asarray(array)
+    sub = a.ravel()[:: max(1, a.size // 2_000_000)]
+    p1, p995 = (float(v) for v in np.percentile(sub, [1.0, 99.5]))
+    if p1 > AIR_MAX_HU or p995 < BONE_MIN_HU:
+        raise InputError(f"does not look like a head CT in Hounsfield units (1st percentile {p1:.0f}, 99.5th "
+                         f"{p995:.0f}; a head CT has air <= {AIR_MAX_HU:.0f} and skull >= {BONE_MIN_HU:.0f} HU): "
+                         "give a CT with its rescale slope/intercept applied", source)
+    return {"p1_hu": p1, "p99_5_hu": p995}
+
+
+def _as_3d(image: sitk.Image, source) -> sitk.Image:
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("expected a single-component (grey) image", source)
+    if image.GetDimension() == 2:
+        return sitk.JoinSeries([image])
+    if image.GetDimension() != 3:
+        raise InputError(f"expected a 3D volume, got {image.GetDimension()}D", source)
+    return image
+
+
+def intracranial_mask(hu: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Mask (same shape, k j i) of the space inside the skull, up to the inner table (see module doc)."""
+    bone = hu >= BONE_HU
+    close_r = max(1, int(round(3.0 / max(min(spacing_zyx[1:]), 0.1))))
+    st = ndimage.generate_binary_structure(2, 1)
+    closed = np.stack([ndimage.binary_closing(b, st, iterations=close_r, border_value=0) | b for b in bone])
+    filled = np.stack([ndimage.binary_fill_holes(b) for b in closed])
+    if hu.shape[0] > 2:
+        filled |= ndimage.binary_fill_holes(closed)
+    inside = filled & ~bone
+    labels, n = ndimage.label(inside)
+    if n == 0:
+        return inside
+    sizes = ndimage.sum(inside, labels, index=np.arange(1, n + 1))
+    return labels == (1 + int(np.argmax(sizes)))
+
+
+def _grid(center_lps, size, spacing) -> sitk.Image:
+    ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    ref.SetSpacing([float(spacing)] * len(size))
+    origin = np.asarray(center_lps, float) - (np.asarray(size, float) - 1) / 2.0 * spacing
+    ref.SetOrigin(origin.tolist())
+    return ref
+
+
+def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
+                   spacing_mm=HEAD_SPACING_MM) -> Sample:
+    """A head CT (HU) on the fixed grid: channels (brain, subdural window) + likelihood mask."""
+    image = _as_3d(image, source)
+    n_vox = int(np.prod(image.GetSize()))
+    if n_vox > MAX_INPUT_VOXELS:
+        raise InputError(f"the volume has {n_vox} voxels, over the {MAX_INPUT_VOXELS} this path processes in "
+                         "bounded memory: crop or downsample it first", source)
+    if image.GetSize()[2] < 8:
+        raise InputError(f"a head CT volume needs at least 8 slices, got {image.GetSize()[2]} (a single slice "
+                         "or a 2D image is not a volume; the chest X-ray model takes 2D images)", source)
+    sp = image.GetSpacing()
+    if max(sp) > MAX_SPACING_MM:
+        raise InputError(f"voxel spacing {tuple(round(s, 2) for s in sp)} mm is coarser than {MAX_SPACING_MM} mm, "
+                         "outside what the model was built for", source)
+    hu = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    info = check_hu(hu, source)
+    icm = intracranial_mask(hu, sp[::-1])
+    icv_ml = float(icm.sum() * np.prod(sp) / 1000.0)
+    if not ICV_RANGE_ML[0] <= icv_ml <= ICV_RANGE_ML[1]:
+        raise InputError(f"intracranial volume {icv_ml:.0f} mL is outside {ICV_RANGE_ML} mL: not a whole adult head "
+                         "(a partial scan, a child, or a skull that is not closed), outside the training "
+                         "distribution", source)
+    mask_img = sitk.GetImageFromArray(icm.astype(np.uint8))
+    mask_img.CopyInformation(image)
+    # extracranial voxels -> NEUTRAL_HU before smoothing: skull partial volume must not leak into the mask
+    neutral = np.where(icm, hu, np.float32(NEUTRAL_HU)).astype(np.float32)
+    work = sitk.GetImageFromArray(neutral)
+    work.CopyInformation(image)
+    idx = np.argwhere(icm).mean(0)[::-1]
+    center = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in idx])
+    ref = _grid(center, grid_size, spacing_mm)
+    # area-average before the coarse resample: a Gaussian of sigma ~ half the output spacing
+    sigma = [max(0.0, (spacing_mm / 2.0) ** 2 - (s / 2.0) ** 2) ** 0.5 for s in sp]
+    smooth = sitk.SmoothingRecursiveGaussian(work, sigma) if max(sigma) > 0 else work
+    hu_g = sitk.GetArrayFromImage(sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, NEUTRAL_HU,
+                                                sitk.sitkFloat32))
+    m_g = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(mask_img, sitk.sitkFloat32), ref, sitk.Transform(),
+                                               sitk.sitkLinear, 0.0, sitk.sitkFloat32)) >= 0.5
+    x = np.stack([window(hu_g, *BRAIN_WINDOW), window(hu_g, *SUBDURAL_WINDOW)])
+    lo, hi = SUBDURAL_WINDOW[0] - SUBDURAL_WINDOW[1] / 2, SUBDURAL_WINDOW[0] + SUBDURAL_WINDOW[1] / 2
+    mask = m_g & (hu_g > lo) & (hu_g < hi)
+    if mask.sum() < 100:
+        raise InputError("too few intracranial voxels on the model grid", source)
+    info.update(icv_ml=icv_ml, center_lps=[float(c) for c in center], n_mask=int(mask.sum()))
+    grid = sitk.Image(ref)
+    return Sample(x.astype(np.float32), mask, grid, "head_ct", info)
+
+
+def resample_to_grid(image: sitk.Image, grid: sitk.Image, label=False) -> np.ndarray:
+    """``image`` (e.g. a lesion mask on the input grid) onto a sample's grid as an array (k j i)."""
+    if label:
+        out = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, 0.0,
+                            sitk.sitkFloat32)
+        return sitk.GetArrayFromImage(out) >= 0.5
+    return sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                                sitk.sitkFloat32))
+
+
+def map_to_image(map_array: np.ndarray, grid: sitk.Image, reference: sitk.Image | None = None) -> sitk.Image:
+    """A map on the model grid as an image; resampled (linear) onto ``reference`` when given."""
+    img = sitk.GetImageFromArray(np.asarray(map_array, dtype=np.float32))
+    img.CopyInformation(grid)
+    if reference is None:
+        return img
+    return sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def _otsu(values: np.ndarray) -> float:
+    hist, edges = np.histogram(values, bins=128)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers) / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centers) - np.cumsum(hist * centers)) / np.maximum(w1, 1)
+    return float(centers[int(np.argmax(w0 * w1 * (m0 - m1) ** 2))])
+
+
+def cxr_sample(image: sitk.Image, source="image", size=CXR_SIZE) -> Sample:
+    """A frontal chest radiograph (2D, MONOCHROME2 convention) -> lung-field-normalised fixed-size channel."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("expected a single-component (grey) radiograph", source)
+    if image.GetDimension() == 3:
+        if image.GetSize()[2] != 1:
+            raise InputError(f"a chest X-ray is one 2D image; got a volume of {image.GetSize()[2]} slices (give "
+                             "the head CT model a volume)", source)
+        image = image[:, :, 0]
+    if image.GetDimension() != 2:
+        raise InputError(f"expected a 2D radiograph, got {image.GetDimension()}D", source)
+    a = sitk.GetArrayFromImage(image).astype(np.float32)
+    if min(a.shape) < 32:
+        raise InputError(f"radiograph of {a.shape} px is too small (at least 32 px a side)", source)
+    if float(a.max() - a.min()) <= 0:
+        raise InputError("the radiograph is constant", source)
+    rows, cols = size
+    # area average to the fixed size (block mean via zoom of a smoothed image)
+    sig = (max(0.0, a.shape[0] / rows / 2.0), max(0.0, a.shape[1] / cols / 2.0))
+    small = ndimage.zoom(ndimage.gaussian_filter(a, sig), (rows / a.shape[0], cols / a.shape[1]), order=1)
+    small = small[:rows, :cols]
+    t = int(round(CXR_CENTRAL * rows)), int(round(CXR_CENTRAL * cols))
+    box = small[t[0]:rows - t[0], t[1]:cols - t[1]]
+    thr = _otsu(box.ravel())
+    lung = box < thr
+    frac = float(lung.mean())
+    if not LUNG_FRACTION_RANGE[0] <= frac <= LUNG_FRACTION_RANGE[1]:
+        raise InputError(f"rough lung field covers {frac:.0%} of the central image (expected "
+                         f"{LUNG_FRACTION_RANGE[0]:.0%}-{LUNG_FRACTION_RANGE[1]:.0%}): not a frontal chest X-ray",
+                         source)
+    lung_med, soft_med = float(np.median(box[lung])), float(np.median(box[~lung]))
+    if soft_med - lung_med <= 1e-6:
+        raise InputError("no contrast between lung field and soft tissue", source)
+    scale = (SOFT_LEVEL - LUNG_LEVEL) / (soft_med - lung_med)
+    raw = (small - lung_med) * scale + LUNG_LEVEL
+    x = np.clip(raw, 0.0, 1.0)
+    mask = (raw > 0.0) & (raw < 1.0)
+    grid = sitk.Image([cols, rows], sitk.sitkUInt8)
+    sp = image.GetSpacing()
+    grid.SetSpacing([sp[0] * a.shape[1] / cols, sp[1] * a.shape[0] / rows])
+    grid.SetOrigin(image.GetOrigin())
+    grid.SetDirection(image.GetDirection())
+    return Sample(x[None].astype(np.float32), mask, grid, "cxr",
+                  {"lung_fraction": frac, "lung_median": lung_med, "soft_median": soft_med})

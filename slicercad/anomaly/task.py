@@ -1,0 +1,245 @@
+"""AnomalyCT engine tasks: detectors trained on normal images only, on the one sample path (``preprocess``).
+
+Tasks (kind ``likelihood``: trained on normals, output = anomaly score per case, higher = more anomalous):
+  anomaly_glow_head3d  3D Glow on head CT (2 windows, HEAD_GRID_SIZE at 5 mm)
+  anomaly_glow_cxr2d   2D Glow on chest X-ray (1 channel, 64 x 64)
+  anomaly_gan_head3d / anomaly_gan_cxr2d   f-AnoGAN on the same samples
+Without a manifest they train on SYNTHETIC normal phantoms; with one, every case's first image is a normal
+study (labels ignored). The task's ``fit`` splits off the engine's validation patients, trains, then
+**calibrates on those held-out normals**: voxel-wise map mean / std, the case-score quantiles (for the
+percentile the panel shows) and the map threshold (99th percentile of normal map values), all kept in the
+weights' buffers so any trained model carries them.
+
+Memory budget (3D head, CPU, batch 1 when scoring): input volume float32 + ~6 working copies for the mask
+(e.g. 512 x 512 x 300 -> ~1.9 GB peak), the model grid 2 x 28 x 40 x 32 = 71,680 dims; Glow activations
+for one case < 100 MB; training batch 8 < 1 GB.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from ..engine.splits import train_val_test_split
+from ..engine.tasks import SampleSet, TaskSpec, register_task
+from ..errors import InputError
+from . import preprocess as pp
+from .gan import AnomalyGAN, train_gan
+from .scoring import N_REF, AnomalyGlow, complexity_bpd
+
+HEAD, CXR = "head_ct", "cxr"
+GRID = {HEAD: tuple(pp.HEAD_GRID_SIZE[::-1]), CXR: tuple(pp.CXR_SIZE)}      # (k j i) / (rows, cols)
+CHANNELS = {HEAD: pp.HEAD_CHANNELS, CXR: pp.CXR_CHANNELS}
+DIMS = {HEAD: 3, CXR: 2}
+RECIPE = {"epochs": 12, "batch_size": 8, "lr": 1e-3, "val_fraction": 0.25}
+GLOW_DEFAULT = {"levels": 2, "steps": 4, "hidden": 24, "n_normals": 96, "data_seed": 0, "model_seed": 0}
+GAN_DEFAULT = {"z_dim": 16, "ch": 8, "n_normals": 96, "data_seed": 0, "model_seed": 0}
+MAP_THRESHOLD_PCT = 99.0
+
+
+def sample_of(image, kind: str, source="image") -> pp.Sample:
+    """The product's one sample path for ``kind`` (head_ct or cxr)."""
+    if kind == HEAD:
+        return pp.head_ct_sample(image, source)
+    if kind == CXR:
+        return pp.cxr_sample(image, source)
+    raise InputError(f"unknown anomaly input kind {kind!r}; known {(HEAD, CXR)}", "kind")
+
+
+@functools.lru_cache(maxsize=32)
+def phantom_normal(kind: str, seed: int, variant: str | None = None):
+    """(stacked sample, patient id) of one SYNTHETIC normal."""
+    if kind == HEAD:
+        from ..synth.anomaly_head import normal_head
+        ph = normal_head(seed, variant)
+    else:
+        from ..synth.anomaly_cxr import normal_cxr
+        ph = normal_cxr(seed, variant)
+    return sample_of(ph.image, kind, ph.patient_id).stacked(), ph.patient_id
+
+
+def normals_dataset(kind: str, n: int, seed: int, offset: int = 0) -> SampleSet:
+    rows = [phantom_normal(kind, seed * 100_000 + offset + i) for i in range(n)]
+    x = torch.from_numpy(np.stack([r[0] for r in rows]))
+    return SampleSet(x, torch.zeros(len(rows)), [r[1] for r in rows], [r[1] for r in rows])
+
+
+def _manifest_dataset(kind, manifest) -> SampleSet:
+    from ..imageio import read_image
+    rows = []
+    for case in manifest.cases:
+        path = next(iter(case.images.values()))
+        rows.append((sample_of(read_image(path), kind, f"{case.case_id}").stacked(), case.patient))
+    if not rows:
+        raise InputError("the manifest holds no case", "manifest")
+    x = torch.from_numpy(np.stack([r[0] for r in rows]))
+    return SampleSet(x, torch.zeros(len(rows)), [r[1] for r in rows])
+
+
+def build_glow(kind):
+    def build(cfg):
+        return AnomalyGlow(len(CHANNELS[kind]), DIMS[kind], GRID[kind], int(cfg["levels"]), int(cfg["steps"]),
+                           int(cfg["hidden"]), int(cfg["model_seed"]))
+    return build
+
+
+def build_gan(kind):
+    def build(cfg):
+        return AnomalyGAN(len(CHANNELS[kind]), DIMS[kind], GRID[kind], int(cfg["z_dim"]), int(cfg["ch"]))
+    return build
+
+
+def per_sample_loss(class_weights=None):
+    """The models' forward already gives the per-sample loss (bits/dim, or the f-AnoGAN score)."""
+    return lambda out, target: out
+
+
+def input_spec_of(kind):
+    def spec(cfg):
+        out = {"phases": list(CHANNELS[kind]), "roi_px": list(GRID[kind]), "kind": kind, "valid_ranges": {}}
+        if kind == HEAD:
+            out.update(spacing_mm=[pp.HEAD_SPACING_MM] * 3, grid_xyz=list(pp.HEAD_GRID_SIZE),
+                       normalisation=f"brain window L/W {pp.BRAIN_WINDOW}, subdural window {pp.SUBDURAL_WINDOW} HU "
+                                     "-> [0, 1]; intracranial mask to the inner table; extracranial -> "
+                                     f"{pp.NEUTRAL_HU} HU before resampling", units="HU",
+                       valid_ranges={"icv_ml": list(pp.ICV_RANGE_ML), "max_spacing_mm": [0.0, pp.MAX_SPACING_MM]})
+        else:
+            out.update(spacing_mm="resized to 64 x 64 px", normalisation="lung-field median -> "
+                       f"{pp.LUNG_LEVEL}, soft tissue median -> {pp.SOFT_LEVEL}", units="detector values, "
+                       "MONOCHROME2 convention")
+        return out
+    return spec
+
+
+# --------------------------------------------------------------------------- training + calibration
+def train_glow(model: AnomalyGlow, x: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
+               report=None) -> list:
+    """Maximum likelihood (mean bits/dim) with fresh dequantisation / background noise each step."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model.glow.initialise(model_input(x[:min(len(x), 32)], gen))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    steps = max(1, math.ceil(len(x) / batch_size)) * epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+    model.train()
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for s in range(0, len(x), batch_size):
+            loss = model(x[perm[s:s + batch_size]], gen).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 50.0)
+            opt.step()
+            sched.step()
+            total += loss.item() * len(perm[s:s + batch_size])
+        history.append({"epoch": epoch, "train_bpd": total / len(x)})
+        if report:
+            report(epoch, loss=total / len(x))
+    model.eval()
+    return history
+
+
+def model_input(x, gen):
+    from .scoring import prepare
+    return prepare(x, gen)[0]
+
+
+@torch.no_grad()
+def raw_scores(model, x: torch.Tensor, batch_size: int = 8) -> dict:
+    """{'score', 'variant', 'map' (standardised), 'raw_map'} per case, batched (numpy)."""
+    model.eval()
+    out = {"score": [], "variant": [], "map": [], "raw_map": []}
+    for s in range(0, len(x), batch_size):
+        xb = x[s:s + batch_size]
+        r = model.score(xb)
+        if isinstance(model, AnomalyGlow):
+            sc = r["bpd"].numpy()
+            raw = torch.nan_to_num(r["voxel_bpd"], nan=0.0).numpy()
+            var = sc - np.array([complexity_bpd(v) for v in xb.numpy()])
+        else:
+            sc = r["score"].numpy()
+            raw = model.residuals(xb)[1].numpy()
+            var = sc
+        out["score"].append(sc)
+        out["variant"].append(var)
+        out["map"].append(r["map"].numpy())
+        out["raw_map"].append(raw)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def calibrate(model, x_val: torch.Tensor) -> dict:
+    """Set the held-out-normal buffers (map mean/std, score quantiles, map threshold) from ``x_val``."""
+    if len(x_val) < 2:
+        raise InputError("calibration needs at least 2 held-out normal cases", "val_fraction")
+    r = raw_scores(model, x_val)
+    mask = x_val[:, -1].numpy() > 0.5
+    raw = np.where(mask, r["raw_map"], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)       # voxels outside every normal's mask
+        mean = np.nan_to_num(np.nanmean(raw, 0), nan=0.0)
+        std = np.nan_to_num(np.nanstd(raw, 0), nan=1.0)
+    floor = max(float(np.nanmedian(std[std > 0])) * 0.5, 1e-4) if (std > 0).any() else 1.0
+    model.map_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+    model.map_std.copy_(torch.from_numpy(np.maximum(std, floor).astype(np.float32)))
+    r = raw_scores(model, x_val)
+    levels = np.linspace(0, 100, N_REF)
+    model.ref_scores.copy_(torch.from_numpy(np.percentile(r["score"], levels).astype(np.float32)))
+    model.ref_variant.copy_(torch.from_numpy(np.percentile(r["variant"], levels).astype(np.float32)))
+    thr = float(np.percentile(r["map"][mask], MAP_THRESHOLD_PCT))
+    model.map_threshold.fill_(thr)
+    return {"n_val": int(len(x_val)), "map_threshold": thr, "val_score_median": float(np.median(r["score"]))}
+
+
+def fit_detector(model, x_train, x_val, epochs, batch_size, lr, seed, report=None) -> dict:
+    if isinstance(model, AnomalyGlow):
+        history = train_glow(model, x_train, epochs, batch_size, lr, seed, report)
+    else:
+        torch.manual_seed(seed)
+        history = train_gan(model, x_train, epochs, batch_size, lr * 0.5, seed, report)
+    model.eval()
+    return {"history": history, **calibrate(model, x_val)}
+
+
+def _register(name, kind, family):
+    default = dict(GLOW_DEFAULT if family == "glow" else GAN_DEFAULT)
+    build = build_glow(kind) if family == "glow" else build_gan(kind)
+
+    def make_dataset(cfg, manifest=None):
+        if manifest is not None:
+            return _manifest_dataset(kind, manifest)
+        return normals_dataset(kind, int(cfg["n_normals"]), int(cfg["data_seed"]))
+
+    def fit(data, cfg, train_config, report=None):
+        parts = train_val_test_split(data.groups, train_config.val_fraction, 0.0, train_config.seed)
+        model = build(cfg)
+        info = fit_detector(model, data.x[torch.as_tensor(parts["train"])], data.x[torch.as_tensor(parts["val"])],
+                            train_config.epochs, train_config.batch_size, train_config.lr, train_config.seed,
+                            report)
+        info["recipe"] = dict(RECIPE)
+        return model, 1.0, info
+
+    return register_task(TaskSpec(
+        name=name, kind="likelihood", build_model=build, make_dataset=make_dataset, make_loss=per_sample_loss,
+        input_spec=input_spec_of(kind), classes=("normal", "anomalous"), default_config=default,
+        needs_manifest=False, recipe=dict(RECIPE), fit=fit,
+        description=f"{family} anomaly detector on {kind} trained on normals only (SYNTHETIC phantom without a "
+                    "manifest)"))
+
+
+TASKS = {"anomaly_glow_head3d": (HEAD, "glow"), "anomaly_glow_cxr2d": (CXR, "glow"),
+         "anomaly_gan_head3d": (HEAD, "gan"), "anomaly_gan_cxr2d": (CXR, "gan")}
+for _name, (_kind, _family) in TASKS.items():
+    _register(_name, _kind, _family)
+
+
+def task_for(kind: str, family: str) -> str:
+    for name, (k, f) in TASKS.items():
+        if k == kind and f == family:
+            return name
+    raise InputError(f"no task for {kind} / {family}", "task")

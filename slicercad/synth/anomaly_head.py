@@ -1,0 +1,177 @@
+"""SYNTHETIC emergency head CT phantoms for AnomalyCT (seed 001 part 2): a procedural normal head with
+anatomical variation, and anomalies to insert with size and contrast sweeps. Everything here is generated.
+
+Normal head (HU, 2.5 mm isotropic grid PHANTOM_SIZE, LPS axes, random small rotation about z):
+  air -1000; scalp 40 HU; skull (ellipsoidal shell 4-8 mm, 700-1100 HU, diploe darker); inside the inner table
+  a 1-3 mm CSF rim (8 HU), cortex grey matter 38 HU, white matter 27 HU (an inner ellipsoid with a smooth-noise
+  boundary), lateral ventricles (two ellipsoids, size varies), third ventricle, sulci (thresholded smooth noise
+  in the cortical shell, CSF), falx (thin midline 50 HU), CT noise (sigma 3.5 HU) plus low-frequency drift.
+  Head size x U(0.9, 1.1) per axis, ventricle scale x U(0.8, 1.25), sulcal width varies.
+Normal-variation controls (healthy but unusual, ``variant=``): ``atrophy`` (ventricles x1.8, wide sulci),
+  ``calcification`` (choroid plexus / pineal calcifications, 150-300 HU), ``asymmetric`` (elongated, rotated
+  head), ``large`` (head x1.15).
+Anomalies (``insert_anomaly``; mask returned):
+  ``ich``  intracerebral haemorrhage: lobulated blob in parenchyma, brain + contrast HU, thin oedema rim -6 HU;
+  ``sdh``  subdural haematoma: crescent along the inner table over one convexity, thickness = size;
+  ``infarct`` hypodense wedge-like region of cortex + white matter, brain - contrast HU.
+Sizes (mm) and contrasts (HU) of the sweep: SWEEP below.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..errors import InputError
+
+PHANTOM_SPACING_MM = 2.5
+PHANTOM_SIZE = (72, 88, 64)            # (x, y, z) voxels -> 180 x 220 x 160 mm
+NOISE_HU = 3.5
+ANOMALY_TYPES = ("ich", "sdh", "infarct")
+SWEEP = {"ich": {"size_mm": (8.0, 14.0, 22.0), "contrast_hu": (12.0, 25.0, 40.0)},
+         "sdh": {"size_mm": (4.0, 7.0, 11.0), "contrast_hu": (12.0, 25.0, 40.0)},
+         "infarct": {"size_mm": (15.0, 25.0, 35.0), "contrast_hu": (4.0, 8.0, 14.0)}}
+VARIANTS = ("atrophy", "calcification", "asymmetric", "large")
+
+
+@dataclass
+class HeadPhantom:
+    image: sitk.Image                   # HU, float32
+    patient_id: str
+    params: dict
+    brain: np.ndarray = field(repr=False, default=None)     # parenchyma mask (k j i) where lesions may go
+    inner: np.ndarray = field(repr=False, default=None)     # inside the inner table
+
+
+def _smooth_noise(rng, shape, sigma):
+    return ndimage.gaussian_filter(rng.normal(size=shape), sigma) * sigma ** 1.5
+
+
+def _coords(shape, rot_deg, center_off):
+    k, j, i = np.indices(shape, dtype=np.float32)
+    z = (k - (shape[0] - 1) / 2) * PHANTOM_SPACING_MM - center_off[2]
+    y = (j - (shape[1] - 1) / 2) * PHANTOM_SPACING_MM - center_off[1]
+    x = (i - (shape[2] - 1) / 2) * PHANTOM_SPACING_MM - center_off[0]
+    a = np.deg2rad(rot_deg)
+    xr, yr = np.cos(a) * x + np.sin(a) * y, -np.sin(a) * x + np.cos(a) * y
+    return xr, yr, z
+
+
+def normal_head(seed: int, variant: str | None = None, patient_id: str | None = None) -> HeadPhantom:
+    """One SYNTHETIC normal head CT (see module doc)."""
+    if variant is not None and variant not in VARIANTS:
+        raise InputError(f"unknown variant {variant!r}; known {VARIANTS}", "variant")
+    rng = np.random.default_rng([seed, 17])
+    shape = PHANTOM_SIZE[::-1]
+    scale = rng.uniform(0.9, 1.1, 3)
+    rot = rng.normal(0, 4)
+    if variant == "large":
+        scale = scale * 1.12
+    if variant == "asymmetric":
+        scale = scale * np.array([0.92, 1.1, 1.0])
+        rot += rng.choice([-1, 1]) * 12
+    off = rng.normal(0, 3, 3)
+    x, y, z = _coords(shape, rot, off)
+    semi = np.array([68.0, 84.0, 62.0]) * scale        # inner-table semi-axes (x, y, z) mm
+    semi = np.minimum(semi, [80.0, 98.0, 72.0])
+    r_in = np.sqrt((x / semi[0]) ** 2 + (y / semi[1]) ** 2 + (z / semi[2]) ** 2)
+    thick = rng.uniform(4.0, 8.0)
+    mean_semi = float(np.mean(semi))
+    d_in = (r_in - 1.0) * mean_semi                      # ~ signed distance (mm) to the inner table
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[d_in <= thick + 4.0] = 40.0                       # scalp
+    skull = (d_in > 0) & (d_in <= thick)
+    bone_hu = rng.uniform(700, 1100)
+    hu[skull] = bone_hu
+    diploe = skull & (np.abs(d_in - thick / 2) < thick / 5)
+    hu[diploe] = bone_hu * 0.6
+    inner = d_in <= 0
+    csf_rim = rng.uniform(1.0, 3.0) * (1.6 if variant == "atrophy" else 1.0)
+    hu[inner] = 8.0
+    brain = inner & (d_in <= -csf_rim)
+    hu[brain] = 38.0
+    wm_b = 0.72 + 0.06 * _smooth_noise(rng, shape, 4.0) / 4.0
+    wm = brain & (r_in < wm_b)
+    hu[wm] = 27.0
+    # sulci: thresholded smooth noise in the cortical shell
+    shell = brain & (r_in > wm_b)
+    sulc_thr = rng.uniform(1.1, 1.5) - (0.4 if variant == "atrophy" else 0.0)
+    sulci = shell & (_smooth_noise(rng, shape, 1.5) > sulc_thr * 1.5 ** 1.5 * 0.35)
+    hu[sulci] = 8.0
+    # ventricles
+    vs = rng.uniform(0.8, 1.25) * (1.8 if variant == "atrophy" else 1.0)
+    sep = rng.uniform(6, 9)
+    vent = np.zeros(shape, bool)
+    for side in (-1, 1):
+        vent |= ((x - side * sep) / (7 * vs)) ** 2 + ((y + 4) / (28 * vs)) ** 2 + ((z - 8) / (9 * vs)) ** 2 < 1
+    vent |= (x / (2.0 * vs)) ** 2 + ((y + 2) / (12 * vs)) ** 2 + ((z + 6) / (7 * vs)) ** 2 < 1
+    vent &= brain
+    hu[vent] = 8.0
+    falx = inner & (np.abs(x) < 1.3) & (z > -10) & ~vent
+    hu[falx] = 50.0
+    if variant == "calcification":
+        for side in (-1, 1):
+            c = ((x - side * (sep + 2)) ** 2 + (y - 8) ** 2 + (z - 6) ** 2) < rng.uniform(2.5, 4.0) ** 2
+            hu[c & brain] = rng.uniform(150, 300)
+        pin = (x ** 2 + (y - 22) ** 2 + (z + 2) ** 2) < 3.0 ** 2
+        hu[pin & brain] = rng.uniform(150, 300)
+    tissue = hu > -500
+    hu += (4.0 * _smooth_noise(rng, shape, 8.0) / 8.0 ** 1.5 * tissue).astype(np.float32)
+    hu += rng.normal(0, NOISE_HU, shape).astype(np.float32) * tissue
+    image = sitk.GetImageFromArray(hu.astype(np.float32))
+    image.SetSpacing([PHANTOM_SPACING_MM] * 3)
+    image.SetOrigin([-(s - 1) / 2 * PHANTOM_SPACING_MM for s in PHANTOM_SIZE])
+    pid = patient_id or f"HEAD{seed:05d}"
+    parenchyma = brain & ~vent & ~sulci & ~falx
+    return HeadPhantom(image, pid, {"seed": seed, "variant": variant, "scale": scale.tolist(),
+                                    "rotation_deg": float(rot), "ventricle_scale": float(vs)},
+                       parenchyma, inner)
+
+
+def insert_anomaly(head: HeadPhantom, kind: str, size_mm: float, contrast_hu: float, seed: int):
+    """(image with the anomaly, lesion mask image (uint8)) -- the input head is left unchanged."""
+    if kind not in ANOMALY_TYPES:
+        raise InputError(f"unknown anomaly type {kind!r}; known {ANOMALY_TYPES}", "kind")
+    if not size_mm > 0:
+        raise InputError(f"size must be > 0 mm, got {size_mm}", "size_mm")
+    rng = np.random.default_rng([seed, 29])
+    hu = sitk.GetArrayFromImage(head.image).astype(np.float32)
+    shape = hu.shape
+    sp = PHANTOM_SPACING_MM
+    brain, inner = head.brain, head.inner
+    if kind == "sdh":
+        dist_out = ndimage.distance_transform_edt(inner) * sp          # mm to the inner table, inside
+        k, j, i = np.indices(shape)
+        cand = np.argwhere(inner & (dist_out < 2 * sp) & (k > shape[0] * 0.45))
+        c = cand[rng.integers(len(cand))]
+        extent = rng.uniform(35, 50)
+        near = ((k - c[0]) ** 2 + (j - c[1]) ** 2 + (i - c[2]) ** 2) * sp ** 2 < extent ** 2
+        lesion = inner & near & (dist_out <= size_mm)
+        delta = contrast_hu + 38.0 - hu   # blood replaces CSF and cortex: target = brain level + contrast
+        hu[lesion] += delta[lesion] * 1.0
+    else:
+        dist_in = ndimage.distance_transform_edt(brain) * sp
+        depth_ok = brain & (dist_in > (size_mm / 2 + 2 if kind == "ich" else size_mm / 4))
+        cand = np.argwhere(depth_ok)
+        if not len(cand):
+            raise InputError(f"no room for a {size_mm} mm {kind} in this head", "size_mm")
+        c = cand[rng.integers(len(cand))]
+        k, j, i = np.indices(shape, dtype=np.float32)
+        r = np.sqrt(((k - c[0]) ** 2 + (j - c[1]) ** 2 + (i - c[2]) ** 2)) * sp
+        lobes = 1.0 + 0.25 * ndimage.gaussian_filter(rng.normal(size=shape), 2.0) * 6
+        lesion = (r < size_mm / 2 * lobes) & (brain if kind == "infarct" else inner)
+        if kind == "ich":
+            hu[lesion] += contrast_hu + (38.0 - hu[lesion]) * 0.3
+            rim = ndimage.binary_dilation(lesion, iterations=1) & ~lesion & brain
+            hu[rim] -= 6.0
+        else:
+            hu[lesion] -= contrast_hu
+    if not lesion.any():
+        raise InputError(f"the {kind} of {size_mm} mm left no voxel in this head", "size_mm")
+    out = sitk.GetImageFromArray(hu)
+    out.CopyInformation(head.image)
+    m = sitk.GetImageFromArray(lesion.astype(np.uint8))
+    m.CopyInformation(head.image)
+    return out, m
