@@ -2,7 +2,6 @@
 
 Thin Slicer module: the panel binds to the parameter node and every line of logic
 lives in ``CardiacTICorrectorLib`` (MRML <-> core) and ``slicercad`` (algorithms)."""
-import logging
 import pathlib
 
 import vtk
@@ -121,12 +120,7 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         """torch etc. are needed only for the CNN; physics-only estimation works without them."""
         if not self._parameterNode.useModel:
             return True
-        try:
-            return dependencies.ready_or_explain(_("Cardiac TI Corrector"), self.ui.resultLabel)
-        except Exception as exc:  # the check itself failed: a message, never a traceback from the click
-            logging.exception("Cardiac TI Corrector: dependency check failed")
-            slicer.util.errorDisplay(_("Could not check SlicerCAD's Python packages."), detailedText=str(exc))
-            return False
+        return dependencies.ready_or_explain(_("Cardiac TI Corrector"), self.ui.resultLabel)
 
     def onEstimate(self) -> None:
         if not self._dependenciesReady():

@@ -2,7 +2,6 @@
 
 Thin Slicer module: the panel binds to the parameter node and every line of logic
 lives in ``LiverLesionCADLib`` (MRML <-> core) and ``slicercad`` (algorithms)."""
-import logging
 import pathlib
 import tempfile
 from typing import Annotated
@@ -248,12 +247,7 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _dependenciesReady(self, statusLabel) -> bool:
         """Install torch, MONAI, ... on first use (asking first); on refusal say what to do, in the panel."""
-        try:
-            return dependencies.ready_or_explain(_("Liver Lesion CAD"), statusLabel)
-        except Exception as exc:  # the check itself failed: a message, never a traceback from the click
-            logging.exception("Liver Lesion CAD: dependency check failed")
-            slicer.util.errorDisplay(_("Could not check SlicerCAD's Python packages."), detailedText=str(exc))
-            return False
+        return dependencies.ready_or_explain(_("Liver Lesion CAD"), statusLabel)
 
     def onAddToTrainingSet(self) -> None:
         if not self._dependenciesReady(self.ui.classifyStatusLabel):

@@ -2,7 +2,6 @@
 
 Thin Slicer module: the panel binds to the parameter node and every line of logic
 lives in ``RenalMassCADLib`` (MRML <-> core) and ``slicercad`` (algorithms)."""
-import logging
 import pathlib
 import tempfile
 from typing import Annotated
@@ -130,12 +129,7 @@ class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _dependenciesReady(self, statusLabel) -> bool:
         """Install torch, MONAI, statsmodels, ... on first use (asking first); on refusal say what to do."""
-        try:
-            return dependencies.ready_or_explain(_("Renal Mass CAD"), statusLabel)
-        except Exception as exc:  # the check itself failed: a message, never a traceback from the click
-            logging.exception("Renal Mass CAD: dependency check failed")
-            slicer.util.errorDisplay(_("Could not check SlicerCAD's Python packages."), detailedText=str(exc))
-            return False
+        return dependencies.ready_or_explain(_("Renal Mass CAD"), statusLabel)
 
     def onAssess(self) -> None:
         if not self._dependenciesReady(self.ui.assessStatusLabel):

@@ -18,6 +18,7 @@ because our torch floor (given to the PyTorch extension, outside pip's check) mu
 from __future__ import annotations
 
 import importlib
+import logging
 import importlib.metadata
 import subprocess
 from pathlib import Path
@@ -213,14 +214,20 @@ def ensure_dependencies(requester: str = REQUESTER, packaging=None, pytorch_util
 
 def ready_or_explain(requester: str, status_label=None, packaging=None) -> bool:
     """``ensure_dependencies`` for a panel button: True when ready; else the message goes into
-    ``status_label`` (any object with a ``text`` property) and a warning dialog, and False is returned."""
+    ``status_label`` (any object with a ``text`` property) and a warning dialog, and False is returned.
+    A check that itself fails (e.g. a broken pip) is logged and shown as an error, never a traceback."""
+    import slicer.util
+
     try:
         ensure_dependencies(requester, packaging)
         return True
     except DependencyError as exc:
-        import slicer.util
-
         if status_label is not None:
             status_label.text = str(exc)
         slicer.util.warningDisplay(str(exc), windowTitle=requester)
-        return False
+    except Exception as exc:  # noqa: BLE001 - any failure of the check becomes a message in the panel
+        logging.exception("%s: dependency check failed", requester)
+        if status_label is not None:
+            status_label.text = f"Could not check SlicerCAD's Python packages: {exc}"
+        slicer.util.errorDisplay(f"Could not check SlicerCAD's Python packages: {exc}", windowTitle=requester)
+    return False

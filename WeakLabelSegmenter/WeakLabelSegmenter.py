@@ -154,12 +154,7 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def _dependenciesReady(self, statusLabel) -> bool:
         """Install torch, MONAI, ... on first use (asking first); on refusal say what to do, in the panel."""
-        try:
-            return dependencies.ready_or_explain(_("Weak Label Segmenter"), statusLabel)
-        except Exception as exc:  # the check itself failed: a message, never a traceback from the click
-            logging.exception("Weak Label Segmenter: dependency check failed")
-            slicer.util.errorDisplay(_("Could not check SlicerCAD's Python packages."), detailedText=str(exc))
-            return False
+        return dependencies.ready_or_explain(_("Weak Label Segmenter"), statusLabel)
 
     def onSegment(self) -> None:
         if not self._dependenciesReady(self.ui.segmentStatusLabel):
