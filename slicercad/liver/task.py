@@ -17,16 +17,17 @@ from ..engine.tasks import SampleSet, TaskSpec, classification_loss, register_ta
 from ..errors import ImageIOError
 from .dataset import NORMALISATION, build_dataset, lesion_sample, max_in_plane_spacing, study_adc_scale
 from .guard import CHANNEL_UNITS, channel_features, training_distribution
+from .attention import DEFAULT_ALPHA
 from .classes import preset_classes
 from .model import ATTENTION_CHANNEL, GRADCAM_LAYER, LiverLesionNet
 from .phases import PHASES, check_phases
-from .roi import Lesion, RoiSpec, roi_spec_dict, roi_spec_from_config
+from .roi import ROI_SPEC_KEYS, Lesion, RoiSpec, roi_spec_dict, roi_spec_from_config
 
 TASK_NAME = "liver_lesion"
-DEFAULT_CONFIG = {"classes": "report", "alpha": 0.1, "channels": [16, 32, 64], "dropout": 0.2, "roi_px": 64,
+DEFAULT_CONFIG = {"classes": "report", "alpha": DEFAULT_ALPHA, "channels": [16, 32, 64], "dropout": 0.2,
                   "n_lesions": 400, "data_seed": 1, "split": "train", "use_masks": False,
-                  "reader_offsets": True, "fov_mm": None, "fov_factor": 3.0, "min_fov_mm": 48.0,
-                  "interpolator": "linear"}
+                  "reader_offsets": True, "roi_px": RoiSpec().size_px,   # the ROI from RoiSpec's defaults, one source
+                  **{key: getattr(RoiSpec(), key) for key in ROI_SPEC_KEYS}}
 # the ROI field of view (``roi.RoiSpec``) is part of the config and of the card (``input_spec.roi``); training,
 # evaluation, serving (``inference``) and the export crop all build their ``RoiSpec`` from it
 MAX_DIAMETER_MM = 40.0   # the largest lesion the task supports (VALID_RANGES); the export crop covers its ROI
