@@ -65,3 +65,19 @@ def test_paired_cluster_bootstrap_and_holm():
     lo, hi = worse["balanced_accuracy"]["ci95"]
     assert worse["balanced_accuracy"]["mean_difference"] < -0.3 and hi < 0 and worse["balanced_accuracy"]["p_bootstrap"] < 0.01
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+
+
+def test_a_seed_without_defined_focus_does_not_erase_the_point_estimate():
+    """A randomised null whose CAM is empty gives NaN focus for a whole seed: the observed difference is the
+    mean over the seeds that have one (as the bootstrap draws are), not NaN."""
+    rng = np.random.default_rng(2)
+    n, seeds = 60, 5
+    labels = rng.integers(0, 3, n)
+    groups = [f"p{i // 3}" for i in range(n)]
+    pred = np.tile(labels, (seeds, 1))
+    ref = {"pred": pred, "focus_over_null": rng.normal(1.0, 0.1, (seeds, n))}
+    arm = {"pred": pred, "focus_over_null": ref["focus_over_null"] + 2.0}
+    arm["focus_over_null"][3] = np.nan
+    out = paired_cluster_bootstrap(arm, ref, labels, groups, 3, n_boot=200, measures=("focus_over_null",))
+    assert out["focus_over_null"]["mean_difference"] == pytest.approx(2.0)
+    assert out["focus_over_null"]["ci95"][0] == pytest.approx(2.0, abs=1e-6)

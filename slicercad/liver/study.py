@@ -468,7 +468,8 @@ def paired_cluster_bootstrap(arm: dict, ref: dict, labels, groups, n_classes: in
         need = needs(measure)
         if not all(k in arm and k in ref for k in need):
             continue
-        obs = float(np.mean(per_seed(arm, measure, ones) - per_seed(ref, measure, ones)))
+        seeds = per_seed(arm, measure, ones) - per_seed(ref, measure, ones)      # NaN: a seed with no defined value
+        obs = float(np.nanmean(seeds)) if np.isfinite(seeds).any() else float("nan")
         diff = np.take_along_axis(per_seed(arm, measure, W) - per_seed(ref, measure, W), seed_draw, axis=1).mean(1)
         diff = diff[np.isfinite(diff)]
         p = min(1.0, 2.0 * min((np.sum(diff <= 0) + 1) / (len(diff) + 1), (np.sum(diff >= 0) + 1) / (len(diff) + 1)))
