@@ -47,7 +47,11 @@ class WeakLabelSegmenter(ScriptedLoadableModule):
             instance = qSlicerSegmentationsEditorEffects.qSlicerSegmentEditorScriptedEffect(None)
             effectFilename = os.path.join(os.path.dirname(__file__), "WeakLabelSegmenterEffects",
                                           "SegmentEditorLesionClickEffect.py")
-            instance.setPythonSource(effectFilename.replace("\\", "/"))
+            # setPythonSource looks up the class named after the file ("SegmentEditorLesionClickEffect")
+            # and returns False when it is missing or fails to load: then there is no instance.self()
+            if not instance.setPythonSource(effectFilename.replace("\\", "/")):
+                logging.error("Weak Label Segmenter: could not load the Segment Editor effect from %s", effectFilename)
+                return
             instance.self().register()
         except Exception:  # an effect that fails to load must not take the module down with it
             logging.exception("Weak Label Segmenter: could not register the Segment Editor effect")

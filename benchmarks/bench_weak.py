@@ -7,7 +7,9 @@ windows, overlap 0.5, Gaussian blending) with autograd left on, on the same crop
 so one pass over 64^3 and 32^3 windows see different statistics -- the panel and batch mode use the
 model's own 32^3 canonical crop (``product_native_32_ms_median``), where both are the same single window.
 
-Also the Segment Editor effect's click-to-mask latency as a ratio against the panel path (``click_vs_panel``).
+Also the Segment Editor effect's click-to-mask latency as a ratio against the panel path (``click_vs_panel``),
+and the effect's *first* click in a fresh process (``first_click``): installer check + torch/MONAI import +
+model load + the click itself, each reported separately from the warm click.
 
 Run: ``python benchmarks/bench_weak.py [--threads N] [--repeats R] [--device cpu|cuda]``; prints one JSON
 line. Uses the bundled SYNTHETIC model when present (randomly initialised otherwise: speed does not
@@ -23,16 +25,15 @@ import time
 import warnings
 from pathlib import Path
 
+import subprocess
+
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from slicercad.synth.weak_lesions import generate_weak_lesions  # noqa: E402
-from slicercad.weak.crop import CROP_PX, FOV_FACTOR, CropSpec, canonical_crop, crop_to_image  # noqa: E402
-from slicercad.weak.segment import demo_model_path, finish, load_segmenter  # noqa: E402
-from slicercad.weak.task import DEFAULT_CONFIG, build_model  # noqa: E402
+from slicercad.synth.weak_lesions import generate_weak_lesions  # noqa: E402  (no torch)
 
 CROP = 64
+LESION = dict(n=1, seed=0, kind="brain_t1c", diameter_range=(18.0, 20.0))
 
 
 def _time(fn, repeats):
@@ -45,13 +46,84 @@ def _time(fn, repeats):
     return statistics.median(times), float(np.percentile(times, 90))
 
 
+def _padded(lesion):
+    """The phantom lesion padded into a 256 x 256 x 96 volume (a typical CT/MR size)."""
+    import SimpleITK as sitk
+
+    size = np.array(lesion.image.GetSize())
+    pad_lo = ((np.array([256, 256, 96]) - size) // 2).clip(0)
+    pad_hi = (np.array([256, 256, 96]) - size - pad_lo).clip(0)
+    fill = float(np.median(sitk.GetArrayViewFromImage(lesion.image)))
+    return sitk.ConstantPad(lesion.image, [int(v) for v in pad_lo], [int(v) for v in pad_hi], fill)
+
+
+def _first_click_child(threads: int) -> dict:
+    """In a fresh process (torch not yet imported): the effect's first U-Net click, split into the
+    installer check (requirements met: a version check; outside Slicer there is no pip prompt), the
+    torch / MONAI import, the model load, the first click, then the warm click for comparison."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakLabelSegmenter"))
+    import slicer
+    from slicercad.geometry import lps_to_ras
+    from SlicerCADLib import dependencies
+    from SlicerCADLib.app import close_scene, ensure_scene
+    from SlicerCADLib.volumes import sitk_to_volume_node
+    from WeakLabelSegmenterLib import effect_logic as fx
+
+    lesion = generate_weak_lesions(LESION["n"], LESION["seed"], LESION["kind"],
+                                   diameter_range=LESION["diameter_range"])[0]
+    scene = ensure_scene(slicer.vtkMRMLScene())
+    try:
+        volume = sitk_to_volume_node(_padded(lesion), scene, name="MR")
+        seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
+        seg.CreateDefaultDisplayNodes()
+        seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        sid = seg.GetSegmentation().AddEmptySegment("", "Lesion")
+        editor = fx.editor_logic(scene, seg, volume, sid, undo_states=2)
+        target = fx.EditorLogicTarget(editor)
+        prompt = fx.ClickPrompt(tuple(lps_to_ras(lesion.center_lps)), lesion.diameter_mm)
+        torch_was_loaded = "torch" in sys.modules
+        t0 = time.perf_counter()
+        missing = dependencies.unmet(dependencies.requirements())
+        t1 = time.perf_counter()
+        import monai  # noqa: F401
+        import torch
+
+        torch.set_num_threads(threads)
+        import slicercad.weak.segment  # noqa: F401
+        t2 = time.perf_counter()
+        model, card = fx.load_model()
+        t3 = time.perf_counter()
+        fx.click_to_segment(target, prompt, "unet", model, card)
+        t4 = time.perf_counter()
+        editor.Undo()
+        t5 = time.perf_counter()
+        fx.click_to_segment(target, prompt, "unet", model, card)
+        t6 = time.perf_counter()
+    finally:
+        close_scene(scene)
+    ms = lambda a, b: round((b - a) * 1000, 2)  # noqa: E731
+    return {"first_click_installer_check_ms": ms(t0, t1), "first_click_import_ms": ms(t1, t2),
+            "first_click_model_load_ms": ms(t2, t3), "first_click_click_ms": ms(t3, t4),
+            "first_click_total_ms": ms(t0, t4), "first_click_warm_click_ms": ms(t5, t6),
+            "first_click_unmet_requirements": missing, "first_click_torch_preloaded": torch_was_loaded}
+
+
+def first_click(threads: int) -> dict:
+    """``_first_click_child`` in a fresh interpreter (so the imports are really cold)."""
+    try:
+        out = subprocess.run([sys.executable, __file__, "--first-click-child", "--threads", str(threads)],
+                             capture_output=True, text=True, timeout=600, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as exc:
+        return {"first_click": f"skipped: {exc}"}
+
+
 def click_vs_panel(lesion, model, card, repeats: int) -> dict:
     """Segment Editor "Lesion (click)": click-to-mask latency (``effect_logic.click_to_segment`` through
     Slicer's ``vtkSlicerSegmentEditorLogic``: aligned source volume, label, masked undoable write) against
     the panel path (``logic.segment_lesions``: whole volume to SimpleITK, label, new segment), same click,
     on the phantom lesion padded into a 256 x 256 x 96 volume (a typical CT/MR size). Needs slicer-core."""
     try:
-        import SimpleITK as sitk
         import slicer
 
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakLabelSegmenter"))
@@ -64,11 +136,7 @@ def click_vs_panel(lesion, model, card, repeats: int) -> dict:
         return {"click_to_mask": f"skipped: {exc}"}
     if card is None:
         return {"click_to_mask": "skipped: no bundled model card"}
-    size = np.array(lesion.image.GetSize())
-    pad_lo = ((np.array([256, 256, 96]) - size) // 2).clip(0)
-    pad_hi = (np.array([256, 256, 96]) - size - pad_lo).clip(0)
-    fill = float(np.median(sitk.GetArrayViewFromImage(lesion.image)))
-    big = sitk.ConstantPad(lesion.image, [int(v) for v in pad_lo], [int(v) for v in pad_hi], fill)
+    big = _padded(lesion)
     scene = ensure_scene(slicer.vtkMRMLScene())
     try:
         volume = sitk_to_volume_node(big, scene, name="MR")
@@ -103,11 +171,22 @@ def click_vs_panel(lesion, model, card, repeats: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--first-click-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.first_click_child:
+        print(json.dumps(_first_click_child(args.threads or 1)))
+        return 0
+    import torch
+    from slicercad.weak.crop import CROP_PX, FOV_FACTOR, CropSpec, canonical_crop, crop_to_image
+    from slicercad.weak.segment import demo_model_path, finish, load_segmenter
+    from slicercad.weak.task import DEFAULT_CONFIG, build_model
+
+    if args.threads is None:
+        args.threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     if demo_model_path().is_file():
@@ -117,7 +196,8 @@ def main() -> int:
         torch.manual_seed(0)
         model, source = build_model(DEFAULT_CONFIG).eval(), "random init"
     model = model.to(dev).eval()
-    lesion = generate_weak_lesions(1, 0, "brain_t1c", diameter_range=(18.0, 20.0))[0]
+    lesion = generate_weak_lesions(LESION["n"], LESION["seed"], LESION["kind"],
+                                   diameter_range=LESION["diameter_range"])[0]
     spec = CropSpec(CROP, FOV_FACTOR * CROP / CROP_PX)   # 64^3 at the model's scale: the lesion still spans 12.8 px
 
     def product(spec=spec):
@@ -141,6 +221,8 @@ def main() -> int:
     a, b = product() > 0, baseline() > 0
     agreement = float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
     click = click_vs_panel(lesion, model, _card if demo_model_path().is_file() else None, args.repeats)
+    if args.device == "cpu" and "click_to_mask_ms_median" in click:
+        click.update(first_click(args.threads))
     print(json.dumps({"bench": "weak_segment_64", "device": str(dev), "threads": args.threads, "model": source,
                       "product_ms_median": round(fast_ms, 2), "product_ms_p90": round(fast_p90, 2),
                       "sliding_window_ms_median": round(slow_ms, 2), "sliding_window_ms_p90": round(slow_p90, 2),

@@ -7,9 +7,12 @@ panel and batch mode make. Registered by the WeakLabelSegmenter module at startu
 imported on the first U-Net click (after the installer), never when the effect loads.
 
 Mouse (slice views): click = a lesion at that point with the size option; click-drag from the centre =
-a lesion whose radius is the drag; further clicks on the previewed lesion = positive corrections,
-Alt+click = negative correction (Shift moves the crosshair and Ctrl blends layers in Slicer, so neither
-is used). Clicking another lesion applies the pending preview first (Undo reverts it)."""
+a lesion whose radius is the drag (a drag starting on the previewed lesion resizes it); further clicks
+inside the previewed lesion = positive corrections, Alt+click = negative correction (Shift moves the
+crosshair and Ctrl blends layers in Slicer, so neither is used). Clicking elsewhere applies the pending
+preview first (Undo reverts it) and starts a new lesion. Sphere ignores correction clicks.
+
+The class name must be the file name (Slicer's ``setPythonSource`` looks the class up by it)."""
 import logging
 import os
 
@@ -47,7 +50,7 @@ class _EffectTarget:
         self.scriptedEffect.modifySelectedSegmentByLabelmap(labelmap, mode)
 
 
-class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
+class SegmentEditorLesionClickEffect(AbstractScriptedSegmentEditorEffect):
     """Lesion (click): semi-automatic lesion segmentation from a click, with preview and Apply / Cancel."""
 
     def __init__(self, scriptedEffect):
@@ -56,7 +59,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         scriptedEffect.perSegment = True
         scriptedEffect.requireSegments = True
         AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
-        self._press = None        # (xy, ras, alt) of a left-button press in progress
+        self._press = None        # (xy, ras, alt, viewWidget) of a left-button press in progress
+        self._press3d = None      # (xy, viewWidget) of a left-button press in a 3D view
+        self._connections = []    # (widget, signal, slot) made in setupOptionsFrame, undone in cleanup
         self._prompt = None       # fx.ClickPrompt of the pending (previewed) lesion
         self._click = None        # fx.ClickResult of the pending lesion
         self._preview = None      # preview segmentation node
@@ -80,8 +85,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 <li><b>Click</b> the lesion centre in a slice view: the result is previewed, <b>Apply</b> writes it into the
 selected segment (masking and overwrite settings respected; Undo reverts it), <b>Cancel</b> discards it.
 <li><b>Click-drag</b> from the centre to the lesion edge sets the size.
-<li>Further <b>clicks</b> on the lesion add positive corrections, <b>Alt+click</b> negative ones.
-<li>Clicking another lesion applies the pending preview first.
+<li>A <b>drag</b> starting on the previewed lesion changes its size.
+<li>Further <b>clicks</b> inside the previewed lesion add positive corrections, <b>Alt+click</b> negative ones
+(U-Net only: Sphere ignores corrections).
+<li>Clicking elsewhere applies the pending preview first and starts a new lesion.
 </ul><p>Research use: the bundled model was trained on SYNTHETIC lesions.""")
 
     def setupOptionsFrame(self):
@@ -142,15 +149,19 @@ selected segment (masking and overwrite settings respected; Undo reverts it), <b
         self.statusLabel.wordWrap = True
         self.scriptedEffect.addOptionsWidget(self.statusLabel)
 
-        self.methodComboBox.connect("currentIndexChanged(int)", self.updateMRMLFromGUI)
-        self.sizeSlider.connect("valueChanged(double)", self.updateMRMLFromGUI)
-        self.thresholdSlider.connect("valueChanged(double)", self.updateMRMLFromGUI)
-        self.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateMRMLFromGUI)
-        self.deviceComboBox.connect("currentIndexChanged(int)", self.updateMRMLFromGUI)
-        self.previewCheckBox.connect("toggled(bool)", self.updateMRMLFromGUI)
-        self.replaceCheckBox.connect("toggled(bool)", self.updateMRMLFromGUI)
-        self.applyButton.connect("clicked()", self.onApply)
-        self.cancelButton.connect("clicked()", self.onCancel)
+        self._connections = [
+            (self.methodComboBox, "currentIndexChanged(int)", self.updateMRMLFromGUI),
+            (self.sizeSlider, "valueChanged(double)", self.updateMRMLFromGUI),
+            (self.thresholdSlider, "valueChanged(double)", self.updateMRMLFromGUI),
+            (self.modelPathLineEdit, "currentPathChanged(QString)", self.updateMRMLFromGUI),
+            (self.deviceComboBox, "currentIndexChanged(int)", self.updateMRMLFromGUI),
+            (self.previewCheckBox, "toggled(bool)", self.updateMRMLFromGUI),
+            (self.replaceCheckBox, "toggled(bool)", self.updateMRMLFromGUI),
+            (self.applyButton, "clicked()", self.onApply),
+            (self.cancelButton, "clicked()", self.onCancel),
+        ]
+        for widget, signal, slot in self._connections:
+            widget.connect(signal, slot)
 
     def setMRMLDefaults(self):
         self.scriptedEffect.setParameterDefault("Method", "unet")
@@ -191,55 +202,102 @@ selected segment (masking and overwrite settings respected; Undo reverts it), <b
         self.scriptedEffect.setParameter("Replace", 1 if self.replaceCheckBox.checked else 0)
 
     def deactivate(self):
+        self._press, self._press3d = None, None
+        self._discardPending(_("Lesion (click): the pending preview was discarded (effect deactivated)."))
+
+    def referenceGeometryChanged(self):
+        self._discardPending(_("The segmentation geometry changed: the pending preview was discarded."))
+
+    def sourceVolumeNodeChanged(self):
+        self._discardPending(_("The source volume changed: the pending preview was discarded."))
+
+    def _discardPending(self, message):
+        """Cancel a pending preview (its labelmap no longer matches the editor's grid / source) and say so."""
         self._press = None
-        self.onCancel()
+        if self._click is None and self._preview is None:
+            return
+        self.onCancel(keepMessage=True)
+        self._say(message)
 
     # ------------------------------------------------------------------------------------------ mouse
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
         abortEvent = False
-        if viewWidget.className() != "qMRMLSliceWidget":
+        if eventId == vtk.vtkCommand.LeaveEvent:
+            self._press, self._press3d = None, None      # a drag that leaves the view is no click
             return abortEvent
-        if callerInteractor.GetShiftKey() or callerInteractor.GetControlKey():
-            return abortEvent  # Slicer's own: crosshair, slice translate, blend
+        if viewWidget.className() != "qMRMLSliceWidget":
+            self._process3D(callerInteractor, eventId, viewWidget)
+            return abortEvent
         xy = callerInteractor.GetEventPosition()
+        if callerInteractor.GetShiftKey() or callerInteractor.GetControlKey():
+            if eventId == vtk.vtkCommand.LeftButtonReleaseEvent:
+                self._press = None                      # the press became one of Slicer's own gestures
+            return abortEvent  # Slicer's own: crosshair, slice translate, blend
         if eventId == vtk.vtkCommand.LeftButtonPressEvent:
-            self._press = (xy, self.xyToRas(xy, viewWidget), bool(callerInteractor.GetAltKey()))
+            self._press = (xy, self.xyToRas(xy, viewWidget), bool(callerInteractor.GetAltKey()), viewWidget)
             abortEvent = True
         elif eventId == vtk.vtkCommand.MouseMoveEvent and self._press is not None:
+            if self._press[3] is not viewWidget:
+                return abortEvent
             radius = self._distance(self._press[1], self.xyToRas(xy, viewWidget))
             slicer.util.showStatusMessage(_("Lesion diameter: {d:.1f} mm").format(d=2 * radius), 1000)
             abortEvent = True
         elif eventId == vtk.vtkCommand.LeftButtonReleaseEvent and self._press is not None:
-            pressXy, ras, alt = self._press
+            pressXy, ras, alt, pressView = self._press
             self._press = None
+            if pressView is not viewWidget:
+                return abortEvent                       # pressed in another view: not a click here
             dragged = max(abs(xy[0] - pressXy[0]), abs(xy[1] - pressXy[1])) > DRAG_PIXELS
             diameter = 2 * self._distance(ras, self.xyToRas(xy, viewWidget)) if dragged else None
             self.onClick(ras, diameter, negative=alt)
             abortEvent = True
         return abortEvent
 
+    def _process3D(self, callerInteractor, eventId, viewWidget):
+        """A plain click (not a rotation) in a 3D view: say where to click. The event is not consumed."""
+        xy = callerInteractor.GetEventPosition()
+        if eventId == vtk.vtkCommand.LeftButtonPressEvent:
+            self._press3d = (xy, viewWidget)
+        elif eventId == vtk.vtkCommand.LeftButtonReleaseEvent and self._press3d is not None:
+            pressXy, pressView = self._press3d
+            self._press3d = None
+            if pressView is viewWidget and max(abs(xy[0] - pressXy[0]), abs(xy[1] - pressXy[1])) <= DRAG_PIXELS:
+                self._say(_("Lesion (click) works in slice views: click the lesion centre in a slice view."))
+
     @staticmethod
     def _distance(a, b):
         return sum((float(x) - float(y)) ** 2 for x, y in zip(a, b)) ** 0.5
 
     def onClick(self, ras, diameter=None, negative=False):
-        """A click (world RAS): a new lesion, or a correction of the pending one."""
+        """A click (world RAS): a new lesion, a resize (drag starting on the pending lesion) or a correction
+        of the pending one. The pending prompt is copied: it changes only when the new result is computed."""
         pending = self._prompt
-        if negative:
+        segNode = self.scriptedEffect.parameterSetNode().GetSegmentationNode()
+        try:
+            onPending = pending is not None and fx.inside_label(self._click, ras, segNode)
+        except SlicerCADError as exc:
+            self._say(str(exc))
+            return
+        sphere = (self.scriptedEffect.parameter("Method") or "unet") == "sphere"
+        if negative or (onPending and diameter is None):
             if pending is None:
                 self._say(_("Alt+click adds a negative correction to a previewed lesion: click the lesion first."))
                 return
-            pending.negatives_ras.append(tuple(ras))
-        elif pending is not None and diameter is None and self._distance(ras, pending.center_ras) <= pending.diameter_mm:
-            pending.positives_ras.append(tuple(ras))
+            if sphere:
+                self._say(_("Sphere ignores correction clicks: drag from the lesion to resize it, or use U-Net."))
+                return
+            prompt = fx.copy_prompt(pending)
+            (prompt.negatives_ras if negative else prompt.positives_ras).append(tuple(ras))
+        elif onPending:   # a drag starting on the pending lesion: its new size, same centre and corrections
+            prompt = fx.copy_prompt(pending, diameter_mm=max(float(diameter), 2.0))
         else:
             if pending is not None and not self.onApply():
                 return
             if diameter is not None:
                 self.scriptedEffect.setParameter("DiameterMm", max(diameter, 2.0))
             size = diameter if diameter is not None else self.scriptedEffect.doubleParameter("DiameterMm")
-            pending = fx.ClickPrompt(tuple(ras), max(float(size), 2.0))
-        self._run(pending)
+            prompt = fx.ClickPrompt(tuple(ras), max(float(size), 2.0))
+        self._run(prompt)
 
     # ----------------------------------------------------------------------------------------- compute
     def _say(self, text):
@@ -313,8 +371,10 @@ selected segment (masking and overwrite settings respected; Undo reverts it), <b
             self.updateGUIFromMRML()
 
     def cleanup(self):
-        try:
-            self.applyButton.disconnect("clicked()", self.onApply)
-            self.cancelButton.disconnect("clicked()", self.onCancel)
-        except AttributeError:
-            logging.debug("LesionClick: options frame was never set up")
+        """Undo every signal/slot connection made in setupOptionsFrame (see the base class)."""
+        for widget, signal, slot in self._connections:
+            try:
+                widget.disconnect(signal, slot)
+            except (AttributeError, ValueError, RuntimeError):
+                logging.debug("LesionClick: could not disconnect %s", signal)
+        self._connections = []

@@ -1,7 +1,8 @@
 """The Qt-free half of the Segment Editor effect "Lesion (click)": a click (centre, size, correction
 clicks; world RAS) on the source volume *as the editor aligns it to the segmentation* -> a labelmap
 written into the selected segment through the editor's own ``ModifySegmentByLabelmap`` (editable area,
-editable intensity range and overwrite settings) after ``SaveStateForUndo``.
+editable intensity range and overwrite settings) after ``SaveStateForUndo`` -- and only when that masked
+write would change the segment (a refused write leaves no undo step).
 
 No algorithm lives here: the label comes from ``logic.lesion_label``, the call the panel and batch mode
 make, so the same click gives the same voxels on the same grid (``Testing/test_weak_effect.py``). Only a
@@ -287,11 +288,68 @@ def segment_voxels(segmentation_node, segment_id) -> int:
     return int((vtk_to_numpy(rep.GetPointData().GetScalars()) == segment.GetLabelValue()).sum())
 
 
+def _on_grid(image, like) -> np.ndarray:
+    """``image``'s first component resampled (nearest) onto ``like``'s geometry and extent, [k, j, i]."""
+    ext = like.GetExtent()
+    shape = (ext[5] - ext[4] + 1, ext[3] - ext[2] + 1, ext[1] - ext[0] + 1)
+    if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
+        return np.zeros(shape)
+    out = slicer.vtkOrientedImageData()
+    if not slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(image, like, out,
+                                                                                          False, False):
+        raise GeometryError("could not resample onto the label's grid", "masking")
+    if out.GetPointData() is None or out.GetPointData().GetScalars() is None:
+        return np.zeros(shape)
+    values = vtk_to_numpy(out.GetPointData().GetScalars())
+    values = values.reshape(shape + ((-1,) if values.ndim > 1 else ()))
+    return values[..., 0] if values.ndim == 4 else values
+
+
+def editable_mask(editor_node, labelmap, source_image=None) -> np.ndarray:
+    """Where the editor's masking (editable area, editable intensity range on ``source_image``) allows
+    editing on ``labelmap``'s extent, bool [k, j, i] -- what ``ModifySegmentByLabelmap`` will let through."""
+    seg_node = editor_node.GetSegmentationNode()
+    ext = labelmap.GetExtent()
+    allowed = np.ones((ext[5] - ext[4] + 1, ext[3] - ext[2] + 1, ext[1] - ext[0] + 1), bool)
+    if editor_node.GetMaskMode() != slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere:
+        mask = slicer.vtkOrientedImageData()
+        seg_node.GenerateEditMask(mask, editor_node.GetMaskMode(), labelmap, editor_node.GetSelectedSegmentID() or "",
+                                  editor_node.GetMaskSegmentID() or "")
+        allowed &= _on_grid(mask, labelmap) == 0       # GenerateEditMask: non-zero where editing is not allowed
+    if editor_node.GetSourceVolumeIntensityMask() and source_image is not None:
+        lo, hi = editor_node.GetSourceVolumeIntensityMaskRange()
+        values = _on_grid(source_image, labelmap)
+        allowed &= (values >= lo) & (values <= hi)
+    return allowed
+
+
+def segment_mask_on(segmentation_node, segment_id, labelmap) -> np.ndarray:
+    """The segment's voxels on ``labelmap``'s extent, bool [k, j, i]."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    rep = segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    return _on_grid(rep, labelmap) == segment.GetLabelValue()
+
+
+def would_change(target, click: ClickResult, replace: bool = False) -> bool:
+    """Whether the editor's masked write of ``click`` would change the selected segment (checked before
+    an undo state is saved, so a refused write leaves no undo step)."""
+    segment_id = target_segment(target.node, allow_hidden=True)
+    label = np.asarray(click.mask) > 0
+    written = label & editable_mask(target.node, click.labelmap, target.source_image())
+    if replace:
+        return bool(written.any())
+    existing = segment_mask_on(target.node.GetSegmentationNode(), segment_id, click.labelmap)
+    return bool((written & ~existing).any())
+
+
 def commit(target, click: ClickResult, replace: bool = False) -> ClickResult:
-    """Write a computed label into the selected segment: undo state first, then the editor's masked
-    modify. Nothing written (all masked) -> InputError, the segmentation unchanged."""
+    """Write a computed label into the selected segment: a pre-check that the editor's masked write
+    changes something (else InputError before any undo state is saved), the undo state, then the
+    editor's masked modify. Nothing written -> InputError, the segmentation and undo stack unchanged."""
     segment_id = target_segment(target.node, allow_hidden=True)
     seg_node = target.node.GetSegmentationNode()
+    if not would_change(target, click, replace):
+        raise InputError(NOTHING_WRITTEN, "masking")
     before = segment_voxels(seg_node, segment_id)
     target.save_state()
     target.modify(click.labelmap, replace)
@@ -304,6 +362,25 @@ def commit(target, click: ClickResult, replace: bool = False) -> ClickResult:
         click.messages.append(f"{1 - (after - before) / added:.0%} of the result was already in the segment or "
                               "masked by the editable area")
     return click
+
+
+def inside_label(click: ClickResult, ras, segmentation_node=None) -> bool:
+    """Whether a world RAS point falls on a voxel of the computed (previewed) label."""
+    if click is None:
+        return False
+    ijk = np.round(click_index(click.labelmap, ras, segmentation_to_world(segmentation_node))).astype(int)
+    ext = click.labelmap.GetExtent()
+    if not all(ext[2 * a] <= ijk[a] <= ext[2 * a + 1] for a in range(3)):
+        return False
+    return bool(click.mask[ijk[2] - ext[4], ijk[1] - ext[2], ijk[0] - ext[0]])
+
+
+def copy_prompt(prompt: ClickPrompt, **changes) -> ClickPrompt:
+    """An independent copy of a prompt (its click lists copied), with ``changes`` applied."""
+    fields = dict(center_ras=tuple(prompt.center_ras), diameter_mm=prompt.diameter_mm,
+                  positives_ras=list(prompt.positives_ras), negatives_ras=list(prompt.negatives_ras))
+    fields.update(changes)
+    return ClickPrompt(**fields)
 
 
 def click_to_segment(target, prompt: ClickPrompt, method: str = "unet", model=None, card=None,
@@ -331,6 +408,7 @@ def show_preview(scene, segmentation_node, labelmap, preview_node=None, name: st
     """A separate segmentation node showing ``labelmap`` (never the edited segmentation); returns it."""
     if preview_node is None:
         preview_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{segmentation_node.GetName()} preview")
+        preview_node.SetSaveWithScene(False)      # a transient view, never part of the saved scene
         preview_node.CreateDefaultDisplayNodes()
         if segmentation_node.GetParentTransformNode() is not None:
             preview_node.SetAndObserveTransformNodeID(segmentation_node.GetParentTransformNode().GetID())

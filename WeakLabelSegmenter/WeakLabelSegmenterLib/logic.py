@@ -147,10 +147,16 @@ def add_sphere_segments(volume_node, marks, segmentation_node=None, partial_volu
 
 def lesion_label(image, center_lps, diameters_mm, method: str = "unet", model=None, card=None, positive_lps=None,
                  negative_lps=None, device: str = "cpu", threshold: float | None = None):
-    """One lesion label on ``image``'s grid (a SimpleITK image, LPS) from a centre and a size: the one call the
-    panel (``segment_lesions``), the Segment Editor effect ("Lesion (click)") and batch scripts share, so the
-    same click gives the same voxels. ``method``: ``unet`` (``model``/``card`` from ``load_segmenter``) or
-    ``sphere``. Returns a ``slicercad.weak.segment.SegmentResult`` (``.mask`` uint8 [k, j, i])."""
+    """One lesion label on ``image``'s grid (a SimpleITK image, LPS) from a centre and a size. ``method``:
+    ``unet`` (``model``/``card`` from ``load_segmenter``) or ``sphere``. Returns a
+    ``slicercad.weak.segment.SegmentResult`` (``.mask`` uint8 [k, j, i]).
+
+    U-Net: the one call the panel (``segment_lesions``), the Segment Editor effect ("Lesion (click)") and
+    batch scripts share, so the same click gives the same voxels. Sphere: the effect comes through here
+    (``segment_baseline("sphere")``, centre + size only: correction clicks are ignored), while the panel's
+    Sphere path is ``add_sphere_segments`` (``ellipsoid_label``, which also takes line axes and partial
+    volume) -- two calls, not one; for a plain centre + diameter they give the same voxels
+    (``Testing/test_weak_effect.py``)."""
     from slicercad.weak.segment import THRESHOLD, segment_baseline, segment_lesion
 
     if image.GetNumberOfComponentsPerPixel() != 1:
