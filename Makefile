@@ -44,7 +44,7 @@ reproduce-liver: $(STAMP)
 
 # recipe-selection cross-validation: task.RECIPE vs candidates differing only in its choices (intensity /
 # breath-hold augmentation, epochs), patient-level 3-fold on the SYNTHETIC training phantom only, balanced accuracy
-# on held-out patients, mean ± sd, the stated rule picks one (15 trainings, ~5-8 min on 2 CPU cores)
+# on held-out patients, mean ± sd, the stated rule picks one (15 trainings, ~4.5 min on 2 CPU cores)
 liver-cv: $(STAMP)
 	$(PY) Scripts/liver_cv.py --out $(OUT)/liver_cv
 
