@@ -17,7 +17,8 @@ MODULES = ["LiverLesionCAD", "CardiacTICorrector", "WeakLabelSegmenter", "RenalM
 NOT_IN_FRESH_SLICER = ("torch", "monai", "safetensors", "sklearn", "psutil", "matplotlib", "filelock",
                        "threadpoolctl", "pylibjpeg", "openjpeg", "joblib", "statsmodels")
 
-BLOCKED_RUN = """
+# a fresh Slicer's Python: argv[1] = blocked top-level names, argv[2] = paths to prepend
+BLOCKER = """
 import importlib, importlib.abc, json, sys
 BLOCKED = set(json.loads(sys.argv[1]))
 class Blocker(importlib.abc.MetaPathFinder):
@@ -26,6 +27,8 @@ class Blocker(importlib.abc.MetaPathFinder):
             raise ImportError(f"{name} is not in a fresh Slicer")
 sys.meta_path.insert(0, Blocker())
 sys.path[:0] = json.loads(sys.argv[2])
+"""
+BLOCKED_RUN = BLOCKER + """
 for module, names in json.loads(sys.argv[3]):
     mod = importlib.import_module(module)
     for name in names:

@@ -10,17 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from test_slicer_load_imports import MODULES, NOT_IN_FRESH_SLICER, ROOT
+from test_slicer_load_imports import BLOCKER, MODULES, NOT_IN_FRESH_SLICER, ROOT
 
-BLOCKED_SCRIPT = """
-import importlib, importlib.abc, json, sys
-BLOCKED = set(json.loads(sys.argv[1]))
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"{name} is not in a fresh Slicer")
-sys.meta_path.insert(0, Blocker())
-sys.path[:0] = json.loads(sys.argv[2])
+BLOCKED_SCRIPT = BLOCKER + """
 import slicer
 from SlicerCADLib.app import ensure_scene
 scene = ensure_scene(slicer.vtkMRMLScene())

@@ -1,0 +1,12 @@
+"""Shared timing helper for the benchmarks (ratios are taken within one run)."""
+import time
+
+
+def best_of(fn, n: int = 5) -> float:
+    """Fastest of ``n`` calls of ``fn``, in seconds."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
