@@ -37,6 +37,13 @@ def test_round_trip_gives_the_same_network_and_a_checksummed_card(saved):
     assert card["temperature"] == 1.3 and card["training_data"]["synthetic"] is True
 
 
+def test_the_same_weights_saved_twice_have_the_same_sha256(saved, tmp_path):
+    """A rebuilt model is byte-identical (safetensors writes several metadata keys in hash order)."""
+    model, card_path = saved
+    shas = {json.loads(save_model(model, _card(), tmp_path / f"again{i}").read_text())["sha256"] for i in range(8)}
+    assert shas == {json.loads(card_path.read_text())["sha256"]}
+
+
 def test_tampered_weights_are_refused(saved):
     _, card_path = saved
     weights = card_path.with_suffix(".safetensors")

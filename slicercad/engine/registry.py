@@ -67,7 +67,8 @@ def save_model(model: torch.nn.Module, card: dict, directory) -> Path:
     weights = directory / f"{name}.safetensors"
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(weights) as tmp:
-        save_file(state, str(tmp), metadata={"task": str(card["task"]), "name": name})
+        # one metadata key: safetensors writes a multi-key map in hash order, so the sha256 would vary run to run
+        save_file(state, str(tmp), metadata={"slicercad.model": json.dumps({"task": str(card["task"]), "name": name})})
     card.update(weights=weights.name, sha256=sha256_file(weights))
     return write_json(directory / f"{name}.json", card)
 
