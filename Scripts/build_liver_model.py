@@ -89,7 +89,7 @@ def product_predictions(model, card: dict, items, test, offsets: str = "reader_o
 
 def deterministic_torch() -> None:
     """One thread and deterministic algorithms: bit-identical weights on every machine."""
-    from slicercad.liver.study import deterministic_torch as _det
+    from slicercad.liver.fitting import deterministic_torch as _det
 
     _det()
 

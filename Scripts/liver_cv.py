@@ -6,7 +6,7 @@ the TRAINING phantom only -- the lesions ``Scripts/build_liver_model.py`` trains
 16/32/64; the test split is never read). Each candidate differs from the task's ``RECIPE`` only in the
 choices the recipe makes (intensity augmentation -- per-phase gamma, noise and +-1 px shift --, the
 breath-hold shift augmentation, the number of epochs) and is trained through ``task.train_with_recipe``
-(``study.fit_network``; its temperature is fitted on a patient-level validation split of the training
+(``fitting.fit_network``; its temperature is fitted on a patient-level validation split of the training
 folds) on samples built by the one sample path (``dataset.build_dataset`` -> ``lesion_sample``, attention
 from the ROI centre + measured diameter, as the product has it). Every candidate sees the same folds and the
 same training seed. Score: balanced accuracy on the held-out fold's patients; mean +- sd over folds.
@@ -115,7 +115,7 @@ _DS = None   # the dataset, for worker processes (fork)
 
 
 def _init_worker():
-    from slicercad.liver.study import deterministic_torch
+    from slicercad.liver.fitting import deterministic_torch
 
     deterministic_torch()
 
@@ -124,7 +124,7 @@ def train_and_score(name: str, recipe: dict, fold: int, tr, te, seed: int, ds=No
     """Train candidate ``name`` on rows ``tr`` with ``train_with_recipe``, score on held-out rows ``te``."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-    from slicercad.liver.study import predict_proba
+    from slicercad.liver.fitting import predict_proba
 
     ds = _DS if ds is None else ds
     t0 = time.time()
@@ -202,7 +202,7 @@ def run(out: Path, folds: int = 3, n_train: int = 400, epochs_scale: float = 1.0
         seed: int = 0, data_seed: int = 1, fold_seed: int = 0, jobs: int = 1, command: str = "") -> dict:
     """Run the cross-validation; returns the results dict (also written to ``out``)."""
     global _DS
-    from slicercad.liver.study import deterministic_torch
+    from slicercad.liver.fitting import deterministic_torch
 
     unknown = [c for c in candidates if c not in CANDIDATES]
     if unknown:

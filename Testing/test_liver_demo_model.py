@@ -13,7 +13,8 @@ from slicercad.engine.registry import BUNDLED_DIR, list_models, load_model, sha2
 from slicercad.liver import task  # noqa: F401  (registers the liver tasks)
 from slicercad.liver.dataset import build_dataset
 from slicercad.liver.phases import PHASES
-from slicercad.liver.study import predict_proba, randomised_copy
+from slicercad.liver.controls import randomised_copy
+from slicercad.liver.fitting import predict_proba
 from slicercad.synth.liver_lesions import CLASSES
 from slicercad.synth.liver_lesions_phantom import generate_lesions
 

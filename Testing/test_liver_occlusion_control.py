@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from slicercad.liver.study import holm, occlusion_test, paired_cluster_bootstrap
+from slicercad.liver.controls import occlusion_test
+from slicercad.liver.study import holm, paired_cluster_bootstrap
 
 P, H = 3, 32
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from slicercad.liver.dataset import build_dataset
-from slicercad.liver.study import (alpha_study, focus_scores, focus_study, randomised_copy, size_bin_table,
-                                   train_network)
+from slicercad.liver.controls import focus_scores, focus_study, randomised_copy
+from slicercad.liver.fitting import train_network
+from slicercad.liver.study import alpha_study, size_bin_table
 from slicercad.synth.liver_lesions import CLASSES
 from slicercad.synth.liver_lesions_phantom import generate_lesions
 
@@ -57,7 +58,7 @@ def test_alpha_study_reports_every_alpha_and_a_paired_test(data):
 def test_control_is_attenuated_at_the_input_of_an_attention_model_not_without_attention():
     """The pasted control lies where G is small: an attention arm sees it weighted by (G + alpha)."""
     import torch
-    from slicercad.liver.study import _input_change, _paste, _elsewhere
+    from slicercad.liver.controls import _elsewhere, _input_change, _paste
     from slicercad.liver.model import LiverLesionNet, model_input
     from slicercad.liver.attention import attention_from_diameter
     rr, cc = np.mgrid[0:32, 0:32]

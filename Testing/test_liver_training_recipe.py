@@ -2,7 +2,7 @@
 import torch
 
 from slicercad.liver.dataset import build_dataset
-from slicercad.liver.study import _augment, fit_network
+from slicercad.liver.fitting import _augment, fit_network
 from slicercad.synth.liver_lesions import CLASSES
 from slicercad.synth.liver_lesions_phantom import generate_lesions
 
@@ -37,7 +37,7 @@ def test_fit_network_reports_validation_history_and_augmentation_changes_trainin
 
 def test_breath_hold_shift_augmentation_moves_each_acquisition_not_the_reference_nor_attention():
     from slicercad.liver.phases import PHASES, REFERENCE_PHASE
-    from slicercad.liver.study import _translate, shift_groups
+    from slicercad.liver.fitting import _translate, shift_groups
     from slicercad.liver.task import RECIPE
 
     assert RECIPE["breath_hold_shift_mm"] == 10.0 and RECIPE["breath_hold_shift_p"] == 0.5   # the phantom's range

@@ -84,7 +84,9 @@ def _reproduce(args) -> int:
     from ..synth.liver_lesions_phantom import generate_lesions
     from .baseline import evaluate_baseline, fit_baseline
     from .dataset import build_dataset
-    from .study import ALPHAS, alpha_study, deterministic_torch, focus_study, recipe_trainer, size_bin_table
+    from .controls import focus_study
+    from .fitting import deterministic_torch, recipe_trainer
+    from .study import ALPHAS, alpha_study, size_bin_table
     from .task import DEFAULT_CONFIG, RECIPE, roi_spec
 
     epochs = args.epochs if args.epochs is not None else RECIPE["epochs"]

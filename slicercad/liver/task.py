@@ -162,7 +162,7 @@ def input_spec(cfg: dict, distribution: dict | None = None) -> dict:
     return out
 
 
-# The one training recipe of the liver models (``study.fit_network``): flips / 90-degree rotations,
+# The one training recipe of the liver models (``fitting.fit_network``): flips / 90-degree rotations,
 # per-phase +-1 px shifts, gamma on non-ADC phases, noise, and a breath-hold shift augmentation (with
 # probability 0.5 per sample every non-reference phase -- DWI and ADC together -- moved in-plane by up to
 # 10 mm, the phantom's breath-hold range; so a model served with zero per-phase offsets, i.e. without
@@ -223,8 +223,8 @@ def model_card(cfg: dict, temperature: float, name: str, metrics: dict, syntheti
 def train_with_recipe(ds, cfg: dict, seed: int = 0, on_epoch=None, **overrides):
     """(model, temperature, info) of ``LiverLesionNet`` trained on ``ds`` (a ``RoiDataset``) with ``RECIPE``
     (``overrides`` change single recipe entries, e.g. ``epochs`` for a smoke run); ``info['recipe']`` is
-    what was used, for the model card; ``on_epoch``: progress (``study.fit_network``)."""
-    from .study import fit_network
+    what was used, for the model card; ``on_epoch``: progress (``fitting.fit_network``)."""
+    from .fitting import fit_network
 
     recipe = {**RECIPE, **overrides}
     kw = {k: recipe[k] for k in ("epochs", "batch_size", "lr", "val_fraction", "weight_decay",
