@@ -7,6 +7,12 @@ A segmentation node's segments go into one SEG on a reference volume node's own 
 be the unresampled series: its files come from ``dicom_nodes.volume_files``). A segment's lesion type comes
 from the ``lesion_types`` argument, else its Slicer terminology (the type code), else its name. Segments the
 user edited are written SEMIAUTOMATIC (``corrected``), model output AUTOMATIC.
+
+Each module's result in the scene goes the same way (``ti_record_to_dicom``, ``anomaly_map_to_dicom``,
+``renal_results_to_dicom``): the core writer (``slicercad.dicomio.results_*``) writes SEG / Parametric Map / SR
+into a folder on the source series, then, unless ``database`` is False, the files are added to Slicer's DICOM
+database (``import_into_database``), where the DICOM module's Segmentation, Parametric Map and TID 1500
+plugins load them and its export / send reaches the PACS.
 """
 from __future__ import annotations
 
@@ -102,3 +108,71 @@ def load_from_database(series_uids) -> list:
     from DICOMLib import DICOMUtils
 
     return list(DICOMUtils.loadSeriesByUID(list(series_uids)))
+
+
+def _add(paths, database) -> list:
+    """The written files, added to ``database`` (True: Slicer's; False: none; else that database object)."""
+    paths = [Path(p) for p in paths if p]
+    if database is not False:
+        import_into_database(paths, None if database is True else database)
+    return paths
+
+
+def _series_files(series_uid: str, database) -> list:
+    if database is None or isinstance(database, bool):
+        database = getattr(slicer, "dicomDatabase", None)
+    files = list(database.filesForSeries(series_uid)) if database is not None and series_uid else []
+    if not files:
+        raise InputError("the scout series is not in Slicer's DICOM database: give its DICOM files (scout_files)",
+                         series_uid or "series_instance_uid")
+    return files
+
+
+def ti_record_to_dicom(record: dict, folder, card: dict | None = None, *, scout_files=None, database=True) -> list:
+    """CardiacTICorrector: the record of ``CardiacTICorrectorLib.scout.estimate`` as a TID 1500 SR (case values
+    in TID 1501) on the scout's DICOM files (``scout_files``, else the record's series in the database)."""
+    from slicercad.dicomio.results_ti import write_ti_report
+
+    files = list(scout_files) if scout_files else _series_files(record.get("series_instance_uid"), database)
+    return _add([write_ti_report(record, files, Path(folder) / "ti.sr.dcm", card)], database)
+
+
+def _on_grid(map_node, image):
+    """The map node's values [k, j, i] on ``image``'s grid (resampled, linear, when its geometry differs)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    values = volume_node_to_sitk(map_node)
+    same = values.GetSize() == image.GetSize() and all(
+        np.allclose(getattr(values, f)(), getattr(image, f)(), atol=1e-4)
+        for f in ("GetOrigin", "GetSpacing", "GetDirection"))
+    if not same:
+        values = sitk.Resample(values, image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(values).astype(np.float32)
+
+
+def anomaly_map_to_dicom(map_node, volume_node, result, folder, *, threshold: float | None = None,
+                         database=True) -> list:
+    """AnomalyCT: the map node over ``volume_node`` (``AnomalyCTLib.logic.score_volume``; ``result`` its
+    ``ScoreResult`` or detector ``Result``) as a Parametric Map, the map above ``threshold`` (default: the
+    model's) as a SEG, and the case score and percentile in a TID 1500 SR, on the volume's DICOM series."""
+    from slicercad.dicomio.results_anomaly import write_anomaly_results
+
+    r = getattr(result, "result", result)
+    image = volume_node_to_sitk(volume_node)
+    out = write_anomaly_results(
+        _on_grid(map_node, image), image, volume_files(volume_node), folder, score=r.score,
+        percentile=r.percentile, threshold=float(r.threshold if threshold is None else threshold), card=r.card,
+        variant_score=getattr(r, "variant", None), map_score=getattr(r, "map_score", None),
+        map_percentile=getattr(r, "map_percentile", None))
+    return _add([out["seg"], out["pm"], out["sr"]], database)
+
+
+def renal_results_to_dicom(results, masses, reference_volume_node, card: dict, folder, *, database=True) -> list:
+    """RenalMassCAD: ``assess_scene`` results (one per ``masses`` Lesion, same order) as a SEG of the masses
+    and a TID 1500 SR (centre, diameter, probabilities, per-phase scores) on the reference phase's series."""
+    from slicercad.dicomio.results_renal import write_renal_results
+
+    out = write_renal_results(results, masses, volume_node_to_sitk(reference_volume_node),
+                              volume_files(reference_volume_node), folder, card)
+    return _add([out["seg"], out["sr"]], database)

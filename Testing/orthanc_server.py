@@ -1,5 +1,6 @@
 """A real Orthanc (Debian's ``orthanc`` + ``orthanc-dicomweb``) on free loopback ports for the PACS tests: a
-throwaway storage folder, DICOMweb on, HTTP basic auth, this test's AE registered for C-GET/C-STORE."""
+throwaway storage folder, DICOMweb on, HTTP basic auth, this test's AE registered for C-GET/C-STORE and as the
+C-MOVE destination on ``move_port`` (the port the client's storage SCP listens on)."""
 from __future__ import annotations
 
 import json
@@ -34,6 +35,7 @@ class Orthanc:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.http_port, self.dicom_port = free_port(), free_port()
+        self.move_port = free_port()            # our storage SCP for C-MOVE (registered below for CLIENT_AET)
         self.proc = None
 
     @property
@@ -50,7 +52,7 @@ class Orthanc:
                 "DicomPort": self.dicom_port, "DicomAet": AET, "RemoteAccessAllowed": False,
                 "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD},
                 "Plugins": [str(PLUGINS)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-                "DicomModalities": {"slicercad": {"AET": CLIENT_AET, "Host": "127.0.0.1", "Port": 1,
+                "DicomModalities": {"slicercad": {"AET": CLIENT_AET, "Host": "127.0.0.1", "Port": self.move_port,
                                                   "AllowGet": True, "AllowStore": True, "AllowFind": True,
                                                   "AllowEcho": True, "AllowMove": True}},
                 "DicomCheckCalledAet": True, "DicomAlwaysAllowEcho": True, "DicomAlwaysAllowStore": True,

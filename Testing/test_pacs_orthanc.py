@@ -1,5 +1,6 @@
 """PACS round trip with a real Orthanc (issue 15 items 3-4): a SYNTHETIC liver MRI study is pushed, pulled back
-over DICOMweb and DIMSE, classified by the bundled model, and its SEG + SR pushed and read back from Orthanc.
+over DICOMweb and DIMSE (C-GET, and C-MOVE to our own storage SCP), classified by the bundled model, and its
+SEG + SR pushed and read back from Orthanc.
 Orthanc runs on free loopback ports (not 8042/4242) with DICOMweb, basic auth and a throwaway storage folder.
 Without Orthanc the tests skip locally and fail under CI=true."""
 import json
@@ -89,6 +90,15 @@ def test_push_phantom_and_pull_back_over_dicomweb_and_dimse(orthanc, study, web,
     assert push(dimse, [small], log=tmp_path / "push-dimse.jsonl", progress=None)["sent"] == 8
     (by_dimse,) = pull(dimse, tmp_path / "dimse", query={"PatientID": "SYN-SMALL"}, progress=None)
     assert by_dimse.name == small_uid and _uids(by_dimse) == _uids(small)
+    # C-MOVE: Orthanc sends the study to our own storage SCP (CLIENT_AET on move_port, in its DicomModalities)
+    assert cli_main(["pacs", "pull", "--pacs", orthanc.dimse, "--calling-aet", orthanc_server.CLIENT_AET,
+                     "--retrieve", "move", "--move-port", str(orthanc.move_port), "--listen-host", "127.0.0.1",
+                     "--study", small_uid, "--out", str(tmp_path / "move")]) == 0
+    by_move = tmp_path / "move" / small_uid
+    assert _uids(by_move) == _uids(small)
+    a = next(small.rglob("*.dcm"))
+    b = by_move / str(pydicom.dcmread(a).SeriesInstanceUID) / f"{pydicom.dcmread(a).SOPInstanceUID}.dcm"
+    assert np.array_equal(pydicom.dcmread(a).pixel_array, pydicom.dcmread(b).pixel_array)
     assert orthanc.get("/statistics")["CountInstances"] == len(sent) + 8
 
 
@@ -148,3 +158,13 @@ def test_bad_pacs_input_gives_clear_messages_and_sends_nothing(orthanc, study, w
     assert orthanc.get("/statistics")["CountInstances"] == before and not log.exists()
     assert cli_main(["pacs", "pull", "--pacs", orthanc.dimse, "--study", "1.2.3.4.5", "--out",
                      str(tmp_path / "y")]) == 2
+    # C-MOVE to a port the PACS does not send to: the study fails as a whole, no folder is left behind
+    with pytest.raises(PacsError, match="needs --move-port"):
+        parse_endpoint(orthanc.dimse, retrieve="move")
+    with pytest.raises(PacsError, match="for a DIMSE PACS"):
+        parse_endpoint(orthanc.dicomweb, retrieve="move", move_port=orthanc.move_port)
+    wrong = parse_endpoint(orthanc.dimse, calling_aet=orthanc_server.CLIENT_AET, retrieve="move",
+                           move_port=orthanc_server.free_port(), listen_host="127.0.0.1", timeout=10)
+    with pytest.raises(PacsError, match="C-MOVE of study .* failed .*can the PACS reach our storage SCP"):
+        pull(wrong, tmp_path / "z", study_uids=[study[1]["study_uid"]], progress=None)
+    assert not (tmp_path / "z").exists() or not any((tmp_path / "z").iterdir())

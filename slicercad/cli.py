@@ -22,7 +22,7 @@ COMMANDS = {
     "weak": ("slicercad.weak.cli", "weak labels: sphere / U-Net from centre + size, RT dose as label, synthetic experiment"),
     "anomaly": ("slicercad.anomaly.cli", "anomaly detection from normals only (Glow 2D/3D, f-AnoGAN): score a folder, or reproduce"),
     "renal": ("slicercad.renal.cli", "renal masses on 4-phase CT: KiTS23 clinical baseline, synthetic reproduce, batch assess"),
-    "results": ("slicercad.dicomio.results_cli", "results as DICOM: SEG + TID 1500 SR of a study's lesions, or read one back"),
+    "results": ("slicercad.dicomio.results_cli", "results as DICOM (liver, weak labels, TI, anomaly, renal): SEG / Parametric Map / TID 1500 SR, or read one back"),
     "pacs": ("slicercad.dicomio.pacs_cli", "the user's PACS (DICOMweb or DIMSE): echo, find, pull studies, push SEG/SR results"),
 }
 

@@ -1,12 +1,16 @@
 """The user's PACS over DICOMweb (QIDO-RS / WADO-RS / STOW-RS, dicomweb-client, basic or bearer auth) or DIMSE
-(C-ECHO / C-FIND / C-GET / C-STORE, pynetdicom - imported inside the functions: Slicer does not bundle it).
+(C-ECHO / C-FIND / C-GET or C-MOVE / C-STORE, pynetdicom - imported inside the functions: Slicer does not bundle
+it). C-GET brings the instances back on our own association; C-MOVE (for a PACS that offers only that) has the
+PACS send them to a move destination: our own storage SCP, started for the retrieve on ``move_port`` under our
+AE title, which the PACS must know as a modality (AE title, our host, that port).
 
 ``pull`` fetches studies (by UID, a UID list or a query) into ``OUT/<StudyInstanceUID>/``: each study is
 retrieved into a hidden ``.partial-*`` folder and renamed when complete, so a folder that exists is whole.
 ``push`` sends result files (SEG, SR, Parametric Map ...) after a pre-flight check - the PACS answers, and every
 source series a result references is in it - so a known problem sends nothing. Each instance is logged (JSONL,
 fsync'd) only once the PACS confirmed it; a rerun with the same log skips what went and resumes the rest.
-Nothing is downloaded from anywhere but the PACS the user names.
+Nothing is downloaded from anywhere but the PACS the user names. The clients: ``pacs_web`` (DICOMweb) and
+``pacs_dimse`` (DIMSE).
 """
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from ..errors import SlicerCADError
 
@@ -43,20 +46,30 @@ class Endpoint:
     password: str | None = None
     token: str | None = None
     timeout: float = 30.0
+    retrieve: str = "get"          # DIMSE retrieve: 'get' (C-GET) or 'move' (C-MOVE to our storage SCP)
+    move_port: int = 0             # C-MOVE: the port our storage SCP listens on (as the PACS has it configured)
+    listen_host: str = "0.0.0.0"   # C-MOVE: the address our storage SCP binds to
 
     def describe(self) -> str:
         return self.url if self.protocol == "dicomweb" else f"{self.called_aet}@{self.host}:{self.port} (DIMSE)"
 
 
 def parse_endpoint(text: str, *, username=None, password=None, token=None, calling_aet: str = "SLICERCAD",
-                   timeout: float = 30.0) -> Endpoint:
+                   timeout: float = 30.0, retrieve: str = "get", move_port: int = 0,
+                   listen_host: str = "0.0.0.0") -> Endpoint:
     """'http(s)://host:port/dicom-web' (DICOMweb) or 'dimse://AET@host:port' / 'AET@host:port' (DIMSE).
-    Credentials default to $SLICERCAD_PACS_USER / $SLICERCAD_PACS_PASSWORD / $SLICERCAD_PACS_TOKEN."""
+    Credentials default to $SLICERCAD_PACS_USER / $SLICERCAD_PACS_PASSWORD / $SLICERCAD_PACS_TOKEN.
+    ``retrieve`` 'move' needs ``move_port`` (our storage SCP's port, registered in the PACS for our AE title)."""
+    if retrieve not in ("get", "move"):
+        raise PacsError(f"retrieve must be 'get' or 'move', got {retrieve!r}", "--retrieve")
     username = username or os.environ.get(ENV_USER) or None
     password = password or os.environ.get(ENV_PASSWORD) or None
     token = token or os.environ.get(ENV_TOKEN) or None
     text = str(text).strip()
     if text.startswith(("http://", "https://")):
+        if retrieve == "move":
+            raise PacsError("--retrieve move is for a DIMSE PACS (dimse://AET@host:port); DICOMweb retrieves "
+                            "with WADO-RS", text)
         return Endpoint("dicomweb", url=text.rstrip("/"), username=username, password=password, token=token,
                         calling_aet=calling_aet, timeout=timeout)
     rest = text[len("dimse://"):] if text.startswith("dimse://") else text
@@ -66,243 +79,33 @@ def parse_endpoint(text: str, *, username=None, password=None, token=None, calli
     host, port = hostport.rsplit(":", 1)
     if not aet or len(aet) > 16 or not port.isdigit():
         raise PacsError("a DIMSE address needs an AE title (1-16 characters) and a numeric port", text)
+    if retrieve == "move" and not 0 < int(move_port) < 65536:
+        raise PacsError("C-MOVE needs --move-port: the port of our storage SCP, as registered in the PACS for our "
+                        f"AE title {calling_aet}", "--move-port")
     return Endpoint("dimse", host=host, port=int(port), called_aet=aet, calling_aet=calling_aet,
-                    username=username, password=password, token=token, timeout=timeout)
+                    username=username, password=password, token=token, timeout=timeout, retrieve=retrieve,
+                    move_port=int(move_port), listen_host=listen_host)
 
 
 def connect(endpoint: Endpoint):
-    """A client (``DicomWebPacs`` or ``DimsePacs``) for the endpoint."""
-    return DicomWebPacs(endpoint) if endpoint.protocol == "dicomweb" else DimsePacs(endpoint)
+    """A client (``pacs_web.DicomWebPacs`` or ``pacs_dimse.DimsePacs``) for the endpoint."""
+    if endpoint.protocol == "dicomweb":
+        from .pacs_web import DicomWebPacs
+
+        return DicomWebPacs(endpoint)
+    from .pacs_dimse import DimsePacs
+
+    return DimsePacs(endpoint)
 
 
-def _study_row(ds) -> dict:
+def study_row(ds) -> dict:
+    """The study-level fields a find answers with."""
     return {k: str(ds.get(k, "") or "") for k in ("StudyInstanceUID", "PatientID", "StudyDate",
                                                   "StudyDescription", "AccessionNumber")}
 
 
-# ---------------------------------------------------------------------------------------------- DICOMweb
-class DicomWebPacs:
-    def __init__(self, endpoint: Endpoint):
-        import requests
-        from dicomweb_client.api import DICOMwebClient
-
-        self.endpoint = endpoint
-        session = requests.Session()
-        if endpoint.token:
-            session.headers["Authorization"] = f"Bearer {endpoint.token}"
-        elif endpoint.username:
-            session.auth = (endpoint.username, endpoint.password or "")
-        self.session = session
-        self.client = DICOMwebClient(url=endpoint.url, session=session, timeout=endpoint.timeout)
-
-    def _call(self, what: str, fn, *args, **kwargs):
-        import requests
-
-        try:
-            return fn(*args, **kwargs)
-        except requests.exceptions.ConnectionError as exc:
-            raise PacsError(f"PACS unreachable ({type(exc).__name__}); check the address and the network",
-                            self.endpoint.describe()) from exc
-        except requests.exceptions.Timeout as exc:
-            raise PacsError(f"PACS did not answer within {self.endpoint.timeout:g} s", self.endpoint.describe()) \
-                from exc
-        except requests.exceptions.HTTPError as exc:
-            code = getattr(exc.response, "status_code", None)
-            if code in (401, 403):
-                raise PacsError(f"{what}: the PACS refused the credentials (HTTP {code}); set {ENV_USER}/"
-                                f"{ENV_PASSWORD} or {ENV_TOKEN}", self.endpoint.describe()) from exc
-            raise PacsError(f"{what}: the PACS answered HTTP {code}", self.endpoint.describe()) from exc
-
-    def check(self) -> None:
-        """One QIDO request without dicomweb-client's retries, so an unreachable PACS is said at once."""
-        def probe():
-            resp = self.session.get(f"{self.endpoint.url}/studies", params={"limit": "1"},
-                                    headers={"Accept": "application/dicom+json"}, timeout=self.endpoint.timeout)
-            resp.raise_for_status()
-
-        self._call("query", probe)
-
-    def find_studies(self, query: dict) -> list:
-        from pydicom.dataset import Dataset
-
-        rows = self._call("query", self.client.search_for_studies, search_filters=dict(query or {}),
-                          get_remaining=True)
-        return [_study_row(Dataset.from_json(r)) for r in rows]
-
-    def series_exists(self, study_uid: str, series_uid: str) -> bool:
-        rows = self._call("query", self.client.search_for_series, study_instance_uid=study_uid,
-                          search_filters={"SeriesInstanceUID": series_uid})
-        return bool(rows)
-
-    def study_exists(self, study_uid: str) -> bool:
-        return bool(self._call("query", self.client.search_for_studies,
-                               search_filters={"StudyInstanceUID": study_uid}))
-
-    def retrieve_study(self, study_uid: str, folder: Path, progress=None) -> int:
-        n = 0
-        for ds in self._call("retrieve", self.client.iter_study, study_uid):
-            _save_instance(ds, folder)
-            n += 1
-        return n
-
-    def store_many(self, items, on_stored) -> None:
-        """STOW-RS each (path, dataset) in turn; ``on_stored(path, ds)`` once the PACS confirmed it."""
-        for path, ds in items:
-            self.store(ds)
-            on_stored(path, ds)
-
-    def store(self, ds) -> None:
-        response = self._call("store", self.client.store_instances, [ds])
-        failed = response.get("FailedSOPSequence") if response is not None else None
-        if failed:
-            reason = failed[0].get("FailureReason", "?")
-            raise PacsError(f"the PACS refused instance {ds.SOPInstanceUID} (failure reason {reason})",
-                            self.endpoint.describe())
-
-
-# ---------------------------------------------------------------------------------------------- DIMSE
-class DimsePacs:
-    def __init__(self, endpoint: Endpoint):
-        self.endpoint = endpoint
-
-    def _associate(self, contexts, roles=None, handlers=None):
-        from pynetdicom import AE
-
-        ae = AE(ae_title=self.endpoint.calling_aet)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.endpoint.timeout
-        for context in contexts:
-            if isinstance(context, tuple):
-                ae.add_requested_context(*context)
-            else:
-                ae.add_requested_context(context)
-        assoc = ae.associate(self.endpoint.host, self.endpoint.port, ae_title=self.endpoint.called_aet,
-                             ext_neg=roles or [], evt_handlers=handlers or [])
-        if not assoc.is_established:
-            why = "rejected the association (check the AE titles)" if assoc.is_rejected else \
-                "is unreachable or aborted the association"
-            raise PacsError(f"the PACS {why}", self.endpoint.describe())
-        return assoc
-
-    def check(self) -> None:
-        from pynetdicom.sop_class import Verification
-
-        assoc = self._associate([Verification])
-        try:
-            status = assoc.send_c_echo()
-        finally:
-            assoc.release()
-        if not status or status.Status != 0:
-            raise PacsError("C-ECHO failed", self.endpoint.describe())
-
-    def _find(self, level: str, keys: dict) -> list:
-        from pydicom.dataset import Dataset
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
-
-        query = Dataset()
-        query.QueryRetrieveLevel = level
-        for k in ("StudyInstanceUID", "PatientID", "StudyDate", "StudyDescription", "AccessionNumber"):
-            setattr(query, k, "")
-        if level == "SERIES":
-            query.SeriesInstanceUID = ""
-        for k, v in keys.items():
-            setattr(query, k, v)
-        assoc = self._associate([FIND])
-        out = []
-        try:
-            for status, identifier in assoc.send_c_find(query, FIND):
-                if status is None:
-                    raise PacsError("C-FIND: the association ended without an answer", self.endpoint.describe())
-                if status.Status in (0xFF00, 0xFF01) and identifier is not None:
-                    out.append(identifier)
-                elif status.Status not in (0x0000, 0xFF00, 0xFF01):
-                    raise PacsError(f"C-FIND failed with status 0x{status.Status:04X}", self.endpoint.describe())
-        finally:
-            assoc.release()
-        return out
-
-    def find_studies(self, query: dict) -> list:
-        return [_study_row(ds) for ds in self._find("STUDY", dict(query or {}))]
-
-    def study_exists(self, study_uid: str) -> bool:
-        return bool(self._find("STUDY", {"StudyInstanceUID": study_uid}))
-
-    def series_exists(self, study_uid: str, series_uid: str) -> bool:
-        return bool(self._find("SERIES", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}))
-
-    def retrieve_study(self, study_uid: str, folder: Path, progress=None) -> int:
-        from pydicom.dataset import Dataset
-        from pynetdicom import StoragePresentationContexts, build_role, evt
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
-
-        received = []
-
-        def on_store(event):
-            ds = event.dataset
-            ds.file_meta = event.file_meta
-            _save_instance(ds, folder)
-            received.append(str(ds.SOPInstanceUID))
-            return 0x0000
-
-        storage = [c.abstract_syntax for c in StoragePresentationContexts][:127]  # 128 contexts at most
-        roles = [build_role(uid, scp_role=True) for uid in storage]
-        assoc = self._associate([GET] + storage, roles, [(evt.EVT_C_STORE, on_store)])
-        query = Dataset()
-        query.QueryRetrieveLevel = "STUDY"
-        query.StudyInstanceUID = study_uid
-        failed = 0
-        try:
-            for status, identifier in assoc.send_c_get(query, GET):
-                if status is None:
-                    raise PacsError("C-GET: the association ended without an answer", self.endpoint.describe())
-                if status.Status not in (0x0000, 0xFF00, 0xB000):
-                    raise PacsError(f"C-GET of study {study_uid} failed with status 0x{status.Status:04X}",
-                                    self.endpoint.describe())
-                failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
-        finally:
-            assoc.release()
-        if failed:
-            raise PacsError(f"C-GET of study {study_uid}: {failed} instance(s) failed", self.endpoint.describe())
-        return len(received)
-
-    def store_many(self, items, on_stored) -> None:
-        """C-STORE (path, dataset) pairs over as few associations as the 128-context limit allows;
-        ``on_stored(path, ds)`` after each confirmed instance."""
-        items = list(items)
-        while items:
-            contexts, batch = {}, []
-            for path, ds in items:
-                key = (str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))
-                if key not in contexts and len(contexts) >= 120:
-                    break
-                contexts[key] = True
-                batch.append((path, ds))
-            items = items[len(batch):]
-            by_class = {}
-            for sop_class, transfer in contexts:
-                by_class.setdefault(sop_class, []).append(transfer)
-            assoc = self._associate([(c, t) for c, t in by_class.items()])
-            try:
-                for path, ds in batch:
-                    self._check_status(ds, assoc.send_c_store(ds))
-                    on_stored(path, ds)
-            finally:
-                if assoc.is_established:
-                    assoc.release()
-
-    def _check_status(self, ds, status) -> None:
-        if status is None or "Status" not in status:
-            raise PacsError(f"C-STORE of {ds.SOPInstanceUID}: no answer (association ended)",
-                            self.endpoint.describe())
-        if status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
-            raise PacsError(f"the PACS refused instance {ds.SOPInstanceUID} (C-STORE status 0x{status.Status:04X})",
-                            self.endpoint.describe())
-
-    def store(self, ds) -> None:
-        self.store_many([(None, ds)], lambda *_: None)
-
-
-# ---------------------------------------------------------------------------------------------- shared
-def _save_instance(ds, folder: Path) -> Path:
+def save_instance(ds, folder: Path) -> Path:
+    """Save a received instance as ``folder/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 

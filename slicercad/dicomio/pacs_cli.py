@@ -8,7 +8,8 @@ from pathlib import Path
 from ..errors import InputError
 
 HELP = ("the user's PACS over DICOMweb (http(s)://host:port/dicom-web) or DIMSE (dimse://AET@host:port): check it, "
-        "find studies, pull studies into a folder, push SEG/SR results (pre-flight checked, resumable JSONL log). "
+        "find studies, pull studies into a folder (DIMSE: C-GET or C-MOVE), push SEG/SR results (pre-flight checked, "
+        "resumable JSONL log). "
         "Credentials: --user with $SLICERCAD_PACS_PASSWORD, or $SLICERCAD_PACS_TOKEN (bearer)")
 
 
@@ -17,6 +18,11 @@ def _common(p) -> None:
     p.add_argument("--user", help="HTTP basic user (password from $SLICERCAD_PACS_PASSWORD)")
     p.add_argument("--calling-aet", default="SLICERCAD", help="our AE title (DIMSE)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation")
+    p.add_argument("--retrieve", choices=("get", "move"), default="get",
+                   help="DIMSE pull: C-GET, or C-MOVE to our own storage SCP (the PACS must know our AE title)")
+    p.add_argument("--move-port", type=int, default=0, help="C-MOVE: port our storage SCP listens on, as "
+                                                             "registered in the PACS for --calling-aet")
+    p.add_argument("--listen-host", default="0.0.0.0", help="C-MOVE: address our storage SCP binds to")
 
 
 def add_arguments(parser) -> None:
@@ -60,7 +66,8 @@ def _progress(text):
 def run(args) -> int:
     from .pacs import connect, parse_endpoint, pull, push
 
-    endpoint = parse_endpoint(args.pacs, username=args.user, calling_aet=args.calling_aet, timeout=args.timeout)
+    endpoint = parse_endpoint(args.pacs, username=args.user, calling_aet=args.calling_aet, timeout=args.timeout,
+                              retrieve=args.retrieve, move_port=args.move_port, listen_host=args.listen_host)
     if args.pacs_command == "echo":
         connect(endpoint).check()
         print(f"{endpoint.describe()}: answers")

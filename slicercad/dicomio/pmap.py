@@ -1,6 +1,11 @@
 """A float heat map (attention, Grad-CAM, anomaly) as a DICOM Parametric Map (highdicom; Slicer's
 DICOMParametricMapPlugin loads it) on the source series' grid, with its units in the Real World Value Mapping
-(UCUM: '1' for unitless scores, or any UCUM code) and the algorithm in the content description."""
+(UCUM: '1' for unitless scores, or any UCUM code) and the algorithm in the content description.
+
+What Slicer 5.12's plugin needs beyond the IOD as highdicom writes it (it converts with dcmqi's
+paramap2itkimage, then reads ``QuantityValueCode`` from its meta.json): a Quantity Definition (concept
+'Quantity', here the map's quantity code) in the Real World Value Mapping, and the Frame Anatomy functional
+group (a required Parametric Map functional group highdicom leaves out; paramap2itkimage crashes without it)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,14 +15,15 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import InputError
 from .sources import sorted_sources
-from .terms import MANUFACTURER, RESEARCH_NOTICE, Algorithm
+from .terms import MANUFACTURER, RESEARCH_NOTICE, SITES, Algorithm, code, private_code
 
 
 def write_parametric_map(values_kji, image, source_files, path, *, label: str = "HEATMAP",
                          explanation: str = "heat map", unit: str = "1", unit_meaning: str = "no units",
-                         algorithm: Algorithm | None = None, series_number: int = 902,
-                         series_description: str = "SlicerCAD heat map") -> Path:
-    """Write ``values_kji`` (float, on the source grid) as a FLOAT Parametric Map (32-bit, no rescaling)."""
+                         quantity: str = "heat_map", algorithm: Algorithm | None = None, site: str | None = None,
+                         series_number: int = 902, series_description: str = "SlicerCAD heat map") -> Path:
+    """Write ``values_kji`` (float, on the source grid) as a FLOAT Parametric Map (32-bit, no rescaling);
+    ``quantity`` a private concept key of ``terms.PRIVATE``, ``site`` a key of ``terms.SITES``."""
     import highdicom as hd
     from pydicom.sr.coding import Code
     from pydicom.uid import generate_uid
@@ -32,7 +38,7 @@ def write_parametric_map(values_kji, image, source_files, path, *, label: str = 
     lo, hi = float(values.min()), float(values.max())
     mapping = hd.pm.RealWorldValueMapping(
         lut_label=label[:16], lut_explanation=explanation[:64], unit=Code(unit, "UCUM", unit_meaning),
-        value_range=(lo, hi), slope=1.0, intercept=0.0)
+        value_range=(lo, hi), slope=1.0, intercept=0.0, quantity_definition=private_code(quantity))
     what = "" if algorithm is None else f" {algorithm.name} v{algorithm.version}"
     dataset = hd.pm.ParametricMap(
         source_images=sources, pixel_array=values, series_instance_uid=generate_uid(),
@@ -42,13 +48,24 @@ def write_parametric_map(values_kji, image, source_files, path, *, label: str = 
         real_world_value_mappings=[mapping], window_center=(lo + hi) / 2.0, window_width=max(hi - lo, 1e-6),
         content_label=label[:16].upper().replace(" ", "_"),
         content_description=(explanation + what)[:64], series_description=series_description[:64])
-    if "Laterality" not in dataset:            # General Series Type 2C (dciodvfy asks for it): unpaired / unknown
-        dataset.Laterality = None
+    dataset.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [_frame_anatomy(site)]   # (laterality there)
     if algorithm is not None and algorithm.sha256:
         dataset.ImageComments = f"{RESEARCH_NOTICE}; model_sha256={algorithm.sha256}"
     with atomic_path(path) as tmp:
         dataset.save_as(str(tmp))
     return Path(path)
+
+
+def _frame_anatomy(site):
+    from pydicom.dataset import Dataset
+
+    region = code(SITES.get(site, ("SCT", "85756007", "Tissue")))
+    item, anatomy = Dataset(), Dataset()
+    anatomy.CodeValue, anatomy.CodingSchemeDesignator, anatomy.CodeMeaning = region.value, region.scheme_designator, \
+        region.meaning
+    item.AnatomicRegionSequence = [anatomy]
+    item.FrameLaterality = "U"                 # unpaired
+    return item
 
 
 def read_parametric_map(path, source_files, image) -> tuple:

@@ -73,3 +73,16 @@ def nearest_slice(image, point_lps) -> tuple:
     """(k, i, j) continuous index of an LPS point on ``image``; k rounded to the nearest slice."""
     i, j, k = image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps])
     return int(round(k)), float(i), float(j)
+
+
+def series_sources(files) -> list:
+    """Every instance of one series (no grid check: a result with no spatial content, e.g. a TI scout's
+    frames at one slice position), in file order, duplicates (frames of one multi-frame file) once."""
+    files = list(dict.fromkeys(str(f) for f in files))
+    if not files:
+        raise InputError("no source files", "series")
+    sources = [read_source(f) for f in files]
+    uids = {str(ds.SeriesInstanceUID) for ds in sources}
+    if len(uids) != 1:
+        raise InputError(f"the source files belong to {len(uids)} series; a result references one", files[0])
+    return sources

@@ -3,14 +3,17 @@
 Per lesion (tracking identifier = lesion id, one tracking UID shared by its groups):
 - TID 1410 with an Image Region SCOORD3D POINT at the lesion centre (LPS mm): finding type = the predicted
   class's SNOMED-CT code, finding site, the diameter (mm), one probability per class (private concept
-  "Probability of <class>", UCUM '1') and a qualitative evaluation Finding = the predicted class. Slicer's
+  "Probability of <class>", UCUM '1'), further model scores (e.g. per-phase probabilities, "Model score <label>")
+  and a qualitative evaluation Finding = the predicted class (a cut-off's call need not be the most probable
+  class; an unscored lesion has no probabilities and its type as Finding). Slicer's
   DICOMTID1500Plugin shows these points as markups with a table.
 - TID 1410 with a two-point SCOORD POLYLINE on the source slice nearest the centre: the diameter as a line
   through the centre along the image rows, with its Length.
 - TID 1411 referencing the lesion's SEG segment where one exists, with the segment's volume (mm3).
-Case-level values (TI recommendation, anomaly score...) go in one TID 1501 group (tracking identifier 'case'),
-which also carries the research-use notice as a Comment. Every group names the model (name, version,
-parameters 'model_sha256=...') in its TID 4019 Algorithm Identification; the observer is the device.
+Case-level values (TI values, anomaly score...) and texts (method, rule, warnings, status) go in one TID 1501
+group (tracking identifier 'case'), which also carries the research-use notice as a Comment. Every group names
+the model (name, version, parameters 'model_sha256=...') in its TID 4019 Algorithm Identification; the observer
+is the device.
 SCOORD pixel coordinates follow PS3.3 C.18.6.1.1 (the top-left corner of the top-left pixel is 0,0, so the
 centre of pixel (i, j) is (i + 0.5, j + 0.5)).
 """
@@ -23,14 +26,26 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from .sources import SeriesRef, nearest_slice, sorted_sources
-from .terms import (MANUFACTURER, RESEARCH_NOTICE, SITES, Algorithm, class_code, code, coding_scheme_identification,
-                    parse_parameters, private_code)
+from .sources import SeriesRef, nearest_slice, series_sources, sorted_sources
+from .terms import (LESION_TYPES, MANUFACTURER, RESEARCH_NOTICE, SITES, Algorithm, class_code, code,
+                    coding_scheme_identification, parse_parameters, private_code)
 
 # case-level value -> (private concept key, UCUM unit, unit meaning)
-CASE_VALUES = {"recommended_ti_ms": ("recommended_ti", "ms", "millisecond"),
+CASE_VALUES = {"null_ti_ms": ("null_ti", "ms", "millisecond"),
+               "blood_null_ti_ms": ("blood_null_ti", "ms", "millisecond"),
+               "recommended_ti_ms": ("recommended_ti", "ms", "millisecond"),
+               "ti_uncertainty_ms": ("ti_uncertainty", "ms", "millisecond"),
+               "optimal_ti_low_ms": ("optimal_ti_low", "ms", "millisecond"),
+               "optimal_ti_high_ms": ("optimal_ti_high", "ms", "millisecond"),
                "anomaly_score": ("anomaly_score", "1", "no units"),
-               "anomaly_percentile": ("anomaly_percentile", "%", "percent")}
+               "anomaly_percentile": ("anomaly_percentile", "%", "percent"),
+               "anomaly_variant_score": ("anomaly_variant_score", "1", "no units"),
+               "anomaly_map_threshold": ("anomaly_map_threshold", "1", "no units"),
+               "anomaly_map_score": ("anomaly_map_score", "1", "no units"),
+               "anomaly_map_percentile": ("anomaly_map_percentile", "%", "percent"),
+               "anomaly_flagged_volume_mm3": ("anomaly_flagged_volume", "mm3", "cubic millimeter")}
+# case-level text (TID 1501 TEXT rows) -> private concept key
+CASE_TEXTS = {"method": "method", "rule": "rule", "warnings": "warnings", "status": "status"}
 
 
 @dataclass
@@ -45,6 +60,7 @@ class LesionFinding:
     segment_number: int | None = None
     volume_mm3: float | None = None
     site: str | None = "liver"
+    scores: dict = field(default_factory=dict)      # further unitless model outputs, e.g. per-phase probabilities
 
     @classmethod
     def from_liver_result(cls, result: dict, lesion, segment_number: int | None = None,
@@ -57,6 +73,10 @@ class LesionFinding:
 
 def _probability_name(cls_name: str):
     return private_code("probability", f"Probability of {cls_name}"[:64])
+
+
+def _score_name(label: str):
+    return private_code("model_score", f"Model score {label}"[:64])
 
 
 def _measurement(name, value, unit, meaning, algorithm=None, coordinates=None):
@@ -95,6 +115,7 @@ def _lesion_groups(finding, image, sources, ref: SeriesRef, algorithm, seg_ds):
     measurements = [_measurement(codes.SCT.Diameter, finding.diameter_mm, "mm", "millimeter", algo)]
     measurements += [_measurement(_probability_name(c), p, "1", "no units", algo)
                      for c, p in finding.probabilities.items()]
+    measurements += [_measurement(_score_name(k), v, "1", "no units", algo) for k, v in finding.scores.items()]
     evaluation = hd.sr.QualitativeEvaluation(codes.DCM.Finding, finding_type)
     point = hd.sr.ImageRegion3D(graphic_type=hd.sr.GraphicTypeValues3D.POINT,
                                 graphic_data=np.array([finding.centre_lps], dtype=float),
@@ -129,7 +150,14 @@ def _lesion_groups(finding, image, sources, ref: SeriesRef, algorithm, seg_ds):
     return groups
 
 
-def _case_group(case_values: dict, algorithm: Algorithm, notice: str):
+def _text(name, value):
+    import highdicom as hd
+
+    return hd.sr.TextContentItem(name=name, value=str(value)[:5000],
+                                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+
+
+def _case_group(case_values: dict, case_texts: dict, algorithm: Algorithm, notice: str):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -145,21 +173,31 @@ def _case_group(case_values: dict, algorithm: Algorithm, notice: str):
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(identifier="case"), algorithm_id=algo,
         measurements=measurements or None)
-    group[0].ContentSequence.append(hd.sr.TextContentItem(
-        name=codes.DCM.Comment, value=notice[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    for key, value in (case_texts or {}).items():
+        if key not in CASE_TEXTS:
+            raise InputError(f"unknown case-level text {key!r} (known: {sorted(CASE_TEXTS)})", key)
+        if value:
+            group[0].ContentSequence.append(_text(private_code(CASE_TEXTS[key]), value))
+    group[0].ContentSequence.append(_text(codes.DCM.Comment, notice[:1024]))
     return group
 
 
 def write_measurement_report(path, findings, image, source_files, algorithm: Algorithm, *, seg_path=None,
-                             case_values: dict | None = None, notice: str = RESEARCH_NOTICE,
-                             series_number: int = 910, series_description: str = "SlicerCAD results") -> Path:
-    """Write a TID 1500 Comprehensive 3D SR of ``findings`` (``LesionFinding``) on the source series."""
+                             case_values: dict | None = None, case_texts: dict | None = None,
+                             notice: str = RESEARCH_NOTICE, series_number: int = 910,
+                             series_description: str = "SlicerCAD results") -> Path:
+    """Write a TID 1500 Comprehensive 3D SR of ``findings`` (``LesionFinding``) on the source series.
+    ``image`` None: case-level values only, the SR references every instance of ``source_files`` (one series,
+    any geometry - e.g. a TI scout whose frames share one slice position)."""
     import highdicom as hd
     import pydicom
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    sources = sorted_sources(source_files, image)
+    findings = list(findings)
+    if image is None and findings:
+        raise InputError("lesion findings need the source image grid", str(path))
+    sources = sorted_sources(source_files, image) if image is not None else series_sources(source_files)
     ref = SeriesRef.of(sources)
     seg_ds = None
     if seg_path is not None:
@@ -171,7 +209,7 @@ def write_measurement_report(path, findings, image, source_files, algorithm: Alg
     groups = []
     for finding in findings:
         groups.extend(_lesion_groups(finding, image, sources, ref, algorithm, seg_ds))
-    groups.append(_case_group(case_values, algorithm, notice))
+    groups.append(_case_group(case_values, case_texts, algorithm, notice))
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -197,18 +235,20 @@ def _num(item):
 
 
 def read_measurement_report(path) -> dict:
-    """{"lesions": [LesionFinding], "case": {key: value}, "notice": str, "algorithm": {name, version,
-    model_sha256}, "source_series_uid", "seg_instance_uid"} read back from an SR written here."""
+    """{"lesions": [LesionFinding], "case": {key: value}, "case_text": {key: text}, "notice": str, "algorithm":
+    {name, version, model_sha256}, "source_series_uid", "seg_instance_uid"} read back from an SR written here.
+    A lesion's predicted class is the class whose code is its Finding (else the most probable one)."""
     import highdicom as hd
     import pydicom
 
     ds = pydicom.dcmread(str(path))
     sr = hd.sr.srread(str(path))
-    by_id, out = {}, {"case": {}, "notice": "", "algorithm": {}, "seg_instance_uid": None}
+    by_id, out = {}, {"case": {}, "case_text": {}, "notice": "", "algorithm": {}, "seg_instance_uid": None}
     out["source_series_uid"] = str(ds.CurrentRequestedProcedureEvidenceSequence[0]
                                    .ReferencedSeriesSequence[0].SeriesInstanceUID)
-    probability_value = private_code("probability").value
+    probability_value, score_value = private_code("probability").value, private_code("model_score").value
     case_names = {private_code(v[0]).value: k for k, v in CASE_VALUES.items()}
+    text_names = {private_code(v).value: k for k, v in CASE_TEXTS.items()}
     root = ds.ContentSequence
     container = next(i for i in root if i.ConceptNameCodeSequence[0].CodeValue == "126010")   # Imaging Measurements
     for group in container.ContentSequence:
@@ -229,8 +269,10 @@ def read_measurement_report(path) -> dict:
                     out["case"][case_names[name.CodeValue]] = _num(i)
                 if i.ValueType == "TEXT" and name.CodeValue == "121106":
                     out["notice"] = str(i.TextValue)
+                elif i.ValueType == "TEXT" and name.CodeValue in text_names:
+                    out["case_text"][text_names[name.CodeValue]] = str(i.TextValue)
             continue
-        row = by_id.setdefault(ident, {"lesion_id": ident, "probabilities": {}})
+        row = by_id.setdefault(ident, {"lesion_id": ident, "probabilities": {}, "scores": {}})
         for i in items:
             name = i.ConceptNameCodeSequence[0]
             if i.ValueType == "SCOORD3D" and i.GraphicType == "POINT":
@@ -241,6 +283,11 @@ def read_measurement_report(path) -> dict:
                 row["volume_mm3"] = _num(i)
             elif i.ValueType == "NUM" and name.CodeValue == probability_value:
                 row["probabilities"][str(name.CodeMeaning).removeprefix("Probability of ")] = _num(i)
+            elif i.ValueType == "NUM" and name.CodeValue == score_value:
+                row["scores"][str(name.CodeMeaning).removeprefix("Model score ")] = _num(i)
+            elif i.ValueType == "CODE" and name.CodeValue == "363698007":                # Finding Site
+                value = str(i.ConceptCodeSequence[0].CodeValue)
+                row["site"] = next((k for k, t in SITES.items() if t[1] == value), value)
             elif i.ValueType == "CODE" and name.CodeValue == "121071":                  # Finding
                 row["finding_code"] = str(i.ConceptCodeSequence[0].CodeValue)
             elif i.ValueType == "IMAGE" and name.CodeValue == "121191":                 # Referenced Segment
@@ -250,11 +297,17 @@ def read_measurement_report(path) -> dict:
     for row in by_id.values():
         probs = row["probabilities"]
         predicted = max(probs, key=probs.get) if probs else ""
-        if "finding_code" in row and probs and class_code(predicted).value != row["finding_code"]:
-            raise InputError(f"SR finding code {row['finding_code']} disagrees with the most probable class "
-                             f"{predicted!r}", row["lesion_id"])
+        if "finding_code" in row and not probs:                       # unscored: the finding type's key
+            predicted = next((k for k, (_, t) in LESION_TYPES.items() if t[1] == row["finding_code"]), "")
+        elif "finding_code" in row:
+            coded = [c for c in probs if class_code(c).value == row["finding_code"]]
+            if not coded:
+                raise InputError(f"SR finding code {row['finding_code']} is none of the classes {sorted(probs)}",
+                                 row["lesion_id"])
+            predicted = coded[0]
         lesions.append(LesionFinding(row["lesion_id"], row.get("centre_lps"), row.get("diameter_mm"), predicted,
-                                     probs, row.get("segment_number"), row.get("volume_mm3")))
+                                     probs, row.get("segment_number"), row.get("volume_mm3"), row.get("site"),
+                                     scores=row["scores"]))
     out["lesions"] = lesions
     out["highdicom_groups"] = len(sr.content.get_planar_roi_measurement_groups())
     return out

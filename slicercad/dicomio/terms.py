@@ -4,8 +4,9 @@ Lesion types are SNOMED-CT codes from Slicer's terminology (``SegmentationCatego
 category 49755003 "Morphologically Altered Structure" with types Cyst 367643001, Mass 4147007, Nodule 27925004,
 Neoplasm 108369006, "Neoplasm, Secondary" 14799000, Hemorrhage 50960005) and, for the types that list lacks,
 the DICOM content mapping resource's SNOMED concepts (Hemangioma 400210000, Hyperplasia 76197007) and
-Hepatocellular carcinoma 25370001. Values without a standard code (class probabilities, a TI recommendation,
-an anomaly score) use the private scheme ``99SLICERCAD`` declared in each file's Coding Scheme Identification.
+Hepatocellular carcinoma 25370001. Values without a standard code (class probabilities, TI values, anomaly
+scores, a method or rule stated as text) use the private scheme ``99SLICERCAD`` declared in each file's
+Coding Scheme Identification.
 """
 from __future__ import annotations
 
@@ -38,12 +39,26 @@ ALIASES = {"haemangioma": "hemangioma", "metastases": "metastasis", "met": "meta
            "haemorrhage": "hemorrhage", "benign": "mass", "malignant": "neoplasm"}
 SITES = {"liver": ("SCT", "10200004", "Liver"), "kidney": ("SCT", "64033007", "Kidney"),
          "brain": ("SCT", "12738006", "Brain"), "heart": ("SCT", "80891009", "Heart"),
-         "lung": ("SCT", "39607008", "Lung"), "abdomen": ("SCT", "818983003", "Abdomen")}
+         "lung": ("SCT", "39607008", "Lung"), "abdomen": ("SCT", "818983003", "Abdomen"),
+         "head": ("SCT", "69536005", "Head"), "chest": ("SCT", "51185008", "Chest")}
 # private concepts: key -> (value, meaning)
 PRIVATE = {"probability": ("P001", "Probability of class"), "predicted_class": ("P002", "Predicted class"),
            "recommended_ti": ("P003", "Recommended inversion time"), "anomaly_score": ("P004", "Anomaly score"),
            "anomaly_percentile": ("P005", "Anomaly percentile among normals"),
-           "model_sha256": ("P006", "Model SHA-256"), "case": ("P007", "Case-level result")}
+           "model_sha256": ("P006", "Model SHA-256"), "case": ("P007", "Case-level result"),
+           "model_score": ("P008", "Model score"), "null_ti": ("P009", "Myocardial null TI on the scout"),
+           "blood_null_ti": ("P010", "Blood null TI on the scout"),
+           "ti_uncertainty": ("P011", "Null TI uncertainty (1 SD)"),
+           "optimal_ti_low": ("P012", "Optimal LGE TI range, low end"),
+           "optimal_ti_high": ("P013", "Optimal LGE TI range, high end"),
+           "anomaly_variant_score": ("P014", "Complexity-corrected anomaly score"),
+           "anomaly_map_threshold": ("P015", "Anomaly map threshold"),
+           "anomaly_flagged_volume": ("P016", "Volume above the anomaly map threshold"),
+           "heat_map": ("P017", "Heat map value"), "anomaly_z": ("P018", "Anomaly z-score vs normals"),
+           "anomaly_map_score": ("P019", "Anomaly map score (top 1 %)"),
+           "anomaly_map_percentile": ("P024", "Anomaly map score percentile among normals"),
+           "method": ("P020", "Estimation method"), "rule": ("P021", "Recommendation rule"),
+           "warnings": ("P022", "Warnings"), "status": ("P023", "Result status")}
 
 
 def lesion_type_key(name: str) -> str:
