@@ -22,7 +22,9 @@ from slicer.util import VTKObservationMixin
 
 import RenalMassCADLib
 from SlicerCADLib import dependencies
-from slicercad.renal.constants import PHASES
+from slicercad.errors import InputError
+from slicercad.renal.constants import CLASSES, PHASES
+from slicercad.renal.training_set import SUBTYPE_CLASS
 
 SEX_CHOICES = ("unknown", "M", "F")
 
@@ -40,7 +42,7 @@ class RenalMassCAD(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class RenalMassCADParameterNode:
-    """Panel state, saved with the scene."""
+    """Panel state, saved with the scene (the site secret is deliberately not part of it)."""
 
     dicomFolder: pathlib.Path
     strictGeometry: bool = False
@@ -51,9 +53,14 @@ class RenalMassCADParameterNode:
     massPoints: slicer.vtkMRMLMarkupsFiducialNode   # diameters: every line of the scene
     ageYears: Annotated[float, WithinRange(0.0, 120.0)] = 0.0   # 0: unknown
     sex: Annotated[str, Choice(list(SEX_CHOICES))] = "unknown"
-    modelPath: pathlib.Path
+    modelPath: pathlib.Path   # empty: the bundled renal_mass_demo
     camPhase: Annotated[str, Choice(list(PHASES))] = "corticomedullary"
     resultsTable: slicer.vtkMRMLTableNode
+    trainingMass: str = ""
+    datasetFolder: pathlib.Path
+    trainingLabel: Annotated[str, Choice(list(CLASSES))] = "malignant"
+    subtype: Annotated[str, Choice(list(SUBTYPE_CLASS))] = "unknown"
+    annotator: str = ""
 
 
 class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -78,6 +85,7 @@ class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
         self.ui.fillPhasesButton.connect("clicked(bool)", self.onFillPhases)
         self.ui.assessButton.connect("clicked(bool)", self.onAssess)
+        self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -113,9 +121,10 @@ class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         folder = p.dicomFolder if p else None
         self.ui.loadStudyButton.enabled = bool(folder and str(folder) not in ("", "."))
-        ready = bool(p) and all(getattr(p, ph) for ph in PHASES) and bool(p.massPoints) and \
-            bool(p.modelPath and str(p.modelPath) not in ("", "."))
+        ready = bool(p) and all(getattr(p, ph) for ph in PHASES) and bool(p.massPoints)
         self.ui.assessButton.enabled = ready
+        self.ui.addToTrainingSetButton.enabled = ready and bool(p.datasetFolder and str(p.datasetFolder) not in
+                                                                ("", ".")) and bool(p.annotator.strip())
 
     def onLoadStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the DICOM study."), waitCursor=True):
@@ -136,6 +145,11 @@ class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Assessment failed."), waitCursor=True):
             self.ui.assessStatusLabel.text = self.logic.assess(self._parameterNode)
+
+    def onAddToTrainingSet(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not add the mass to the training set."), waitCursor=True):
+            self.ui.trainingStatusLabel.text = self.logic.addToTrainingSet(
+                self._parameterNode, self.ui.siteSecretLineEdit.text.encode("utf-8"))
 
 
 class RenalMassCADLogic(ScriptedLoadableModuleLogic):
@@ -177,10 +191,8 @@ class RenalMassCADLogic(ScriptedLoadableModuleLogic):
 
         bundle, card = assess.load_renal_model(parameterNode.modelPath)
         nodes = {p: getattr(parameterNode, p) for p in PHASES}
-        lines = assess.scene_line_nodes_for(slicer.mrmlScene)
-        masses = assess.masses_from_nodes(parameterNode.massPoints, lines)
-        age = parameterNode.ageYears if parameterNode.ageYears > 0 else None
-        male = {"M": 1, "F": 0}.get(parameterNode.sex)
+        masses = self._masses(parameterNode)
+        age, male = self._clinical(parameterNode)
         results, table, _overlay = assess.assess_scene(bundle, card, nodes, masses, age, male,
                                                        parameterNode.resultsTable, parameterNode.camPhase)
         parameterNode.resultsTable = table
@@ -189,8 +201,39 @@ class RenalMassCADLogic(ScriptedLoadableModuleLogic):
                          (f" p={r['p_combined']:.2f}" if "p_combined" in r else "") for r in results)
 
 
+    @staticmethod
+    def _masses(parameterNode) -> list:
+        from RenalMassCADLib import assess
+
+        return assess.masses_from_nodes(parameterNode.massPoints, assess.scene_line_nodes_for(slicer.mrmlScene))
+
+    @staticmethod
+    def _clinical(parameterNode) -> tuple:
+        """(age or None, male 1/0 or None) as shown in the panel (0 years / 'unknown': missing)."""
+        return (parameterNode.ageYears if parameterNode.ageYears > 0 else None,
+                {"M": 1, "F": 0}.get(parameterNode.sex))
+
+    def addToTrainingSet(self, parameterNode, siteSecret: bytes) -> str:
+        """Export the named (or only) mass with the panel's label, subtype, age and sex; return a message."""
+        from RenalMassCADLib import assess, training
+
+        p = parameterNode
+        if not (p.datasetFolder and str(p.datasetFolder) not in ("", ".")):
+            raise InputError("choose the dataset folder first", "datasetFolder")
+        if not siteSecret:
+            raise InputError("the site secret is required for the pseudonyms", "siteSecret")
+        mass = assess.pick_mass(self._masses(p), p.trainingMass)
+        age, male = self._clinical(p)
+        nodes = {ph: getattr(p, ph) for ph in PHASES}
+        row = training.add_to_training_set(p.datasetFolder, nodes, mass, p.trainingLabel, p.subtype, p.annotator,
+                                           siteSecret, age, male, {"age": "panel", "sex": "panel"},
+                                           assess.result_for(self.lastResults, mass.lesion_id))
+        return f"{mass.lesion_id} added to the training set as {p.trainingLabel} ({p.subtype}), case {row['case_id']}."
+
+
 class RenalMassCADTest(ScriptedLoadableModuleTest):
-    """In-Slicer self test: a SYNTHETIC 4-phase study loads, its phases fill, and a mass is assessed."""
+    """In-Slicer self test: a SYNTHETIC 4-phase study loads, its phases fill, a mass is assessed with the bundled
+    model and added to a training set."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -210,13 +253,9 @@ class RenalMassCADTest(ScriptedLoadableModuleTest):
 
     def _load_fill_assess(self, folder) -> None:
         import numpy as np
-        import torch
 
-        from slicercad.engine.registry import save_model
         from slicercad.geometry import lps_to_ras
-        from slicercad.renal.inference import COMBINED_FEATURES, IMAGE_ONLY_FEATURES, MODELS
         from slicercad.renal.phantom import render_case, write_case_dicom
-        from slicercad.renal.task import RenalModelSet, input_spec
 
         case = render_case(np.random.default_rng(0), "clear_cell_rcc", 24.0, "PSELF", "M1", age_years=66, male=1)
         write_case_dicom(case, folder / "study")
@@ -226,14 +265,7 @@ class RenalMassCADTest(ScriptedLoadableModuleTest):
         logic.fillPhases(p)
         self.assertTrue(all(getattr(p, ph) for ph in PHASES))
         self.assertEqual((p.ageYears, p.sex), (66.0, "M"))
-        torch.manual_seed(0)
-        card = {"name": "renal-self-test", "task": "renal_mass_bundle", "kind": "classification",
-                "model_config": {"channels": [16, 32, 64], "dropout": 0.2}, "input_spec": input_spec(),
-                "classes": ["benign", "malignant"], "temperature": 1.0, "training_data": {"synthetic": True},
-                "metrics": {}, "combined_model": {"features": list(COMBINED_FEATURES), "coefficients": [0.0] * 8},
-                "image_only_model": {"features": list(IMAGE_ONLY_FEATURES), "coefficients": [0.0] * 5},
-                "cutoffs": {m: 0.5 for m in (*MODELS, "combined", "image_only")}}
-        p.modelPath = save_model(RenalModelSet(), card, folder / "model")
+        self.assertFalse(p.modelPath and str(p.modelPath) not in ("", "."))   # the bundled demo model
         points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Masses")
         ras = lps_to_ras(case.center_lps)
         points.AddControlPoint(list(ras), "M1")
@@ -244,3 +276,6 @@ class RenalMassCADTest(ScriptedLoadableModuleTest):
         message = logic.assess(p)
         self.assertTrue(message.startswith("M1: "))
         self.assertEqual(p.resultsTable.GetNumberOfRows(), 1)
+        p.datasetFolder = folder / "dataset"
+        p.trainingLabel, p.subtype, p.annotator = "malignant", "clear_cell_rcc", "self-test"
+        self.assertIn("added to the training set", logic.addToTrainingSet(p, b"self-test-site-secret-0123456789"))

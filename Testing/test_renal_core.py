@@ -105,7 +105,8 @@ def test_smoke_reproduce(cases):
 def test_bundle_dicom_assess_cli(tmp_path, cases):
     from slicercad.cli import main
     from slicercad.engine.registry import save_model
-    from slicercad.renal.inference import assess_masses, build_bundle
+    from slicercad.renal.bundle import build_bundle
+    from slicercad.renal.inference import assess_masses
     from slicercad.renal.phantom import write_case_dicom
 
     bundle, card = build_bundle(cases, recipe={"epochs": 1})

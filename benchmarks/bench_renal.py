@@ -1,7 +1,8 @@
 """RenalMassCAD speed: one SYNTHETIC mass assessed on CPU (4 phases x 3 ROI slices, 4 per-phase CNNs + the
 multi-phase CNN, combined logistic model, Grad-CAM on all 4 phases), as ratios against baselines timed in the same
 run: (a) the sample path alone (ROI resampling + HU features: what the ROI-mean-HU baseline needs), (b) a naive
-path calling every CNN slice by slice. The bundle is untrained (speed only; weights do not change the cost)."""
+path calling every CNN slice by slice. The model is the bundled ``renal_mass_demo`` (the panel's and the CLI's
+default; ``make renal-model``)."""
 from __future__ import annotations
 
 import sys
@@ -20,24 +21,18 @@ def main() -> int:
 
     from slicercad.renal.constants import PHASES
     from slicercad.renal.dataset import case_mass, mass_sample
-    from slicercad.renal.inference import COMBINED_FEATURES, IMAGE_ONLY_FEATURES, MODELS, assess_masses
+    from slicercad.renal.inference import MODELS, assess_masses, load_bundle
     from slicercad.renal.phantom import render_case
     from slicercad.renal.study import model_input
-    from slicercad.renal.task import RenalModelSet, input_spec
 
     torch.set_num_threads(2)
-    torch.manual_seed(0)
     case = render_case(np.random.default_rng(0), "clear_cell_rcc", 25.0)
     mass = case_mass(case)
-    bundle = RenalModelSet().eval()
-    card = {"name": "bench", "task": "renal_mass_bundle", "temperature": 1.0, "training_data": {"synthetic": True},
-            "input_spec": input_spec(), "combined_model": {"features": list(COMBINED_FEATURES), "coefficients": [0.0] * 8},
-            "image_only_model": {"features": list(IMAGE_ONLY_FEATURES), "coefficients": [0.0] * 5},
-            "cutoffs": {m: 0.5 for m in (*MODELS, "combined", "image_only")}, "sha256": "-"}
+    bundle, card = load_bundle(None)
     clinical = {mass.lesion_id: {"age_years": 60.0, "male": 1}}
 
     def product():
-        assess_masses(bundle, card, case.images, [mass], clinical, with_cam=True)
+        return assess_masses(bundle, card, case.images, [mass], clinical, with_cam=True)[0]
 
     def sample_only():
         mass_sample(case.images, mass)
@@ -54,8 +49,10 @@ def main() -> int:
             cam = GradCAM(nn_module=bundle.nets[p], target_layers="last_conv")
             cam(torch.from_numpy(model_input(s.x[None], p)[1:2]).requires_grad_(True), class_idx=1)
 
-    product()
+    r = product()
     t_prod, t_sample, t_naive = best_of(product), best_of(sample_only), best_of(naive)
+    print(f"model {card['name']} (sha256 {card['sha256'][:12]}, SYNTHETIC training): {r['call']}, "
+          f"p_combined {r['p_combined']:.3f}")
     print(f"renal assess, one mass, 4 phases + 4 Grad-CAMs (CPU, 2 threads): {t_prod * 1000:.1f} ms")
     print(f"  sample path alone (ROIs + HU features):   {t_sample * 1000:.1f} ms  -> product / sample = "
           f"{t_prod / t_sample:.2f}")

@@ -144,9 +144,27 @@ def assess_scene(bundle, card, volume_nodes: dict, masses, age_years=None, male=
     return results, table, shown
 
 
-def load_renal_model(card_path):
-    """(bundle, card) of a ``renal_mass_bundle`` card; refuses other tasks, tampered or missing weights."""
-    import slicercad.renal.task  # noqa: F401  (registers the renal tasks)
-    from slicercad.engine.registry import load_model
+def load_renal_model(card_path=None):
+    """(bundle, card) of a ``renal_mass_bundle`` card (None or empty: the bundled ``renal_mass_demo``, trained on
+    SYNTHETIC data); refuses other tasks, tampered or missing weights."""
+    from slicercad.renal.inference import load_bundle
 
-    return load_model(card_path, task="renal_mass_bundle")
+    return load_bundle(None if card_path is None or str(card_path) in ("", ".") else card_path)
+
+
+def pick_mass(masses, name: str = ""):
+    """The mass called ``name`` (empty: the only one) among ``masses``."""
+    if not name.strip():
+        if len(masses) != 1:
+            raise InputError(f"{len(masses)} masses are marked: name the one to export "
+                             f"({[m.lesion_id for m in masses]})", "mass")
+        return masses[0]
+    found = [m for m in masses if m.lesion_id == name.strip()]
+    if not found:
+        raise InputError(f"no marked mass is called {name!r} (marked: {[m.lesion_id for m in masses]})", "mass")
+    return found[0]
+
+
+def result_for(results, mass_id: str):
+    """The last Assess result of ``mass_id`` (None when it was not assessed)."""
+    return next((r for r in reversed(list(results or [])) if r["mass_id"] == mass_id), None)

@@ -35,7 +35,8 @@ def add_arguments(parser) -> None:
     r.add_argument("--imagenet-weights", help="local Inception-v3 ImageNet weights file (never downloaded)")
     r.add_argument("--smoke", action="store_true", help="tiny data, 2 folds, 1 epoch (checks the pipeline only)")
     a = sub.add_parser("assess", help="assess masses of DICOM studies with a saved renal model -> CSV")
-    a.add_argument("--model", required=True, help="renal model card (.json) beside its .safetensors files")
+    a.add_argument("--model", help="renal model card (.json) beside its .safetensors files (default: the bundled "
+                                   "renal_mass_demo, trained on SYNTHETIC data)")
     a.add_argument("--masses", required=True,
                    help="CSV: study,mass_id,x,y,z,coordinate_system,diameter_mm[,age,sex] (study = DICOM folder)")
     a.add_argument("--out", required=True, help="results CSV to write")

@@ -4,8 +4,8 @@ combined probability, HU per phase and enhancement, flags, Grad-CAM per phase, p
 The input comes from ``dataset.mass_sample`` (the one sample path). A flagged mass (> 4 cm, macroscopic fat,
 non-enhancing) is reported with its HU and flags and **not scored**. The combined model (logit of the 4
 per-phase CNN scores + age + male + size) needs age and sex; when either is missing the image-only model (the
-4 logits) is used and the result says so. ``build_bundle`` trains a bundle on SYNTHETIC cases: the CNNs on 75 %
-of the patients, the logistic models and Youden cut-offs on the other 25 % (patient-level split).
+4 logits) is used and the result says so. Bundles are built by ``bundle.build_bundle``; the default model is the
+bundled ``renal_mass_demo`` (``bundle.demo_model_path``).
 """
 from __future__ import annotations
 
@@ -17,51 +17,14 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import InputError, PhaseError
 from ..liver.roi import Lesion
-from .constants import CLASSES, PHASES
+from .bundle import BUNDLE_TASK, IMAGE_ONLY_FEATURES, demo_model_path
+from .constants import PHASES
 from .dataset import mass_sample
-from .logistic import newton_fit, predict, youden_cutoff
-from .study import COMBINED_FEATURES, MODELS, RECIPE, _logit, case_scores, model_input, train_slices
+from .logistic import predict
+from .study import COMBINED_FEATURES, MODELS, _logit, case_scores, model_input
 
-BUNDLE_TASK = "renal_mass_bundle"
-IMAGE_ONLY_FEATURES = COMBINED_FEATURES[:4]
-
-
-def build_bundle(cases, seed=0, recipe=None, name="renal_mass_demo", calibration_fraction=0.25):
-    """(RenalModelSet, card) trained on SYNTHETIC ``cases`` (see module doc)."""
-    from .dataset import build_dataset
-    from .study import outer_folds
-    from .task import RenalModelSet, input_spec
-
-    recipe = {**RECIPE, **(recipe or {})}
-    ds = build_dataset(cases)
-    k = max(2, int(round(1.0 / calibration_fraction)))
-    tr, ca = outer_folds(ds.labels, ds.patient_ids, k, seed)[0]      # patient-level, stratified
-    if len(set(ds.labels[ca].tolist())) < 2 or len(set(ds.labels[tr].tolist())) < 2:
-        raise InputError("the training and calibration patients both need benign and malignant masses; "
-                         "use more cases", "build_bundle")
-    bundle = RenalModelSet(recipe["channels"], recipe["dropout"])
-    cal = {}
-    for m in MODELS:
-        net = train_slices(ds.x[tr], ds.labels[tr], m, seed, recipe)
-        bundle.nets[m].load_state_dict(net.state_dict())
-        cal[m] = case_scores(net, ds.x[ca], m)
-    y = ds.labels[ca]
-    X = np.column_stack([_logit(cal[p]) for p in PHASES] + [ds.age[ca], ds.male[ca], ds.size_cm[ca]])
-    b_comb, b_img = newton_fit(X, y), newton_fit(X[:, :4], y)
-    cut = {m: youden_cutoff(y, cal[m])["cutoff"] for m in MODELS}
-    cut["combined"] = youden_cutoff(y, predict(b_comb, X))["cutoff"]
-    cut["image_only"] = youden_cutoff(y, predict(b_img, X[:, :4]))["cutoff"]
-    card = {"name": name, "task": BUNDLE_TASK, "kind": "classification",
-            "model_config": {"channels": list(recipe["channels"]), "dropout": recipe["dropout"]},
-            "input_spec": input_spec(), "classes": list(CLASSES), "temperature": 1.0,
-            "training_data": {"synthetic": True, "phantom": "slicercad.renal.phantom", "n_masses": int(len(ds.labels)),
-                              "n_train": int(len(tr)), "n_calibration": int(len(ca)), "seed": int(seed),
-                              "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.items()}},
-            "metrics": {"note": "SYNTHETIC; see `slicercad renal reproduce` for cross-validated AUCs"},
-            "combined_model": {"features": list(COMBINED_FEATURES), "coefficients": b_comb.tolist()},
-            "image_only_model": {"features": list(IMAGE_ONLY_FEATURES), "coefficients": b_img.tolist()},
-            "cutoffs": cut, "case_score": "mean malignant probability over the ROI slices"}
-    return bundle.eval(), card
+__all__ = ["BUNDLE_TASK", "COMBINED_FEATURES", "IMAGE_ONLY_FEATURES", "MODELS", "assess_csv", "assess_masses",
+           "load_bundle", "read_mass_csv", "write_csv"]
 
 
 def _cam(net, x, layer="last_conv"):
@@ -189,13 +152,21 @@ def read_mass_csv(path) -> list:
     return out
 
 
-def assess_csv(model_path, masses_csv, out_csv, protocol="auto") -> list:
-    """Batch: every study of the mass list loaded once (phases assigned), masses assessed, one CSV row each."""
+def load_bundle(card_path=None) -> tuple:
+    """(bundle, card) of a ``renal_mass_bundle`` card (default: the bundled demo model); refuses other tasks,
+    tampered or missing weights."""
     from ..engine.registry import load_model
     from . import task  # noqa: F401  (registers the renal tasks)
+
+    return load_model(demo_model_path() if card_path in (None, "") else card_path, task=BUNDLE_TASK)
+
+
+def assess_csv(model_path, masses_csv, out_csv, protocol="auto") -> list:
+    """Batch: every study of the mass list loaded once (phases assigned), masses assessed, one CSV row each.
+    ``model_path`` None: the bundled demo model."""
     from .study_io import load_renal_study
 
-    bundle, card = load_model(model_path, task=BUNDLE_TASK)
+    bundle, card = load_bundle(model_path)
     items = read_mass_csv(masses_csv)
     rows, cache = [], {}
     for study, lesion, given in items:

@@ -6,9 +6,13 @@
 - ``sklearn_fit``: the same model with scikit-learn (``penalty=None``), the agreement check.
 - ``youden_cutoff``: the cut-off maximising Youden's J = sensitivity + specificity - 1 over the observed
   scores (a score >= cut-off is called malignant); ties in J go to the highest cut-off.
+- ``nested_fit``: a logistic model fitted on a training set and its Youden cut-off chosen on the
+  **out-of-fold** probabilities of an inner patient-level split of that training set (each training case
+  scored by a fit that did not see it) -- never on the in-sample fitted probabilities, whose J is optimistic
+  (with 7 predictors and few benign cases, markedly so).
 - ``repeated_cv``: repeated stratified k-fold (patient-grouped: ``StratifiedGroupKFold``; ``StratifiedKFold``
   when every patient has one case) out-of-fold
-  probabilities; the model is refitted on each training fold only.
+  probabilities; the model is refitted on each training fold only, its cut-off by ``nested_fit``.
 statsmodels and scikit-learn are imported inside the functions.
 """
 from __future__ import annotations
@@ -128,6 +132,36 @@ def accuracy_at(y, score, cutoff) -> float:
     return float(np.mean((np.asarray(score, float) >= cutoff).astype(int) == y))
 
 
+def oof_predictions(X, y, splits) -> np.ndarray:
+    """Out-of-fold probabilities of the logistic model over ``splits`` [(train idx, test idx)] covering every case."""
+    X, y = np.asarray(X, float), np.asarray(y, int)
+    oof = np.full(len(y), np.nan)
+    for tr, te in splits:
+        if len(set(y[tr].tolist())) < 2:
+            raise InputError("an inner training fold holds one class only: too few benign or malignant cases for "
+                             "the nested Youden cut-off", "youden")
+        oof[te] = predict(newton_fit(X[tr], y[tr]), X[te])
+    if not np.isfinite(oof).all():
+        raise InputError("the inner splits do not score every training case", "youden")
+    return oof
+
+
+def nested_fit(X, y, splits) -> tuple:
+    """(coefficients fitted on all of X, y; Youden dict of the inner out-of-fold probabilities + "oof") -- see
+    the module doc. ``splits``: the inner patient-level split of this training set."""
+    beta = newton_fit(X, y)
+    oof = oof_predictions(X, y, splits)
+    return beta, {**youden_cutoff(y, oof), "oof": oof, "chosen_on": "inner out-of-fold probabilities"}
+
+
+def inner_splits(y, groups, folds=CV_FOLDS, seed=0) -> list:
+    """[(train idx, test idx)] of one stratified patient-grouped split of a training set (folds capped at the
+    smaller class's size, at least 2)."""
+    y = np.asarray(y, dtype=int)
+    k = max(2, min(int(folds), int(min(np.bincount(y, minlength=2)))))
+    return [(tr, te) for _, tr, te in cv_splits(y, groups, k, 1, seed)]
+
+
 def cv_splits(y, groups, folds=CV_FOLDS, repeats=CV_REPEATS, seed=0) -> list:
     """[(repeat, train idx, test idx)] of repeated stratified patient-grouped k-fold."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -151,18 +185,18 @@ def cv_splits(y, groups, folds=CV_FOLDS, repeats=CV_REPEATS, seed=0) -> list:
 
 def repeated_cv(X, y, groups, names, folds=CV_FOLDS, repeats=CV_REPEATS, seed=0) -> dict:
     """Out-of-fold probabilities [repeats, n] (refit on each training fold), per-fold AUCs and the
-    Youden cut-off of each training fold applied to its test fold."""
+    Youden cut-off of each training fold (``nested_fit``: inner out-of-fold) applied to its test fold."""
     from sklearn.metrics import roc_auc_score
 
     X, y = _check(X, y, names)
     oof = np.full((int(repeats), len(y)), np.nan)
     fold_auc, correct = [], np.zeros((int(repeats), len(y)))
+    groups = np.asarray([str(g) for g in groups])
     for r, tr, te in cv_splits(y, groups, folds, repeats, seed):
-        beta = newton_fit(X[tr], y[tr])
-        p_tr, p_te = predict(beta, X[tr]), predict(beta, X[te])
+        beta, cut = nested_fit(X[tr], y[tr], inner_splits(y[tr], groups[tr], folds, seed + 1000 + r))
+        p_te = predict(beta, X[te])
         oof[r, te] = p_te
-        cut = youden_cutoff(y[tr], p_tr)["cutoff"]
-        correct[r, te] = (p_te >= cut).astype(int) == y[te]
+        correct[r, te] = (p_te >= cut["cutoff"]).astype(int) == y[te]
         if len(set(y[te].tolist())) == 2:
             fold_auc.append(float(roc_auc_score(y[te], p_te)))
     return {"oof": oof, "fold_auc": fold_auc, "youden_correct": correct}

@@ -1,16 +1,21 @@
 """Seed 004's evaluation on the SYNTHETIC phantom: per-phase and multi-phase CNNs, the combined logistic model,
 baselines and controls, under patient-level 5-fold CV. All numbers are SYNTHETIC.
 
-Per outer fold (``StratifiedGroupKFold`` on patients, 5 folds; the report split by image set -- a leak):
+Per outer fold (``StratifiedGroupKFold`` on patients, 5 folds; the report split by image set -- a leak), fitted by
+``fit_training_set`` (which also builds the product bundle, ``bundle.build_bundle``, on all training patients):
 - the 4 per-phase CNNs and the multi-phase CNN are trained on the training fold (``train_slices``); a case's
   score is the mean malignant probability over its ROI slices (``case_scores``);
 - an inner patient-level 2-fold split of the training fold gives out-of-fold CNN scores of the training
   cases; on those alone are fitted the combined logistic model (logit of the 4 per-phase scores + age + male +
-  size in cm) and every model's Youden cut-off -- the test fold is touched only to be scored;
+  size in cm) and the CNNs' Youden cut-offs -- the test fold is touched only to be scored;
 - baselines fitted on the training fold: ROI-mean HU (core mean per phase) + LR; clinical-only LR (age, sex,
   size);
-- controls: the corticomedullary CNN with its weights re-initialised (randomised weights) and trained on
-  permuted labels.
+- every logistic model's cut-off (combined and baselines) is chosen on its out-of-fold probabilities over the
+  same inner split (``logistic.nested_fit``), not on its in-sample fitted ones. The combined model's inner
+  fit on one half uses CNN scores from the net trained on the other half: a second-order dependence, noted;
+- controls: the corticomedullary CNN with its weights re-initialised (randomised weights: no fitting, its
+  training-fold scores are out-of-sample) and trained on permuted labels (cut-off on its training-fold
+  scores; the labels carry no signal to leak).
 Then: AUC of every model with patient-cluster bootstrap CIs, paired AUC differences between models on the same
 bootstrap resamples (two-sided bootstrap p), accuracy at the training-fold Youden cut-off, and the report's
 regression table (statsmodels) on the pooled out-of-fold per-phase CNN logits + age + male + size.
@@ -24,7 +29,7 @@ import numpy as np
 from ..engine.metrics import bootstrap_weights, percentile_ci, weighted_auc
 from ..errors import InputError
 from .constants import CLINICAL_FEATURES, CV_FOLDS, PHASES
-from .logistic import fit_table, newton_fit, predict, youden_cutoff
+from .logistic import fit_table, nested_fit, predict, youden_cutoff
 
 RECIPE = {"epochs": 15, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "channels": (16, 32, 64),
           "dropout": 0.2, "arch": "small", "imagenet_weights": None}   # arch 'inception_v3': per-phase nets only
@@ -140,6 +145,33 @@ def combined_design(scores: dict, ds, idx) -> np.ndarray:
 COMBINED_FEATURES = tuple(f"cnn_{p}_logit" for p in PHASES) + CLINICAL_FEATURES
 
 
+LOGISTIC_MODELS = ("combined", "image_only", "roi_mean_hu_lr", "clinical_lr")
+
+
+def logistic_designs(scores: dict, ds, idx) -> dict:
+    """{logistic model: [n, k] design} of cases ``idx`` given their per-phase CNN ``scores``."""
+    X = combined_design(scores, ds, idx)
+    return {"combined": X, "image_only": X[:, :4], "roi_mean_hu_lr": ds.mean_hu[idx], "clinical_lr": _clinical(ds, idx)}
+
+
+def fit_training_set(ds, tr, inner, seed=0, recipe=RECIPE) -> dict:
+    """Everything fitted on the training cases ``tr`` -- by cross-validation's outer folds and by the product
+    bundle alike: per model the CNN trained on all of ``tr`` and its Youden cut-off on the out-of-fold CNN scores
+    of the ``inner`` patient-level split (one CNN per inner part); the logistic models (``LOGISTIC_MODELS``)
+    fitted on those out-of-fold CNN scores, each cut-off on its own inner out-of-fold probabilities
+    (``logistic.nested_fit``). Returns {"nets", "inner_scores", "cutoffs", "logistic": {name: (beta, cut)}}."""
+    y = ds.labels[tr]
+    inner_scores = {m: np.full(len(tr), np.nan) for m in MODELS}
+    for itr, ite in inner:
+        for m in MODELS:
+            net = train_slices(ds.x[tr][itr], y[itr], m, seed, recipe)
+            inner_scores[m][ite] = case_scores(net, ds.x[tr][ite], m)
+    nets = {m: train_slices(ds.x[tr], y, m, seed, recipe) for m in MODELS}
+    cutoffs = {m: youden_cutoff(y, inner_scores[m])["cutoff"] for m in MODELS}
+    fits = {name: nested_fit(X, y, inner) for name, X in logistic_designs(inner_scores, ds, tr).items()}
+    return {"nets": nets, "inner_scores": inner_scores, "cutoffs": cutoffs, "logistic": fits}
+
+
 def cross_validate(ds, folds=CV_FOLDS, inner_folds=2, seed=0, recipe=RECIPE, log=print) -> dict:
     """Out-of-fold scores of every model and the Youden calls at training-fold cut-offs (module doc)."""
     y = ds.labels
@@ -153,37 +185,28 @@ def cross_validate(ds, folds=CV_FOLDS, inner_folds=2, seed=0, recipe=RECIPE, log
         t0 = time.time()
         fold_of[te] = f
         inner = outer_folds(y[tr], [ds.patient_ids[i] for i in tr], inner_folds, seed + 100 + f)
-        inner_scores = {m: np.full(len(tr), np.nan) for m in MODELS}
-        for itr, ite in inner:
-            for m in MODELS:
-                net = train_slices(ds.x[tr][itr], y[tr][itr], m, seed + f, recipe)
-                inner_scores[m][ite] = case_scores(net, ds.x[tr][ite], m)
+        fit = fit_training_set(ds, tr, inner, seed + f, recipe)
         for m in MODELS:
-            net = train_slices(ds.x[tr], y[tr], m, seed + f, recipe)
-            scores[m][te] = case_scores(net, ds.x[te], m)
-            cut = youden_cutoff(y[tr], inner_scores[m])["cutoff"]
-            calls[m][te] = scores[m][te] >= cut
-            if m == "corticomedullary":
-                import torch
+            scores[m][te] = case_scores(fit["nets"][m], ds.x[te], m)
+            calls[m][te] = scores[m][te] >= fit["cutoffs"][m]
+        X_te = logistic_designs({p: scores[p][te] for p in PHASES}, ds, te)
+        for name in ("combined", "roi_mean_hu_lr", "clinical_lr"):
+            beta, cut = fit["logistic"][name]
+            scores[name][te] = predict(beta, X_te[name])
+            calls[name][te] = scores[name][te] >= cut["cutoff"]
+        m = "corticomedullary"
+        import torch
 
-                torch.manual_seed(seed + 999 + f)
-                rand = build_net(m, recipe)
-                scores["random_weights_corticomedullary"][te] = case_scores(rand, ds.x[te], m)
-                calls["random_weights_corticomedullary"][te] = scores["random_weights_corticomedullary"][te] >= \
-                    youden_cutoff(y[tr], case_scores(rand, ds.x[tr], m))["cutoff"]
-                y_perm = np.random.default_rng(seed + 500 + f).permutation(y[tr])
-                pnet = train_slices(ds.x[tr], y_perm, m, seed + f, recipe)
-                scores["permuted_labels_corticomedullary"][te] = case_scores(pnet, ds.x[te], m)
-                calls["permuted_labels_corticomedullary"][te] = scores["permuted_labels_corticomedullary"][te] >= \
-                    youden_cutoff(y_perm, case_scores(pnet, ds.x[tr], m))["cutoff"]
-        Xc_tr = combined_design(inner_scores, ds, tr)
-        beta = newton_fit(Xc_tr, y[tr])
-        scores["combined"][te] = predict(beta, combined_design({p: scores[p][te] for p in PHASES}, ds, te))
-        calls["combined"][te] = scores["combined"][te] >= youden_cutoff(y[tr], predict(beta, Xc_tr))["cutoff"]
-        for name, X in (("roi_mean_hu_lr", ds.mean_hu), ("clinical_lr", np.column_stack([ds.age, ds.male, ds.size_cm]))):
-            b = newton_fit(X[tr], y[tr])
-            scores[name][te] = predict(b, X[te])
-            calls[name][te] = scores[name][te] >= youden_cutoff(y[tr], predict(b, X[tr]))["cutoff"]
+        torch.manual_seed(seed + 999 + f)
+        rand = build_net(m, recipe)
+        scores["random_weights_" + m][te] = case_scores(rand, ds.x[te], m)
+        calls["random_weights_" + m][te] = scores["random_weights_" + m][te] >= \
+            youden_cutoff(y[tr], case_scores(rand, ds.x[tr], m))["cutoff"]
+        y_perm = np.random.default_rng(seed + 500 + f).permutation(y[tr])
+        pnet = train_slices(ds.x[tr], y_perm, m, seed + f, recipe)
+        scores["permuted_labels_" + m][te] = case_scores(pnet, ds.x[te], m)
+        calls["permuted_labels_" + m][te] = scores["permuted_labels_" + m][te] >= \
+            youden_cutoff(y_perm, case_scores(pnet, ds.x[tr], m))["cutoff"]
         if log:
             log(f"fold {f + 1}/{folds}: {len(tr)} train / {len(te)} test masses, {time.time() - t0:.0f} s")
     return {"scores": scores, "calls": calls, "fold": fold_of}
@@ -236,6 +259,19 @@ def hu_table(ds) -> dict:
     return out
 
 
+def hu_auc_by_phase(ds) -> dict:
+    """Raw AUC (no fitting; < 0.5 = lower HU in malignant masses) of the core mean HU and of ΔHU per phase: how
+    much each phase of the phantom carries on its own, beside the CNNs."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for k, p in enumerate(PHASES):
+        out[p] = {"mean_hu": float(roc_auc_score(ds.labels, ds.mean_hu[:, k]))}
+        if k:
+            out[p]["delta_hu"] = float(roc_auc_score(ds.labels, ds.mean_hu[:, k] - ds.mean_hu[:, 0]))
+    return out
+
+
 def reproduce(n_patients=300, seed=0, folds=CV_FOLDS, recipe=None, n_boot=2000, log=print, cases=None) -> dict:
     """The whole SYNTHETIC experiment (module doc); ``cases``: already rendered cases instead of ``n_patients``."""
     from .dataset import build_dataset
@@ -258,5 +294,5 @@ def reproduce(n_patients=300, seed=0, folds=CV_FOLDS, recipe=None, n_boot=2000, 
             "n_benign": int((ds.labels == 0).sum()), "n_malignant": int(ds.labels.sum()),
             "folds": int(folds), "split": "patient-level stratified group k-fold", "recipe": recipe,
             "mass_types": {t: ds.mass_types.count(t) for t in sorted(set(ds.mass_types))},
-            "hu_by_type": hu_table(ds), "flag_cases": flagged, "excluded_flagged": len(ds.flags), **res,
+            "hu_by_type": hu_table(ds), "hu_auc_by_phase": hu_auc_by_phase(ds), "flag_cases": flagged, "excluded_flagged": len(ds.flags), **res,
             "runtime_s": round(time.time() - t0, 1)}

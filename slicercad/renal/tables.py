@@ -29,6 +29,10 @@ def results_markdown(r: dict) -> str:
     for t, v in r.get("hu_by_type", {}).items():
         lines.append(f"- {t} (n={v['n']}): " + ", ".join(f"{p} {v[p][0]:.0f} ({v[p][1]:.0f})"
                                                         for p in v if p != "n"))
+    if r.get("hu_auc_by_phase"):
+        lines += ["", "Raw AUC of the core HU per phase (no fitting; < 0.5: malignant masses lower):", ""]
+        lines += [f"- {p}: mean HU {v['mean_hu']:.3f}" + (f", ΔHU {v['delta_hu']:.3f}" if "delta_hu" in v else "")
+                  for p, v in r["hu_auc_by_phase"].items()]
     lines += ["", "Flag cases (reported, not scored):", ""]
     for k, v in r.get("flag_cases", {}).items():
         lines.append(f"- {k}: {'; '.join(v) or 'NOT FLAGGED'}")

@@ -78,4 +78,4 @@ RENAL_MASS_BUNDLE = register_task(TaskSpec(
     make_dataset=lambda cfg, manifest=None: _phantom_samples(cfg, "multiphase"), make_loss=classification_loss,
     input_spec=input_spec, classes=CLASSES, default_config=DEFAULT_CONFIG, needs_manifest=False,
     description="renal mass product bundle: 4 per-phase CNNs + multi-phase CNN; logistic models on the card "
-                "(build with slicercad.renal.inference.build_bundle)"))
+                "(build with slicercad.renal.bundle.build_bundle)"))
