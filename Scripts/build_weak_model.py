@@ -1,8 +1,9 @@
 """Rebuild the bundled WeakLabelSegmenter model (``Resources/Models/weak_lesion_demo``) from the SYNTHETIC
 lesion phantom, deterministically (one CPU thread, deterministic algorithms, fixed seeds).
 
-Trains the ``weak_lesion`` U-Net (channels 16/32/64, canonical 32^3 crop over 2.5 x diameter, inversion +
-gamma augmentation, simulated correction clicks) on all three phantom lesion types through the engine,
+Trains the ``weak_lesion`` U-Net (channels 16/32/64, no residual units, canonical 32^3 crop over 2.5 x
+diameter, inversion + gamma augmentation, simulated correction clicks) on all three phantom lesion types
+through the engine,
 then measures Dice on a phantom test set (another seed, report-like rough prompts) through the product
 path (``slicercad.weak.segment.segment_lesion``) and writes the card with ``synthetic: true``.
 Run: ``make weak-model``.

@@ -6,6 +6,7 @@ import logging
 import pathlib
 from typing import Annotated
 
+import qt
 import vtk
 
 import slicer
@@ -21,8 +22,10 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.util import VTKObservationMixin
 
 import WeakLabelSegmenterLib
-from SlicerCADLib import dependencies
+from SlicerCADLib import dependencies, train_job
 from WeakLabelSegmenterLib import logic as weak
+
+FINE_TUNE_POLL_MS = 500
 
 
 class WeakLabelSegmenter(ScriptedLoadableModule):
@@ -77,6 +80,10 @@ class WeakLabelSegmenterParameterNode:
     isodoseLevel: Annotated[float, WithinRange(0.0, 10000.0)] = 50.0
     isodoseUnit: Annotated[str, Choice(["%", "Gy"])] = "%"
     prescription: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0
+    datasetFolder: pathlib.Path
+    annotator: str = ""
+    patientId: str = ""   # only for a volume not loaded from DICOM
+    fineTuneEpochs: Annotated[int, WithinRange(1, 500)] = 10
 
 
 def _isSet(path) -> bool:
@@ -90,6 +97,7 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._observedSegmentation = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -107,15 +115,30 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.sphereButton.connect("clicked(bool)", self.onSphere)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.isodoseButton.connect("clicked(bool)", self.onIsodose)
+        self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
+        self.ui.fineTuneButton.connect("clicked(bool)", self.onFineTune)
+        self.ui.cancelFineTuneButton.connect("clicked(bool)", self.onCancelFineTune)
+        self.fineTuneTimer = qt.QTimer()
+        self.fineTuneTimer.setInterval(FINE_TUNE_POLL_MS)
+        self.fineTuneTimer.connect("timeout()", self.onFineTuneTimer)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        self.fineTuneTimer.stop()
+        self.logic.training.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        if self.logic.training.job is not None:
+            self.onFineTuneTimer()  # one poll: a job that finished while the user was elsewhere is picked up now
+            if self.logic.training.running:
+                self._showFineTune(True)
+                self.fineTuneTimer.start()
 
     def exit(self) -> None:
+        # the job lives in the logic and keeps running; polling resumes (and picks up its card) on enter
+        self.fineTuneTimer.stop()
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
@@ -146,6 +169,33 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.segmentButton.enabled = ready
         self.ui.isodoseButton.enabled = bool(p) and p.inputVolume is not None and (
             p.doseVolume is not None or _isSet(p.rtdosePath))
+        self._refreshTrainingSegments()
+        self.ui.addToTrainingSetButton.enabled = bool(p) and p.inputVolume is not None and _isSet(
+            p.datasetFolder) and self.ui.trainingSegmentComboBox.count > 0
+        self.ui.fineTuneButton.enabled = bool(p) and _isSet(p.datasetFolder) and not self.logic.training.running
+
+    def _refreshTrainingSegments(self) -> None:
+        """The names of the chosen segmentation's segments, for 'Add to training set' (segments added or
+        removed in the Segment Editor refresh them too)."""
+        p = self._parameterNode
+        node = p.segmentation if p else None
+        if node is not self._observedSegmentation:
+            self.removeObservers(self._onSegmentsChanged)
+            for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
+                          slicer.vtkSegmentation.SegmentModified):
+                if node is not None:
+                    self.addObserver(node, event, self._onSegmentsChanged)
+            self._observedSegmentation = node
+        names = [name for _id, name in weak.segment_names(p.segmentation)] if p else []
+        combo = self.ui.trainingSegmentComboBox
+        if [combo.itemText(i) for i in range(combo.count)] != names:
+            current = combo.currentText
+            combo.clear()
+            combo.addItems(names)
+            combo.setCurrentIndex(max(0, combo.findText(current)))
+
+    def _onSegmentsChanged(self, caller=None, event=None) -> None:
+        self._checkCanApply()
 
     def onLoadStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the DICOM study."), waitCursor=True):
@@ -170,6 +220,40 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         with slicer.util.tryWithErrorDisplay(_("Could not make the isodose segments."), waitCursor=True):
             self.ui.doseStatusLabel.text = self.logic.addIsodose(self._parameterNode)
 
+    def onAddToTrainingSet(self) -> None:
+        if not self._dependenciesReady(self.ui.trainingStatusLabel):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not add the segment to the training set."), waitCursor=True):
+            self.ui.trainingStatusLabel.text = self.logic.addToTrainingSet(
+                self._parameterNode, self.ui.trainingSegmentComboBox.currentText,
+                self.ui.siteSecretLineEdit.text.encode("utf-8"))
+
+    def onFineTune(self) -> None:
+        if not self._dependenciesReady(self.ui.fineTuneStatusLabel):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not start fine-tuning."), waitCursor=True):
+            self.logic.startFineTune(self._parameterNode)
+            self.ui.fineTuneProgressBar.value = 0
+            self._showFineTune(True)
+            self.fineTuneTimer.start()
+
+    def onCancelFineTune(self) -> None:
+        self.logic.training.cancel()
+        self.onFineTuneTimer()
+
+    def onFineTuneTimer(self) -> None:
+        """Show the job's progress; when it ends, stop polling (a finished job's card is now the model)."""
+        percent, text, running = self.logic.training.poll(self.logic.getParameterNode())
+        self.ui.fineTuneProgressBar.value = percent
+        self.ui.fineTuneStatusLabel.text = text
+        if not running:
+            self.fineTuneTimer.stop()
+            self._showFineTune(False)
+
+    def _showFineTune(self, running: bool) -> None:
+        self.ui.fineTuneButton.enabled = not running
+        self.ui.cancelFineTuneButton.enabled = running
+
 
 class WeakLabelSegmenterLogic(ScriptedLoadableModuleLogic):
     """Delegates to WeakLabelSegmenterLib; usable from batch scripts without the widget."""
@@ -177,6 +261,7 @@ class WeakLabelSegmenterLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._model = None   # (card path, model, card) of the last U-Net used
+        self.training = train_job.PanelTraining()   # the background fine-tuning job
 
     @staticmethod
     def ensureDependencies() -> None:
@@ -222,6 +307,19 @@ class WeakLabelSegmenterLogic(ScriptedLoadableModuleLogic):
         p.segmentation = node
         return "\n".join(f"target {r['label']}: {r['volume_mm3'] / 1000:.2f} mL" for r in table)
 
+    @staticmethod
+    def addToTrainingSet(p, segmentName, siteSecret) -> str:
+        """Export the named segment with the volume around it into ``p.datasetFolder``; returns a message."""
+        from WeakLabelSegmenterLib import training
+
+        return training.add_panel_segment(p, segmentName, siteSecret)
+
+    def startFineTune(self, p) -> None:
+        """Fine-tune the panel's model on its dataset folder in the background (``self.training``)."""
+        from WeakLabelSegmenterLib import training
+
+        self.training.start(lambda: training.start_panel_fine_tune(p), "fine-tuning")
+
 
 class WeakLabelSegmenterTest(ScriptedLoadableModuleTest):
     """In-Slicer self test on a SYNTHETIC lesion: Sphere adds a segment with the right volume; Segment (when
@@ -259,3 +357,9 @@ class WeakLabelSegmenterTest(ScriptedLoadableModuleTest):
         self.assertIn("L1", message)
         self.assertEqual(p.segmentation.GetSegmentation().GetNumberOfSegments(), 2)
         self.assertTrue(np.isfinite(lesion.diameter_mm))
+        import tempfile
+
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # Add to training set, then remove it
+            p.datasetFolder, p.annotator, p.patientId = pathlib.Path(tmp), "self-test", "SELFTEST-1"
+            self.assertIn("(unedited) added to the training set", logic.addToTrainingSet(p, "L1 U-Net", b"self-test"))
+            self.assertTrue((pathlib.Path(tmp) / "manifest.jsonl").is_file())

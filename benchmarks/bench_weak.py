@@ -1,7 +1,10 @@
-"""WeakLabelSegmenter: one lesion segmented on a 64^3 crop at the model's canonical scale (field of view 5 x diameter) on the CPU (goal <= 150 ms), the
-product path (``canonical_crop`` + one forward pass under ``inference_mode`` + ``crop_to_image``) against an
-unoptimised MONAI baseline timed in the same run (and the product path at the model's own 32^3 crop): ``monai.inferers.sliding_window_inference`` (32^3
-windows, overlap 0.5, Gaussian blending) with autograd left on, on the same crop, same network.
+"""WeakLabelSegmenter: one lesion segmented on a 64^3 crop at the model's canonical scale (field of view
+5 x diameter) on the CPU (goal <= 150 ms) through the product path itself -- ``segment.segment_lesion``,
+the call the panel, batch mode and the Segment Editor effect make (canonical crop, one forward pass under
+``inference_mode``, back onto the image grid, nearest component) -- against an unoptimised MONAI baseline
+timed in the same run: ``monai.inferers.sliding_window_inference`` (32^3 windows, overlap 0.5, Gaussian
+blending) with autograd left on, on the same crop, same network; and the product path at the model's own
+32^3 crop.
 
 ``dice_product_vs_sliding_window`` says how far the two passes agree: the U-Net uses instance normalisation,
 so one pass over 64^3 and 32^3 windows see different statistics -- the panel and batch mode use the
@@ -57,30 +60,43 @@ def _padded(lesion):
     return sitk.ConstantPad(lesion.image, [int(v) for v in pad_lo], [int(v) for v in pad_hi], fill)
 
 
+def _lesion():
+    return generate_weak_lesions(LESION["n"], LESION["seed"], LESION["kind"],
+                                 diameter_range=LESION["diameter_range"])[0]
+
+
+def _click_scene(scene, lesion) -> tuple:
+    """The lesion padded into a volume node, an empty segment, Slicer's segment editor logic on it and the
+    click prompt: (volume, segmentation, editor logic, effect target, prompt)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakLabelSegmenter"))
+    from slicercad.geometry import lps_to_ras
+    from SlicerCADLib.volumes import sitk_to_volume_node
+    from WeakLabelSegmenterLib import effect_logic as fx
+
+    volume = sitk_to_volume_node(_padded(lesion), scene, name="MR")
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
+    seg.CreateDefaultDisplayNodes()
+    seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    sid = seg.GetSegmentation().AddEmptySegment("", "Lesion")
+    editor = fx.editor_logic(scene, seg, volume, sid, undo_states=2)
+    prompt = fx.ClickPrompt(tuple(lps_to_ras(lesion.center_lps)), lesion.diameter_mm)
+    return volume, seg, editor, fx.EditorLogicTarget(editor), prompt
+
+
 def _first_click_child(threads: int) -> dict:
     """In a fresh process (torch not yet imported): the effect's first U-Net click, split into the
     installer check (requirements met: a version check; outside Slicer there is no pip prompt), the
     torch / MONAI import, the model load, the first click, then the warm click for comparison."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakLabelSegmenter"))
     import slicer
-    from slicercad.geometry import lps_to_ras
     from SlicerCADLib import dependencies
     from SlicerCADLib.app import close_scene, ensure_scene
-    from SlicerCADLib.volumes import sitk_to_volume_node
     from WeakLabelSegmenterLib import effect_logic as fx
 
-    lesion = generate_weak_lesions(LESION["n"], LESION["seed"], LESION["kind"],
-                                   diameter_range=LESION["diameter_range"])[0]
+    lesion = _lesion()
     scene = ensure_scene(slicer.vtkMRMLScene())
     try:
-        volume = sitk_to_volume_node(_padded(lesion), scene, name="MR")
-        seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
-        seg.CreateDefaultDisplayNodes()
-        seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-        sid = seg.GetSegmentation().AddEmptySegment("", "Lesion")
-        editor = fx.editor_logic(scene, seg, volume, sid, undo_states=2)
-        target = fx.EditorLogicTarget(editor)
-        prompt = fx.ClickPrompt(tuple(lps_to_ras(lesion.center_lps)), lesion.diameter_mm)
+        _volume, _seg, editor, target, prompt = _click_scene(scene, lesion)
         torch_was_loaded = "torch" in sys.modules
         t0 = time.perf_counter()
         missing = dependencies.unmet(dependencies.requirements())
@@ -129,27 +145,18 @@ def click_vs_panel(lesion, model, card, repeats: int) -> dict:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakLabelSegmenter"))
         from slicercad.geometry import lps_to_ras
         from SlicerCADLib.app import close_scene, ensure_scene
-        from SlicerCADLib.volumes import sitk_to_volume_node
         from WeakLabelSegmenterLib import effect_logic as fx
         from WeakLabelSegmenterLib import logic as weak
     except ImportError as exc:
         return {"click_to_mask": f"skipped: {exc}"}
     if card is None:
         return {"click_to_mask": "skipped: no bundled model card"}
-    big = _padded(lesion)
     scene = ensure_scene(slicer.vtkMRMLScene())
     try:
-        volume = sitk_to_volume_node(big, scene, name="MR")
+        volume, seg, editor, target, prompt = _click_scene(scene, lesion)
         points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Lesions")
         points.AddControlPoint(list(lps_to_ras(lesion.center_lps)), "L1")
         marks = weak.lesion_marks(points, default_diameter_mm=lesion.diameter_mm)
-        seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
-        seg.CreateDefaultDisplayNodes()
-        seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-        sid = seg.GetSegmentation().AddEmptySegment("", "Lesion")
-        editor = fx.editor_logic(scene, seg, volume, sid, undo_states=2)
-        target = fx.EditorLogicTarget(editor)
-        prompt = fx.ClickPrompt(tuple(lps_to_ras(lesion.center_lps)), lesion.diameter_mm)
 
         def panel():
             _node, ids, _ = weak.segment_lesions(volume, marks, seg, model=model, card=card)
@@ -169,6 +176,14 @@ def click_vs_panel(lesion, model, card, repeats: int) -> dict:
             "click_goal_met": click_ms < 1000}
 
 
+def at_crop(card: dict, crop_px: int) -> dict:
+    """``card`` with a ``crop_px``^3 canonical crop at the model's own scale (field of view scaled with it)."""
+    spec = dict(card["input_spec"])
+    native = int(spec["roi_px"][0])
+    spec.update(roi_px=[crop_px] * 3, fov_factor=float(spec["fov_factor"]) * crop_px / native)
+    return dict(card, input_spec=spec)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=None)
@@ -181,32 +196,32 @@ def main() -> int:
         print(json.dumps(_first_click_child(args.threads or 1)))
         return 0
     import torch
-    from slicercad.weak.crop import CROP_PX, FOV_FACTOR, CropSpec, canonical_crop, crop_to_image
-    from slicercad.weak.segment import demo_model_path, finish, load_segmenter
-    from slicercad.weak.task import DEFAULT_CONFIG, build_model
+    from slicercad.weak.crop import canonical_crop, crop_to_image
+    from slicercad.weak.segment import demo_model_path, load_segmenter, segment_lesion, spec_of_card
+    from slicercad.weak.task import WEAK_LESION, build_model, model_card
 
     if args.threads is None:
         args.threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     if demo_model_path().is_file():
-        model, _card = load_segmenter()
+        model, card = load_segmenter()
         source = "bundled weak_lesion_demo (SYNTHETIC)"
     else:
         torch.manual_seed(0)
-        model, source = build_model(DEFAULT_CONFIG).eval(), "random init"
+        cfg = WEAK_LESION.config()
+        model, card, source = build_model(cfg).eval(), model_card(cfg, "random", {}), "random init"
     model = model.to(dev).eval()
-    lesion = generate_weak_lesions(LESION["n"], LESION["seed"], LESION["kind"],
-                                   diameter_range=LESION["diameter_range"])[0]
-    spec = CropSpec(CROP, FOV_FACTOR * CROP / CROP_PX)   # 64^3 at the model's scale: the lesion still spans 12.8 px
+    lesion = _lesion()
+    card64 = at_crop(card, CROP)          # 64^3 at the model's scale: the lesion still spans the same voxels
+    spec = spec_of_card(card64)
 
-    def product(spec=spec):
-        crop = canonical_crop(lesion.image, lesion.center_lps, lesion.diameter_mm, spec)
-        with torch.inference_mode():
-            prob = torch.sigmoid(model(torch.from_numpy(crop.x[None]).to(dev)))[0, 0].cpu().numpy()
-        return finish(prob, crop, lesion.image, lesion.center_lps, "unet").mask
+    def product(card=card64):
+        """The product path itself (panel, batch, effect): canonical crop, one forward, back onto the image."""
+        return segment_lesion(model, card, lesion.image, lesion.center_lps, lesion.diameter_mm, device=args.device).mask
 
     def baseline():
+        """Unoptimised: MONAI sliding-window inference (32^3 windows, overlap 0.5, Gaussian), autograd on."""
         from monai.inferers import sliding_window_inference
 
         crop = canonical_crop(lesion.image, lesion.center_lps, lesion.diameter_mm, spec)
@@ -217,13 +232,15 @@ def main() -> int:
 
     fast_ms, fast_p90 = _time(product, args.repeats)
     slow_ms, slow_p90 = _time(baseline, args.repeats)
-    native_ms, _ = _time(lambda: product(CropSpec()), args.repeats)
+    native_ms, _ = _time(lambda: product(card), args.repeats)
     a, b = product() > 0, baseline() > 0
     agreement = float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
-    click = click_vs_panel(lesion, model, _card if demo_model_path().is_file() else None, args.repeats)
+    click = click_vs_panel(lesion, model, card if demo_model_path().is_file() else None, args.repeats)
     if args.device == "cpu" and "click_to_mask_ms_median" in click:
         click.update(first_click(args.threads))
+    net = {k: card["model_config"][k] for k in ("channels", "num_res_units")}
     print(json.dumps({"bench": "weak_segment_64", "device": str(dev), "threads": args.threads, "model": source,
+                      "network": net,
                       "product_ms_median": round(fast_ms, 2), "product_ms_p90": round(fast_p90, 2),
                       "sliding_window_ms_median": round(slow_ms, 2), "sliding_window_ms_p90": round(slow_p90, 2),
                       "speedup": round(slow_ms / fast_ms, 2),

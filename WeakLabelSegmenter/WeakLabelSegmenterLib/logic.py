@@ -7,6 +7,8 @@ Every call adds **new** segments (named after the lesion, made unique) with a te
 geometry; an existing segment is never overwritten."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +25,9 @@ LESION_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatom
                       "~SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass~^^"
                       "~Anatomic codes - DICOM master list~^^~^^")
 COLORS = {"sphere": (0.95, 0.75, 0.2), "unet": (0.9, 0.3, 0.3), "isodose": (0.3, 0.6, 1.0)}
+METHOD_TAG = "SlicerCAD.method"
+PROMPT_TAG = "SlicerCAD.prompt"      # JSON {"center_lps": [x, y, z], "diameter_mm": d}: what made the segment
+DIGEST_TAG = "SlicerCAD.labelDigest"  # mask_digest of the voxels as added: tells an edited segment apart
 
 
 @dataclass
@@ -103,11 +108,18 @@ def click_points(node) -> np.ndarray | None:
     return np.array(pts).reshape(-1, 3) if pts else None
 
 
+def segment_names(segmentation_node) -> list:
+    """(segment id, name) of every segment of ``segmentation_node`` (none: [])."""
+    if segmentation_node is None:
+        return []
+    seg = segmentation_node.GetSegmentation()
+    return [(seg.GetNthSegmentID(i), seg.GetNthSegment(i).GetName()) for i in range(seg.GetNumberOfSegments())]
+
+
 def unique_segment_name(segmentation_node, name: str) -> str:
     if segmentation_node is None:
         return name
-    seg = segmentation_node.GetSegmentation()
-    taken = {seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())}
+    taken = {n for _id, n in segment_names(segmentation_node)}
     if name not in taken:
         return name
     k = 2
@@ -116,8 +128,15 @@ def unique_segment_name(segmentation_node, name: str) -> str:
     return f"{name} ({k})"
 
 
-def add_segment(mask: np.ndarray, volume_node, segmentation_node, name: str, kind: str):
-    """A new segment (never an overwrite) with lesion terminology; returns (segmentation node, segment id)."""
+def mask_digest(mask: np.ndarray) -> str:
+    """sha256 (16 hex digits) of a binary mask [k, j, i] and its shape."""
+    m = np.asarray(mask) > 0
+    return hashlib.sha256(repr(m.shape).encode() + np.packbits(m).tobytes()).hexdigest()[:16]
+
+
+def add_segment(mask: np.ndarray, volume_node, segmentation_node, name: str, kind: str, mark=None):
+    """A new segment (never an overwrite) with lesion terminology; returns (segmentation node, segment id).
+    Tags: the method, the prompt of ``mark`` (a WeakMark) and the digest of the voxels as added."""
     if not np.asarray(mask).any():
         raise InputError("the label is empty: nothing was added", name)
     name = unique_segment_name(segmentation_node, name)
@@ -126,7 +145,13 @@ def add_segment(mask: np.ndarray, volume_node, segmentation_node, name: str, kin
         seg_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     segment = seg_node.GetSegmentation().GetSegment(seg_id)
     segment.SetTerminology(LESION_TERMINOLOGY)
-    segment.SetTag("SlicerCAD.method", kind)
+    segment.SetTag(METHOD_TAG, kind)
+    segment.SetTag(DIGEST_TAG, mask_digest(mask))
+    if mark is not None:
+        from slicercad.weak.shapes import equivalent_diameter
+
+        segment.SetTag(PROMPT_TAG, json.dumps({"center_lps": [float(v) for v in mark.center_lps],
+                                               "diameter_mm": float(equivalent_diameter(mark.diameters_mm))}))
     return seg_node, seg_id
 
 
@@ -140,7 +165,8 @@ def add_sphere_segments(volume_node, marks, segmentation_node=None, partial_volu
         label = ellipsoid_label(grid, m.center_lps, m.diameters_mm, "LPS", m.axes, partial_volume)
         mask = sitk.GetArrayFromImage(label)
         mask = (mask >= 0.5).astype(np.uint8) if partial_volume else mask
-        segmentation_node, seg_id = add_segment(mask, volume_node, segmentation_node, f"{m.name} sphere", "sphere")
+        segmentation_node, seg_id = add_segment(mask, volume_node, segmentation_node, f"{m.name} sphere", "sphere",
+                                                m)
         ids.append(seg_id)
     return segmentation_node, ids
 
@@ -190,7 +216,7 @@ def segment_lesions(volume_node, marks, segmentation_node=None, card_path=None, 
             messages.append(f"{m.name}: {result.warnings[-1]}")
             continue
         segmentation_node, seg_id = add_segment(result.mask, volume_node, segmentation_node, f"{m.name} U-Net",
-                                                "unet")
+                                                "unet", m)
         ids.append(seg_id)
         extra = f" ({'; '.join(result.warnings)})" if result.warnings else ""
         messages.append(f"{m.name}: {result.volume_mm3 / 1000:.2f} mL{extra}")

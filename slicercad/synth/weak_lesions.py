@@ -104,17 +104,36 @@ def _patient(rng, lesion_type: str) -> dict:
             "contrast": rng.uniform(0.75, 1.25)}
 
 
-def _render(lesion_type: str, diameter: float, acq: dict, rng) -> tuple:
-    r0 = diameter / 2
+def block_grid(diameter: float, acq: dict, rng, centre=None) -> dict:
+    """The lesion's block: ``size`` (i, j, k), ``spacing``, ``direction``, ``origin`` (LPS; centred on
+    ``centre``, default random), ``local`` (LPS offsets of every voxel from the block centre, i fastest
+    last) and ``half`` (mm)."""
     half = 1.6 * diameter + 3.0
     spacing = np.maximum(acq["spacing"], 2 * half / MAX_BLOCK_PX)
     size = np.maximum(np.ceil(2 * half / spacing).astype(int), 8)
     direction = _rotation(rng, 25) if acq["oblique"] else np.eye(3)
-    centre = rng.uniform(-60, 60, 3)
+    centre = rng.uniform(-60, 60, 3) if centre is None else np.asarray(centre, float)
     origin = centre - direction @ (spacing * (size - 1) / 2)
     grids = np.meshgrid(*[np.arange(s) for s in size], indexing="ij")
     idx = np.stack([g.ravel() for g in grids], 1).astype(float)
     local = (idx - (size - 1) / 2) * spacing @ direction.T          # LPS offsets from the block centre
+    return {"size": size, "spacing": spacing, "direction": direction, "origin": origin, "local": local,
+            "half": half}
+
+
+def noise_field(block: dict, rng):
+    """``field(scale_mm)``: smooth unit-variance noise on ``block`` at that scale, flat in block order."""
+    shape3 = tuple(block["size"][::-1])
+
+    def field(scale_mm):
+        return _smooth_noise(shape3, np.maximum(scale_mm / block["spacing"][::-1], 0.7), rng).transpose(2, 1, 0).ravel()
+    return field
+
+
+def lesion_shape(block: dict, diameter: float, rng, lesion_type: str) -> dict:
+    """Where the lesion lies in ``block``: its centre offset, shape kind and variant, the radius along each
+    voxel's direction, the signed distance (mm, > 0 inside) and the partial-volume ``inside`` fraction."""
+    local = block["local"]
     lesion_c = rng.uniform(-0.15, 0.15, 3) * diameter
     rel = local - lesion_c
     dist = np.linalg.norm(rel, axis=1) + 1e-9
@@ -129,15 +148,21 @@ def _render(lesion_type: str, diameter: float, acq: dict, rng) -> tuple:
     else:
         shape_kind = rng.choice(["smooth", "lobulated"], p=[0.6, 0.4])
         variant = "ring" if rng.random() < 0.45 else "solid"
-    radius = _shape_radius(dirs, r0, rng, shape_kind)
+    radius = _shape_radius(dirs, diameter / 2, rng, shape_kind)
     signed = radius - dist                                           # > 0 inside, mm
-    vox = float(np.mean(spacing))
-    inside = np.clip(signed / vox + 0.5, 0, 1)
-    shape3 = tuple(size[::-1])
+    vox = float(np.mean(block["spacing"]))
+    return {"r0": diameter / 2, "lesion_c": lesion_c, "shape_kind": shape_kind, "variant": variant, "radius": radius,
+            "dist": dist, "signed": signed, "vox": vox, "inside": np.clip(signed / vox + 0.5, 0, 1)}
 
-    def field(scale_mm):
-        return _smooth_noise(shape3, np.maximum(scale_mm / spacing[::-1], 0.7), rng).transpose(2, 1, 0).ravel()
 
+def _render(lesion_type: str, diameter: float, acq: dict, rng) -> tuple:
+    r0 = diameter / 2
+    block = block_grid(diameter, acq, rng)
+    size, spacing, local, half = block["size"], block["spacing"], block["local"], block["half"]
+    les = lesion_shape(block, diameter, rng, lesion_type)
+    lesion_c, shape_kind, variant = les["lesion_c"], les["shape_kind"], les["variant"]
+    signed, vox, inside = les["signed"], les["vox"], les["inside"]
+    field = noise_field(block, rng)
     c = acq["contrast"]
     touch = (lesion_c, r0) if rng.random() < TOUCHING_VESSEL else None
     if lesion_type == "lung_ct":
@@ -177,29 +202,39 @@ def _render(lesion_type: str, diameter: float, acq: dict, rng) -> tuple:
         tissue = field(4.0)
         bg = np.where(tissue > 1.2, 0.18, 0.5 + 0.05 * np.tanh(tissue))  # CSF where the field is high
         vessels = _tubes(local, rng.integers(1, 4), (0.5, 1.2), rng, half, touch)
-        img = bg + (1.0 - bg) * vessels
-        if rng.random() < 0.5:                                        # oedema
-            edema = np.clip((radius * rng.uniform(1.3, 2.0) - dist) / 3.0, 0, 1)
-            img = img * (1 - 0.3 * edema)
-        enh = rng.uniform(0.95, 1.3) * c ** 0.3
-        lesion = enh + 0.05 * field(2.0)
-        if variant == "ring":
-            thick = rng.uniform(1.2, 3.0) + 0.1 * r0
-            core = np.clip((signed - thick) / vox + 0.5, 0, 1)
-            lesion = lesion * (1 - core) + rng.uniform(0.2, 0.35) * core
-        img = img * (1 - inside) + lesion * inside
-        img = img.reshape(size).transpose(2, 1, 0)
-        sigma = 0.03 * acq["noise"]
-        img = np.sqrt((img + rng.normal(0, sigma, img.shape)) ** 2 + rng.normal(0, sigma, img.shape) ** 2)
-    mask = (signed >= 0).reshape(size).transpose(2, 1, 0).astype(np.uint8)
+        img = metastasis(bg + (1.0 - bg) * vessels, les, block, acq, rng, field)
+    image, mask_img = block_images(img, les, block)
+    return image, mask_img, f"{shape_kind}_{variant}"
+
+
+def metastasis(img, les: dict, block: dict, acq: dict, rng, field):
+    """An enhancing (solid or ring) brain metastasis with optional oedema on a contrast-T1 background
+    ``img`` (flat, block order; white matter about 0.5), then Rician noise; returns the [k, j, i] array."""
+    if rng.random() < 0.5:                                        # oedema
+        edema = np.clip((les["radius"] * rng.uniform(1.3, 2.0) - les["dist"]) / 3.0, 0, 1)
+        img = img * (1 - 0.3 * edema)
+    enh = rng.uniform(0.95, 1.3) * acq["contrast"] ** 0.3
+    lesion = enh + 0.05 * field(2.0)
+    if les["variant"] == "ring":
+        thick = rng.uniform(1.2, 3.0) + 0.1 * les["r0"]
+        core = np.clip((les["signed"] - thick) / les["vox"] + 0.5, 0, 1)
+        lesion = lesion * (1 - core) + rng.uniform(0.2, 0.35) * core
+    img = img * (1 - les["inside"]) + lesion * les["inside"]
+    img = img.reshape(block["size"]).transpose(2, 1, 0)
+    sigma = 0.03 * acq["noise"]
+    return np.sqrt((img + rng.normal(0, sigma, img.shape)) ** 2 + rng.normal(0, sigma, img.shape) ** 2)
+
+
+def block_images(img: np.ndarray, les: dict, block: dict) -> tuple:
+    """(image, mask) SimpleITK images on the block's grid from the [k, j, i] array and the lesion."""
+    mask = (les["signed"] >= 0).reshape(block["size"]).transpose(2, 1, 0).astype(np.uint8)
     image = sitk.GetImageFromArray(img.astype(np.float32))
-    for im in (image,):
-        im.SetSpacing(spacing.tolist())
-        im.SetOrigin(origin.tolist())
-        im.SetDirection(direction.ravel().tolist())
+    image.SetSpacing(block["spacing"].tolist())
+    image.SetOrigin(block["origin"].tolist())
+    image.SetDirection(block["direction"].ravel().tolist())
     mask_img = sitk.GetImageFromArray(mask)
     mask_img.CopyInformation(image)
-    return image, mask_img, f"{shape_kind}_{variant}"
+    return image, mask_img
 
 
 def _centroid_and_size(mask: sitk.Image) -> tuple:
@@ -210,14 +245,12 @@ def _centroid_and_size(mask: sitk.Image) -> tuple:
     return centre, float((6 * volume / np.pi) ** (1 / 3))
 
 
-def generate_weak_lesions(n: int, seed: int, lesion_type: str, diameter_range=DIAMETER_RANGE_MM) -> list:
-    """``n`` SYNTHETIC lesions of ``lesion_type`` from ``seed`` (1-3 per patient, sizes log-uniform)."""
-    if lesion_type not in TYPES:
-        raise InputError(f"lesion type must be one of {TYPES}, got {lesion_type!r}", "lesion_type")
+def lesion_draws(n: int, rng, lesion_type: str, diameter_range):
+    """Yields ``(i, patient number, acquisition, diameter)`` for ``n`` lesions, 1-3 per patient, sizes
+    log-uniform in ``diameter_range``; lazily, so the caller's rendering draws from ``rng`` in between."""
     if n < 0:
         raise InputError(f"number of lesions must be >= 0, got {n}", "n")
-    rng = np.random.default_rng([seed, TYPES.index(lesion_type)])
-    out, patient, left = [], -1, 0
+    patient, left = -1, 0
     lo, hi = np.log(diameter_range[0]), np.log(diameter_range[1])
     for i in range(n):
         if left == 0:
@@ -225,7 +258,18 @@ def generate_weak_lesions(n: int, seed: int, lesion_type: str, diameter_range=DI
             left = int(rng.integers(LESIONS_PER_PATIENT[0], LESIONS_PER_PATIENT[1] + 1))
             acq = _patient(rng, lesion_type)
         left -= 1
-        diameter = float(np.exp(rng.uniform(lo, hi)))
+        yield i, patient, acq, float(np.exp(rng.uniform(lo, hi)))
+
+
+def generate_weak_lesions(n: int, seed: int, lesion_type: str, diameter_range=DIAMETER_RANGE_MM) -> list:
+    """``n`` SYNTHETIC lesions of ``lesion_type`` from ``seed`` (1-3 per patient, sizes log-uniform)."""
+    if lesion_type not in TYPES:
+        raise InputError(f"lesion type must be one of {TYPES}, got {lesion_type!r}", "lesion_type")
+    if n < 0:   # checked here too: lesion_draws is lazy
+        raise InputError(f"number of lesions must be >= 0, got {n}", "n")
+    rng = np.random.default_rng([seed, TYPES.index(lesion_type)])
+    out = []
+    for i, patient, acq, diameter in lesion_draws(n, rng, lesion_type, diameter_range):
         image, mask, variant = _render(lesion_type, diameter, acq, rng)
         centre, size = _centroid_and_size(mask)
         pid = f"{lesion_type}-s{seed}-P{patient:04d}"

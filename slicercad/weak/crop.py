@@ -28,6 +28,8 @@ CLICK_SIGMA_PX = 1.5
 INVERT_PROBABILITY = 0.5
 GAMMA_RANGE = (0.7, 1.5)
 CHANNELS = ("image", "positive_clicks", "negative_clicks")
+MAX_OFFSET = 0.25      # a report's rough centre: up to a quarter diameter off (training jitter)
+SIZE_JITTER = 0.2      # a report's rough size: +-20 %
 NORMALISATION = (f"canonical crop {CROP_PX}^3 px over {FOV_FACTOR} x diameter (isotropic, image axes, linear); "
                  f"[p{PERCENTILES[0]:g}, p{PERCENTILES[1]:g}] of the crop -> [0, 1] -> [-1, 1]")
 
@@ -59,6 +61,16 @@ class Crop:
     outside_fraction: float
 
 
+def export_crop_mm(diameter_mm: float, spec: CropSpec = CropSpec(), max_offset: float = MAX_OFFSET,
+                   size_jitter: float = SIZE_JITTER) -> float:
+    """The box (mm, each image axis) a training-set export keeps around a lesion so that every training
+    crop of it lies inside: the canonical crop (aligned with the image axes) of the largest jittered size,
+    d x (1 + ``size_jitter``), around a centre moved by up to ``max_offset`` x d."""
+    d = float(diameter_mm)
+    half = spec.fov_factor * d * (1.0 + size_jitter) / 2.0 + max_offset * d
+    return float(2.0 * half)
+
+
 def crop_grid(image: sitk.Image, center_lps, diameter_mm: float, spec: CropSpec = CropSpec()) -> sitk.Image:
     """The empty canonical-crop grid around ``center_lps`` (axes along ``image``'s direction)."""
     if image.GetDimension() != 3:
@@ -79,10 +91,10 @@ def crop_grid(image: sitk.Image, center_lps, diameter_mm: float, spec: CropSpec 
 
 
 def resample_onto(image: sitk.Image, grid: sitk.Image, linear: bool = True, default: float = 0.0) -> np.ndarray:
-    """``image`` sampled on ``grid`` as a float32 array [k, j, i]."""
+    """``image`` sampled on ``grid`` as a float32 array [k, j, i] (any pixel type in: the resampler writes
+    float32 directly, so a large integer volume is never cast as a whole)."""
     interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
-    out = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(), interp, float(default),
-                        sitk.sitkFloat32)
+    out = sitk.Resample(image, grid, sitk.Transform(), interp, float(default), sitk.sitkFloat32)
     return sitk.GetArrayFromImage(out)
 
 

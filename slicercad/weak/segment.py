@@ -88,17 +88,36 @@ def predict_crops(model, xs: np.ndarray, device="cpu", batch_size: int = 8) -> n
 
 
 def keep_nearest_component(mask: np.ndarray, reference: sitk.Image, center_lps) -> np.ndarray:
-    """The connected component (26-connected) holding, or else nearest to, the centre."""
-    lab, n = ndimage.label(mask > 0, structure=np.ones((3, 3, 3)))
+    """The connected component (26-connected) holding, or else nearest to, the centre (labelled within
+    the mask's bounding box only: the rest of a large volume is not touched)."""
+    mask = np.asarray(mask) > 0
+    out = np.zeros(mask.shape, np.uint8)
+    box = _bounding_box(mask)
+    if box is None:
+        return out
+    lab, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3)))
     if n <= 1:
-        return (lab > 0).astype(np.uint8)
-    kji = np.round(physical_to_ijk(reference, center_lps)[::-1]).astype(int)
-    kji = np.clip(kji, 0, np.array(mask.shape) - 1)
-    keep = lab[tuple(kji)]
+        out[box] = lab > 0
+        return out
+    kji = np.clip(np.round(physical_to_ijk(reference, center_lps)[::-1]).astype(int), 0, np.array(mask.shape) - 1)
+    local = kji - [b.start for b in box]
+    keep = lab[tuple(local)] if np.all(local >= 0) and np.all(local < lab.shape) else 0
     if keep == 0:
         pts = np.argwhere(lab > 0)
-        keep = lab[tuple(pts[np.argmin(np.linalg.norm(pts - kji, axis=1))])]
-    return (lab == keep).astype(np.uint8)
+        keep = lab[tuple(pts[np.argmin(np.linalg.norm(pts - local, axis=1))])]
+    out[box] = lab == keep
+    return out
+
+
+def _bounding_box(mask: np.ndarray):
+    """Slices of the smallest box holding every True voxel (None when there is none)."""
+    spans = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not len(hit):
+            return None
+        spans.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(spans)
 
 
 def finish(values: np.ndarray, crop: Crop, reference: sitk.Image, center_lps, method: str,

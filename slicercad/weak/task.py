@@ -10,6 +10,7 @@ Augmentation on the fly (training and validation alike): gamma, inversion (``inv
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,22 +22,46 @@ from torch.utils.data import Dataset
 
 from ..engine.tasks import TaskSpec, register_task
 from ..errors import ImageIOError, InputError
-from .crop import (CHANNELS, CropSpec, NORMALISATION, assemble, augment_intensity, canonical_crop,
-                   resample_onto)
+from .crop import (CHANNELS, MAX_OFFSET, SIZE_JITTER, CropSpec, NORMALISATION, assemble, augment_intensity,
+                   canonical_crop, resample_onto)
 
 TASK_NAME = "weak_lesion"
-DEFAULT_CONFIG = {"channels": [16, 32, 64], "strides": [2, 2], "num_res_units": 1, "crop_px": 32,
+DEFAULT_CONFIG = {"channels": [16, 32, 64], "strides": [2, 2], "num_res_units": 0, "crop_px": 32,
                   "fov_factor": 2.5, "types": ["lung_ct", "liver_mri"], "n_lesions": 100, "data_seed": 1,
-                  "crops_per_lesion": 2, "invert": True, "click_fraction": 0.3, "max_offset": 0.25,
-                  "size_jitter": 0.2}
-MAX_OFFSET = 0.25      # rough centre: up to a quarter diameter off
-SIZE_JITTER = 0.2      # rough size: +-20 %
+                  "crops_per_lesion": 2, "invert": True, "click_fraction": 0.3, "max_offset": MAX_OFFSET,
+                  "size_jitter": SIZE_JITTER, "init_weights": None}
 VALID_RANGES = {"diameter_mm": [3.0, 60.0]}
 
 
 def build_model(cfg: dict) -> UNet:
-    return UNet(spatial_dims=3, in_channels=len(CHANNELS), out_channels=1, channels=tuple(cfg["channels"]),
-                strides=tuple(cfg["strides"]), num_res_units=int(cfg["num_res_units"]))
+    """The U-Net of ``cfg``; with ``init_weights`` ({"path", "sha256"}: fine-tuning) it starts from them."""
+    model = UNet(spatial_dims=3, in_channels=len(CHANNELS), out_channels=1, channels=tuple(cfg["channels"]),
+                 strides=tuple(cfg["strides"]), num_res_units=int(cfg["num_res_units"]))
+    if cfg.get("init_weights"):
+        load_init_weights(model, cfg["init_weights"])
+    return model
+
+
+def load_init_weights(model, init: dict) -> None:
+    """Load the starting weights of a fine-tuning run (safetensors, checked against their sha256)."""
+    from safetensors.torch import load_file
+
+    from ..engine.registry import sha256_file
+    from ..errors import ModelError
+
+    if not isinstance(init, dict) or not init.get("path") or not init.get("sha256"):
+        raise InputError(f"init_weights must be {{'path': ..., 'sha256': ...}}, got {init!r}", "init_weights")
+    path = Path(init["path"])
+    if not path.is_file():
+        raise ModelError("the starting weights of this fine-tuned model are missing (they lie in its run "
+                         "folder, beside model/); restore the run folder or fine-tune again", path)
+    if sha256_file(path) != init["sha256"]:
+        raise ModelError("sha256 of the starting weights does not match init_weights: the file was replaced", path)
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except RuntimeError as exc:
+        raise ModelError(f"the starting weights do not fit this U-Net ({exc}); fine-tune from a model with "
+                         "the same channels", path) from exc
 
 
 def spec_of(cfg: dict) -> CropSpec:

@@ -1,0 +1,165 @@
+"""'Add to training set' and 'Fine-tune' of the WeakLabelSegmenter panel. Imports ``slicer``, never Qt;
+torch only in the fine-tuning subprocess.
+
+**Add to training set** exports a segment (the reader's corrected label) with the source volume's voxels
+around it through the engine's export (``slicercad.engine.export.export_lesion``: de-identified, keyed
+pseudonyms, idempotent, auditable with ``slicercad audit``). The crop is the volume's own grid, no
+resampling, large enough (``slicercad.weak.crop.export_crop_mm``) that the ``weak_lesion`` task cuts every
+training crop of the lesion with ``canonical_crop`` -- the function serving uses -- exactly as from the
+full volume. The row's centre and diameter are the prompt that made the segment (``logic.PROMPT_TAG``), or
+for a segment drawn by hand its centroid and equivalent diameter; ``edited`` says whether the voxels
+differ from what the method added (``logic.DIGEST_TAG``).
+
+**Fine-tune** trains the ``weak_lesion`` task on that dataset in a cancellable subprocess
+(``SlicerCADLib.train_job``), starting from the selected model's weights (copied into the run folder,
+``init_weights``) with its architecture and crop.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import vtk
+
+from SlicerCADLib import train_job
+from SlicerCADLib.markups import lesion_from_segment
+from SlicerCADLib.segmentations import segment_to_label_array
+from SlicerCADLib.source_tags import source_identifiers
+from SlicerCADLib.volumes import volume_node_to_sitk
+from slicercad.engine.export import export_lesion
+from slicercad.errors import DicomError, InputError, ModelError
+from slicercad.weak.crop import CropSpec, export_crop_mm
+
+from .logic import DIGEST_TAG, METHOD_TAG, PROMPT_TAG, mask_digest, segment_names
+
+TASK = "weak_lesion"
+LABEL = "lesion"          # the task's foreground class
+PHASE = "image"           # the export's one image (the task's first channel)
+ARCHITECTURE = ("channels", "strides", "num_res_units", "crop_px", "fov_factor")   # must match the weights
+FINE_TUNE_LR = 3e-4       # a tenth of the from-scratch rate (slicercad.weak.experiment.train_segmenter)
+FINE_TUNE_BATCH = 8
+
+
+def read_card(card_path) -> dict:
+    """The JSON model card of a ``weak_lesion`` model (default: the bundled demo model)."""
+    from slicercad.weak.segment import demo_model_path
+
+    path = Path(card_path) if card_path not in (None, "", ".") else demo_model_path()
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the model card ({exc})", path) from None
+    if card.get("task") != TASK:
+        raise ModelError(f"model is for task {card.get('task')!r}, not {TASK!r}", path)
+    return dict(card, card_path=str(path))
+
+
+def _tag(segment, name: str) -> str:
+    """A segment tag's value ("" when unset)."""
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(name, value) else ""
+
+
+def segment_prompt(segmentation_node, segment_id: str, volume_node) -> dict:
+    """What made the segment: ``center_lps``, ``diameter_mm``, ``method`` (``manual`` when drawn by hand:
+    centroid and equivalent diameter) and ``edited`` (voxels changed since they were added)."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise InputError(f"segment {segment_id!r} not found", segmentation_node.GetName())
+    mask = segment_to_label_array(segmentation_node, segment_id, volume_node)
+    if not mask.any():
+        raise InputError("the segment is empty on the source volume's grid: nothing to export", segment.GetName())
+    method = _tag(segment, METHOD_TAG) or "manual"
+    text = _tag(segment, PROMPT_TAG)
+    if text:
+        prompt = json.loads(text)
+        center, diameter = np.asarray(prompt["center_lps"], float), float(prompt["diameter_mm"])
+    else:
+        mark = lesion_from_segment(segmentation_node, segment_id, volume_node)
+        center, diameter = np.asarray(mark.center_lps, float), float(mark.diameter_mm)
+    edited = _tag(segment, DIGEST_TAG) != mask_digest(mask)
+    return {"center_lps": center, "diameter_mm": diameter, "method": method, "edited": bool(edited), "mask": mask,
+            "name": segment.GetName() or segment_id}
+
+
+def export_source_tags(volume_node, patient_id: str = "") -> dict:
+    """The source's identifiers: from the DICOM files behind the volume, else (a volume loaded from NRRD
+    or NIfTI) the ``patient_id`` the user gives; refused when there is neither."""
+    try:
+        return source_identifiers(volume_node)
+    except DicomError as exc:
+        if not str(patient_id or "").strip():
+            raise DicomError(f"{exc}; for a volume not loaded from DICOM give a patient ID for the pseudonym",
+                             volume_node.GetName()) from None
+        return {"PatientID": str(patient_id).strip()}
+
+
+def add_to_training_set(dataset_dir, volume_node, segmentation_node, segment_id: str, annotator: str,
+                        site_secret: bytes, patient_id: str = "", card_path=None) -> dict:
+    """Export one segment and the volume around it into the research dataset at ``dataset_dir``; returns
+    the manifest row. The crop covers the training crops of the model at ``card_path`` (default bundled)."""
+    if dataset_dir in (None, "") or str(dataset_dir) == ".":
+        raise InputError("choose the dataset folder first", "datasetFolder")
+    if volume_node is None or segmentation_node is None:
+        raise InputError("select the source volume and the segmentation", "segmentation")
+    cfg = read_card(card_path)["model_config"]
+    prompt = segment_prompt(segmentation_node, segment_id, volume_node)
+    image = volume_node_to_sitk(volume_node)
+    mask = sitk.GetImageFromArray(prompt["mask"])
+    mask.CopyInformation(image)
+    spec = CropSpec(int(cfg["crop_px"]), float(cfg["fov_factor"]))
+    crop = export_crop_mm(prompt["diameter_mm"], spec, float(cfg["max_offset"]), float(cfg["size_jitter"]))
+    record = {"center_lps": prompt["center_lps"].tolist(), "diameter_mm": prompt["diameter_mm"], "label": LABEL,
+              "mask": mask, "lesion_key": f"{prompt['name']}@{segment_id}"}
+    prediction = {"method": prompt["method"]}
+    return export_lesion(dataset_dir, {PHASE: image}, record, export_source_tags(volume_node, patient_id),
+                         site_secret, annotator, prompt["edited"], prediction, crop)
+
+
+def add_panel_segment(p, segment_name: str, site_secret: bytes) -> str:
+    """Export the panel's segment named ``segment_name``; returns a message for the panel."""
+    if not site_secret:
+        raise InputError("the site secret is required for the pseudonyms", "siteSecret")
+    ids = [sid for sid, name in segment_names(p.segmentation) if name == segment_name]
+    if not ids:
+        raise InputError("choose a segment of the segmentation to export", segment_name or "segment")
+    model = str(p.modelPath) if p.modelPath and str(p.modelPath) != "." else None
+    row = add_to_training_set(p.datasetFolder, p.inputVolume, p.segmentation, ids[0], p.annotator, site_secret,
+                              p.patientId, model)
+    edited = "edited" if row["lesions"][0]["provenance"]["edited"] else "unedited"
+    return f"{segment_name} ({edited}) added to the training set (case {row['case_id']})."
+
+
+class FineTuneJob(train_job.TrainingJob):
+    """``slicercad train weak_lesion`` on a research dataset, starting from the weights of the model at
+    ``card_path`` (architecture and crop from its card); ``start()``, ``poll()``, ``cancel()``."""
+
+    def __init__(self, dataset_dir, card_path=None, epochs: int = 10, batch_size: int = FINE_TUNE_BATCH,
+                 lr: float = FINE_TUNE_LR, seed: int = 0, device: str = "auto", overrides: dict | None = None):
+        manifest, _ = train_job.load_dataset(dataset_dir)
+        self.card = read_card(card_path)
+        weights = Path(self.card["card_path"]).parent / self.card["weights"]
+        if not weights.is_file():
+            raise ModelError("the model's weights file is missing beside its card", weights)
+        self.weights, self.lr = weights, float(lr)
+        arch = {k: self.card["model_config"][k] for k in ARCHITECTURE}
+        super().__init__(dataset_dir, TASK, manifest, epochs, batch_size, seed, device, {**arch, **(overrides or {})})
+
+    def extra_args(self, out: Path) -> list:
+        """Copy the starting weights into the run folder (the new card points there) and set them."""
+        from slicercad.engine.registry import sha256_file
+
+        start = out / "init.safetensors"
+        shutil.copyfile(self.weights, start)
+        init = {"path": str(start), "sha256": sha256_file(start), "from": self.card.get("name", "")}
+        return ["--lr", self.lr, "--set", f"init_weights={json.dumps(init)}"]
+
+
+def start_panel_fine_tune(p, overrides: dict | None = None) -> FineTuneJob:
+    """Fine-tune the panel's model (``modelPath``, default bundled) on its ``datasetFolder`` for
+    ``fineTuneEpochs`` on its ``device``."""
+    model = str(p.modelPath) if p.modelPath and str(p.modelPath) != "." else None
+    return FineTuneJob(p.datasetFolder, model, epochs=p.fineTuneEpochs, device=p.device, overrides=overrides).start()
