@@ -1,8 +1,6 @@
 """The source's identifying DICOM attributes behind a volume node, for a research export
 (``slicercad.engine.export.export_lesion``) and its audit (``slicercad.engine.audit.audit_export``).
 Imports ``slicer`` (through ``dicom_nodes``) but never Qt.
-
-(LiverLesionCADLib.training holds the same ``source_identifiers``; it can import this one.)
 """
 from __future__ import annotations
 

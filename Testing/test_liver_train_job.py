@@ -3,15 +3,14 @@
 its whole process tree. Plain Python (the panel's widget code cannot run here)."""
 import json
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "LiverLesionCAD"))
 
+from job_polling import cancel_and_check_tree, poll_until  # noqa: E402
 from LiverLesionCADLib import train_job  # noqa: E402
 from slicercad.dicom.scan import scan_folder  # noqa: E402
 from slicercad.engine.export import export_lesion  # noqa: E402
@@ -21,7 +20,6 @@ from slicercad.phases import assign_phases, best_by_phase  # noqa: E402
 from slicercad.synth.study import write_phantom_study  # noqa: E402
 
 TINY = {"channels": [4, 8, 8], "roi_px": 32}
-TIMEOUT_S = 240
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +40,11 @@ def dataset(tmp_path_factory):
     return folder
 
 
-def _poll_until(job, done, timeout=TIMEOUT_S):
-    deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        status = job.poll()
-        seen.append(status)
-        if done(status):
-            return status, seen
-        time.sleep(0.2)
-    job.cancel()
-    raise AssertionError(f"training job did not reach the expected state in {timeout} s: {seen[-1]}")
-
-
 def test_panel_training_finishes_with_progress_and_selects_a_loadable_card(dataset):
     panel = SimpleNamespace(datasetFolder=dataset, trainEpochs=1, device="cpu", modelPath=Path("."))
     job = train_job.start_panel_training(panel, overrides=TINY)
     assert job.out.parent == dataset / "runs" and job.task == "liver_lesion"
-    status, seen = _poll_until(job, lambda s: s["state"] != "running")
+    status, seen = poll_until(job, lambda s: s["state"] != "running")
     assert status["state"] == "finished", status["message"]
     assert any(s.get("epoch") == 1 and s.get("loss") is not None for s in seen)
     assert status["fraction"] == 1.0 and train_job.progress_percent(status) == 100
@@ -75,14 +61,10 @@ def test_panel_training_finishes_with_progress_and_selects_a_loadable_card(datas
 
 def test_cancel_after_first_progress_kills_the_process_tree_and_writes_no_card(dataset):
     job = train_job.TrainingJob(dataset, epochs=200, batch_size=2, overrides=TINY).start()
-    status, _ = _poll_until(job, lambda s: s.get("epoch") is not None or s["state"] != "running")
+    status, _ = poll_until(job, lambda s: s.get("epoch") is not None or s["state"] != "running")
     assert status["state"] == "running" and 0.0 < status["fraction"] < 1.0
     assert train_job.status_text(status).startswith(f"epoch {status['epoch']}/200")
-    root = psutil.Process(job.runner.pid)
-    tree = [root, *root.children(recursive=True)]
-    final = job.cancel()
-    gone, alive = psutil.wait_procs(tree, timeout=10)
-    assert alive == [] and len(gone) == len(tree)
+    final = cancel_and_check_tree(job)
     assert final["state"] == "cancelled" and final["card"] is None
     assert not list((job.out / "model").glob("*.json"))
 
@@ -119,6 +101,6 @@ def test_dataset_problems_raise_typed_errors_naming_the_folder_or_row(tmp_path, 
 
 def test_a_failing_run_reports_failed_with_the_error_and_no_card(dataset):
     job = train_job.TrainingJob(dataset, epochs=1, overrides={"no_such_key": 1}).start()
-    status, _ = _poll_until(job, lambda s: s["state"] != "running")
+    status, _ = poll_until(job, lambda s: s["state"] != "running")
     assert status["state"] == "failed" and status["card"] is None and status["returncode"] != 0
     assert "no_such_key" in status["message"] and train_job.status_text(status) == status["message"]

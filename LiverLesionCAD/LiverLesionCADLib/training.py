@@ -11,23 +11,19 @@ Imports ``slicer`` but never Qt.
 """
 from __future__ import annotations
 
-import pydicom
 
-from slicercad.engine.basic_profile import ACTIONS
 from slicercad.engine.deid import DEFAULT_OPTIONS
 from slicercad.engine.export import export_lesion
-from slicercad.errors import DicomError, InputError
+from slicercad.errors import InputError
 from slicercad.liver.acquisition import acquisition_from_tags
 from slicercad.liver.dataset import study_adc_scale
 from slicercad.liver.phases import PHASES, REFERENCE_PHASE
 from slicercad.liver.roi import RoiSpec
-from SlicerCADLib.dicom_nodes import tags_for_volume_node, volume_files
+from SlicerCADLib.dicom_nodes import tags_for_volume_node
+from SlicerCADLib.source_tags import source_identifiers
 
 from .classify import phase_images, phase_tags
 
-# Identifying and characteristic attributes read from the source file, beyond the profile's list.
-EXTRA_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyDate",
-                  "StudyInstanceUID", "SeriesInstanceUID", "AccessionNumber")
 # PS3.15 options of the product export: patient age/sex, and the phase timing and contrast agent the
 # phase assignment and the gadoxetate check read (Clean Descriptors, Modified Dates)
 DEID_OPTIONS = (*DEFAULT_OPTIONS, "clean_descriptors", "retain_modified_dates")
@@ -38,25 +34,6 @@ def export_crop_mm(diameter_mm: float, spec: RoiSpec = RoiSpec()) -> float:
     """The box each phase keeps around its centre: the sample path's ROI field of view for a lesion of
     ``diameter_mm``, at least that of a 40 mm lesion (max(3 d, 48 mm): 120 mm)."""
     return spec.field_of_view(max(float(diameter_mm), MAX_DIAMETER_MM))
-
-
-def source_identifiers(volume_node) -> dict:
-    """DICOM attributes by keyword (Basic Profile attributes present + ``EXTRA_KEYWORDS``) from the
-    first file behind ``volume_node``; values as text (sequences left out)."""
-    path = volume_files(volume_node)[0]
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises several types for damaged files
-        raise DicomError(f"not a readable DICOM file ({type(exc).__name__}: {exc})", path) from None
-    out = {}
-    for keyword in dict.fromkeys((*ACTIONS, *EXTRA_KEYWORDS)):
-        element = ds.get(keyword)
-        if element is None or element in ("", None) or isinstance(element, pydicom.Sequence):
-            continue
-        out[keyword] = str(element)
-    if not out.get("PatientID"):
-        raise DicomError("source file has no PatientID; the export needs it for the pseudonym", path)
-    return out
 
 
 def source_tags_for_nodes(volume_nodes: dict) -> dict:
