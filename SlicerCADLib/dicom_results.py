@@ -4,9 +4,12 @@ DICOM module's export/send. Imports ``slicer`` only; DICOMLib (which needs ctk/q
 ``import_into_database`` when running in the Slicer application.
 
 A segmentation node's segments go into one SEG on a reference volume node's own DICOM series (the volume must
-be the unresampled series: its files come from ``dicom_nodes.volume_files``). A segment's lesion type comes
-from the ``lesion_types`` argument, else its Slicer terminology (the type code), else its name. Segments the
-user edited are written SEMIAUTOMATIC (``corrected``), model output AUTOMATIC.
+be the unresampled series: its files come from ``dicom_nodes.volume_files``). A segment's coding comes from the
+``lesion_types`` argument, else its Slicer terminology (category / type / modifier / region triplets, passed
+through as they are; Slicer's default "Tissue" counts as none), else its name. Who made it is per segment: a
+segment a model added (tag ``SlicerCAD.algorithm`` or the weak labeller's ``SlicerCAD.method``) is the model's,
+AUTOMATIC, or SEMIAUTOMATIC once the user edited it (tag ``SlicerCAD.corrected``); any other segment (drawn by
+hand) is MANUAL.
 
 Each module's result in the scene goes the same way (``ti_record_to_dicom``, ``anomaly_map_to_dicom``,
 ``renal_results_to_dicom``): the core writer (``slicercad.dicomio.results_*``) writes SEG / Parametric Map / SR
@@ -16,41 +19,60 @@ plugins load them and its export / send reaches the PACS.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import slicer  # noqa: F401  (this package is the MRML layer)
 
-from slicercad.dicomio.terms import LESION_TYPES, Algorithm, lesion_type_key
+from slicercad.dicomio.terms import Algorithm, lesion_type_key
 from slicercad.errors import InputError
 
 from .dicom_nodes import volume_files
 from .segmentations import segment_to_label_array
 from .volumes import volume_node_to_sitk
 
-CORRECTED_TAG = "SlicerCAD.corrected"
-_BY_CODE = {t[1]: key for key, (_, t) in reversed(LESION_TYPES.items()) if key != "anomaly"}
+CORRECTED_TAG = "SlicerCAD.corrected"       # segment tag: the user edited the model's output
+ORIGIN_TAG = "SlicerCAD.algorithm"          # segment tag: the model (name) that added the segment
+MODEL_TAGS = (ORIGIN_TAG, "SlicerCAD.method")    # (the weak labeller tags its segments with its method)
+_DEFAULT_TYPE = "85756007"                  # Slicer's default terminology for a new segment: Tissue / Tissue
+_FIELDS = ("category", "type", "type_modifier", None, "region", "region_modifier")
 
 
-def segment_lesion_type(segment) -> str:
-    """The lesion-type key of a segment: its terminology's type code when it is one we know, else its name."""
-    if hasattr(segment, "GetTerminology"):             # Slicer >= 5.0
-        entry = segment.GetTerminology() or ""
-    else:
-        import vtk
+def _tag(segment, name: str) -> str:
+    import vtk
 
-        ref = vtk.reference("")
-        entry = str(ref) if segment.GetTag("TerminologyEntry", ref) else ""
-    parts = str(entry).split("~")             # context ~ category ~ type ~ modifier ~ anatomic context ~ ...
-    fields = parts[2].split("^") if len(parts) > 2 else []
-    if len(fields) >= 2 and fields[1] in _BY_CODE:
-        return _BY_CODE[fields[1]]
-    return lesion_type_key(segment.GetName())
+    ref = vtk.reference("")
+    return str(ref) if segment.GetTag(name, ref) else ""
+
+
+def segment_terminology(segment) -> dict | None:
+    """A segment's Slicer terminology as {"category", "type", "type_modifier", "region", "region_modifier":
+    (scheme, value, meaning) or None}; None without one (or with Slicer's default Tissue / Tissue)."""
+    entry = segment.GetTerminology() if hasattr(segment, "GetTerminology") else _tag(segment, "TerminologyEntry")
+    parts = str(entry or "").split("~")[1:]        # context ~ category ~ type ~ modifier ~ anatomic context ~ ...
+    out = {}
+    for key, text in zip(_FIELDS, parts):
+        fields = text.split("^")
+        if key and len(fields) >= 3 and fields[0] and fields[1]:
+            out[key] = (fields[0], fields[1], fields[2])
+    if "category" not in out or "type" not in out or (out["type"][1] == _DEFAULT_TYPE
+                                                     and out["category"][1] == _DEFAULT_TYPE):
+        return None
+    return out
+
+
+def segment_algorithm(segment, algorithm: Algorithm) -> Algorithm | None:
+    """The segment's algorithm: ``algorithm`` when a model added it (``MODEL_TAGS``), corrected when it was
+    edited (``CORRECTED_TAG``); None (MANUAL) for a hand-drawn segment."""
+    if not any(_tag(segment, t) for t in MODEL_TAGS):
+        return None
+    return algorithm.corrected() if _tag(segment, CORRECTED_TAG).lower() in ("1", "true", "yes") else algorithm
 
 
 def write_segmentation_seg(segmentation_node, reference_volume_node, path, algorithm: Algorithm, *,
-                           lesion_types: dict | None = None, segment_ids=None, corrected: bool | None = None) -> Path:
+                           lesion_types: dict | None = None, segment_ids=None) -> Path:
     """Write the segments (all, or ``segment_ids``) of ``segmentation_node`` as a DICOM SEG on the reference
-    volume's series; ``corrected`` (default: the node's ``SlicerCAD.corrected`` attribute) -> SEMIAUTOMATIC."""
+    volume's series; each segment's algorithm from its tags (``segment_algorithm``)."""
     from slicercad.dicomio.seg import Segment, write_seg
 
     segmentation = segmentation_node.GetSegmentation()
@@ -58,9 +80,6 @@ def write_segmentation_seg(segmentation_node, reference_volume_node, path, algor
                                                  for i in range(segmentation.GetNumberOfSegments())]
     if not ids:
         raise InputError("the segmentation has no segments", segmentation_node.GetName())
-    if corrected is None:
-        corrected = (segmentation_node.GetAttribute(CORRECTED_TAG) or "").lower() in ("1", "true", "yes")
-    algo = algorithm.corrected() if corrected else algorithm
     files = volume_files(reference_volume_node)
     image = volume_node_to_sitk(reference_volume_node)
     segments = []
@@ -68,9 +87,12 @@ def write_segmentation_seg(segmentation_node, reference_volume_node, path, algor
         segment = segmentation.GetSegment(sid)
         if segment is None:
             raise InputError(f"no segment {sid!r}", segmentation_node.GetName())
-        kind = (lesion_types or {}).get(sid) or segment_lesion_type(segment)
+        given = (lesion_types or {}).get(sid)
+        terminology = None if given else segment_terminology(segment)
+        kind = given or lesion_type_key(segment.GetName()) or "lesion"
         mask = segment_to_label_array(segmentation_node, sid, reference_volume_node)
-        segments.append(Segment(segment.GetName(), mask, kind, algo, tracking_id=segment.GetName()))
+        segments.append(Segment(segment.GetName(), mask, kind, segment_algorithm(segment, algorithm),
+                                tracking_id=segment.GetName(), terminology=terminology))
     return write_seg(segments, image, files, path,
                      series_description=f"SlicerCAD {segmentation_node.GetName()}"[:64])
 
@@ -94,10 +116,23 @@ def import_into_database(paths, database=None) -> list:
         for folder in sorted({f.parent for f in files}):
             if not DICOMUtils.importDicom(str(folder), database):
                 raise InputError("the DICOM database refused the folder", str(folder))
-        return files
-    for f in files:
-        database.insert(str(f), False, False)
+    else:
+        for f in files:
+            database.insert(str(f), False, False)
+    _check_indexed(files, database)
     return files
+
+
+def _check_indexed(files, database) -> None:
+    """Every file's instance is in the database (importDicom answers True even when it skipped files)."""
+    import pydicom
+
+    if not hasattr(database, "fileForInstance"):
+        return
+    for f in files:
+        uid = str(pydicom.dcmread(str(f), stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+        if not database.fileForInstance(uid):
+            raise InputError(f"the DICOM database did not index instance {uid} (not DICOM, or refused)", str(f))
 
 
 def load_from_database(series_uids) -> list:
@@ -147,6 +182,8 @@ def _on_grid(map_node, image):
         np.allclose(getattr(values, f)(), getattr(image, f)(), atol=1e-4)
         for f in ("GetOrigin", "GetSpacing", "GetDirection"))
     if not same:
+        logging.getLogger(__name__).warning("the map %s is not on the grid of its volume: resampled (linear) onto "
+                                            "the series' grid for the DICOM result", map_node.GetName())
         values = sitk.Resample(values, image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return sitk.GetArrayFromImage(values).astype(np.float32)
 

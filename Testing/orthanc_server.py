@@ -32,8 +32,11 @@ def free_port() -> int:
 
 
 class Orthanc:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, unknown_sop_classes: bool = True):
+        """``unknown_sop_classes`` False: the DIMSE server refuses SOP classes it does not know (a C-STORE
+        refusal a test can provoke)."""
         self.folder = Path(folder)
+        self.unknown_sop_classes = unknown_sop_classes
         self.http_port, self.dicom_port = free_port(), free_port()
         self.move_port = free_port()            # our storage SCP for C-MOVE (registered below for CLIENT_AET)
         self.proc = None
@@ -56,7 +59,7 @@ class Orthanc:
                                                   "AllowGet": True, "AllowStore": True, "AllowFind": True,
                                                   "AllowEcho": True, "AllowMove": True}},
                 "DicomCheckCalledAet": True, "DicomAlwaysAllowEcho": True, "DicomAlwaysAllowStore": True,
-                "UnknownSopClassAccepted": True, "StorageCompression": False, "HttpTimeout": 30,
+                "UnknownSopClassAccepted": self.unknown_sop_classes, "StorageCompression": False, "HttpTimeout": 30,
                 "StableAge": 1, "ConcurrentJobs": 1, "HttpThreadsCount": 4, "SaveJobs": False}
 
     def start(self, timeout: float = 90.0) -> "Orthanc":

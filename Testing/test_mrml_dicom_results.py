@@ -21,7 +21,7 @@ class RecordingDatabase:
 
 
 def test_segmentation_node_to_seg_and_into_the_database(scene, tmp_path):
-    from SlicerCADLib.dicom_results import CORRECTED_TAG, import_into_database, write_segmentation_seg
+    from SlicerCADLib.dicom_results import CORRECTED_TAG, ORIGIN_TAG, import_into_database, write_segmentation_seg
     from SlicerCADLib.segmentations import label_array_to_segment
     from SlicerCADLib.study import load_study
 
@@ -34,6 +34,8 @@ def test_segmentation_node_to_seg_and_into_the_database(scene, tmp_path):
     mask = np.zeros((5, 20, 18), np.uint8)
     mask[1:4, 5:12, 4:9] = 1
     seg_node, sid = label_array_to_segment(mask, volume, name="cyst")
+    segment = seg_node.GetSegmentation().GetSegment(sid)
+    segment.SetTag(ORIGIN_TAG, "weak_lesion_demo")                 # added by the model (per-segment origin)
     algo = Algorithm("weak_lesion_demo", "2", SHA)
     path = write_segmentation_seg(seg_node, volume, tmp_path / "out" / "a.seg.dcm", algo)
     from slicercad.dicom.volume import load_volume
@@ -42,10 +44,9 @@ def test_segmentation_node_to_seg_and_into_the_database(scene, tmp_path):
     assert np.array_equal(read_seg(path, files, ref)[1], mask)
     (info,) = segment_info(path)
     assert info["type"][1] == "367643001" and info["algorithm_type"] == "AUTOMATIC" and info["model_sha256"] == SHA
-    seg_node.SetAttribute(CORRECTED_TAG, "true")
+    segment.SetTag(CORRECTED_TAG, "true")
     path2 = write_segmentation_seg(seg_node, volume, tmp_path / "out" / "b.seg.dcm", algo)
     assert segment_info(path2)[0]["algorithm_type"] == "SEMIAUTOMATIC"
-    segment = seg_node.GetSegmentation().GetSegment(sid)         # Slicer terminology wins over the name
     segment.SetTerminology("Segmentation category and type - DICOM master list~SCT^49755003^Morphologically "
                            "Altered Structure~SCT^400210000^Hemangioma~^^~Anatomic codes - DICOM master list~^^~^^")
     path3 = write_segmentation_seg(seg_node, volume, tmp_path / "c.seg.dcm", algo)

@@ -22,7 +22,7 @@ if not orthanc_server.available():
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    server = orthanc_server.Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+    server = orthanc_server.Orthanc(tmp_path_factory.mktemp("orthanc"), unknown_sop_classes=False).start()
     yield server
     server.stop()
 
@@ -168,3 +168,32 @@ def test_bad_pacs_input_gives_clear_messages_and_sends_nothing(orthanc, study, w
     with pytest.raises(PacsError, match="C-MOVE of study .* failed .*can the PACS reach our storage SCP"):
         pull(wrong, tmp_path / "z", study_uids=[study[1]["study_uid"]], progress=None)
     assert not (tmp_path / "z").exists() or not any((tmp_path / "z").iterdir())
+
+
+def test_a_push_refused_partway_logs_what_went_and_a_rerun_sends_the_rest(orthanc, dimse, tmp_path):
+    """N files, file k+1 of an SOP class the PACS refuses: k logged done + 1 failed, nothing else sent; once
+    fixed, the rerun sends exactly N - k."""
+    import SimpleITK as sitk
+
+    from slicercad.dicom.write import write_series
+
+    image = sitk.GetImageFromArray(np.random.default_rng(4).normal(100, 10, (5, 8, 8)).astype(np.float32))
+    files = sorted(write_series(image, tmp_path / "s", modality="MR", patient={"PatientID": "SYN-PARTWAY"}))
+    k = 2
+    bad = pydicom.dcmread(files[k])
+    mr = bad.SOPClassUID
+    bad.SOPClassUID = bad.file_meta.MediaStorageSOPClassUID = "1.2.826.0.1.3680043.8.498.77"   # unknown to it
+    bad.save_as(files[k])
+    log = tmp_path / "push.jsonl"
+    before = orthanc.get("/statistics")["CountInstances"]
+    with pytest.raises(PacsError, match=rf"{k} of {len(files)} files are in the PACS.*rerun"):
+        push(dimse, [tmp_path / "s"], log=log, progress=None)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["status"] for r in records] == ["done"] * k + ["failed"]
+    assert records[-1]["key"] == str(bad.SOPInstanceUID)
+    assert orthanc.get("/statistics")["CountInstances"] == before + k
+    bad.SOPClassUID = bad.file_meta.MediaStorageSOPClassUID = mr                            # fixed
+    bad.save_as(files[k])
+    again = push(dimse, [tmp_path / "s"], log=log, progress=None)
+    assert (again["sent"], again["skipped"]) == (len(files) - k, k)
+    assert orthanc.get("/statistics")["CountInstances"] == before + len(files)

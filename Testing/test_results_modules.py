@@ -2,10 +2,6 @@
 (``slicercad results ti|anomaly|renal``): read back with pydicom / highdicom equal to each module's own result
 record, dciodvfy reports no error, bad input is refused. All inputs SYNTHETIC (Testing/module_results_data.py)."""
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -13,32 +9,11 @@ import pytest
 import SimpleITK as sitk
 
 import module_results_data as data
+from dicom_tools import dciodvfy_errors as _errors
+from dicom_tools import dcmqi as _dcmqi
 from slicercad.cli import main as cli_main
 from slicercad.dicomio.sr import read_measurement_report
 from slicercad.errors import InputError
-
-DCIODVFY = shutil.which("dciodvfy")
-DCMQI = Path(sys.executable).parent          # dcmqi (PyPI), the converters Slicer's DICOM plugins run
-
-
-def _dcmqi(tool, path, out):
-    """Run a dcmqi converter as Slicer 5.12's plugin does; returns its output folder (None without dcmqi)."""
-    if not (DCMQI / tool).exists():
-        return None
-    out.mkdir(parents=True)
-    args = {"segimage2itkimage": ["--outputDirectory", str(out), "--mergeSegments"],
-            "tid1500reader": ["--outputMetadata", str(out / "meta.json")]}.get(tool, ["--outputDirectory", str(out)])
-    subprocess.run([str(DCMQI / tool), "--inputDICOM", str(path), *args], check=True, capture_output=True,
-                   timeout=120)
-    return out
-
-
-def _errors(path):
-    if not DCIODVFY:
-        return []
-    out = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
-
 
 def test_ti_record_as_tid1501_sr(tmp_path, capsys):
     from slicercad.dicomio.results_ti import ti_case_values, write_ti_report
@@ -69,11 +44,10 @@ def test_ti_record_as_tid1501_sr(tmp_path, capsys):
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34" and ds.StudyInstanceUID == source.StudyInstanceUID
     assert _errors(sr) == []
     meta = _dcmqi("tid1500reader", sr, tmp_path / "tid1500")         # DICOMTID1500Plugin's path for a case-only SR
-    if meta is not None:
-        (group,) = json.loads((meta / "meta.json").read_text())["Measurements"]
-        values = {m["quantity"]["CodeMeaning"]: float(m["value"]) for m in group["measurementItems"]}
-        assert group["TrackingIdentifier"] == "case"
-        assert values["Myocardial null TI on the scout"] == record["null_ti_ms"]
+    (group,) = json.loads((meta / "meta.json").read_text())["Measurements"]
+    values = {m["quantity"]["CodeMeaning"]: float(m["value"]) for m in group["measurementItems"]}
+    assert group["TrackingIdentifier"] == "case"
+    assert values["Myocardial null TI on the scout"] == record["null_ti_ms"]
     assert cli_main(["results", "ti", "--scout", str(scout), "--model", "none", "--out", str(tmp_path / "phys")]) == 0
     physics = read_measurement_report(tmp_path / "phys" / "ti.sr.dcm")
     assert physics["algorithm"]["name"] == "ti_physics_fit" and physics["algorithm"]["model_sha256"] is None
@@ -122,13 +96,12 @@ def test_anomaly_map_as_seg_parametric_map_and_sr(tmp_path):
     for path in (out["seg"], out["pm"], out["sr"]):
         assert _errors(path) == []
     pm = _dcmqi("paramap2itkimage", tmp_path / "out" / "anomaly.pm.dcm", tmp_path / "pm")
-    if pm is not None:                          # what DICOMParametricMapPlugin reads: the volume, quantity, units
-        meta = json.loads((pm / "meta.json").read_text())
-        assert meta["QuantityValueCode"]["CodeMeaning"] == "Anomaly z-score vs normals"
-        assert meta["MeasurementUnitsCode"]["CodeValue"] == "1"
-        on_grid = sitk.Resample(sitk.ReadImage(str(pm / "pmap.nrrd")), image, sitk.Transform(),
-                                sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
-        np.testing.assert_allclose(sitk.GetArrayFromImage(on_grid), expected, atol=1e-6)
+    meta = json.loads((pm / "meta.json").read_text())     # what DICOMParametricMapPlugin reads: volume, quantity, units
+    assert meta["QuantityValueCode"]["CodeMeaning"] == "Anomaly z-score vs normals"
+    assert meta["MeasurementUnitsCode"]["CodeValue"] == "1"
+    on_grid = sitk.Resample(sitk.ReadImage(str(pm / "pmap.nrrd")), image, sitk.Transform(),
+                            sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(on_grid), expected, atol=1e-6)
     quiet = write_anomaly_results(np.zeros_like(expected), image, files, tmp_path / "quiet", score=1.0,
                                   percentile=10.0, threshold=1.0, card=result.card)
     assert quiet["seg"] is None and not (tmp_path / "quiet" / "anomaly.seg.dcm").exists()   # nothing flagged
@@ -164,14 +137,14 @@ def test_renal_masses_as_seg_and_tid1500_sr(tmp_path):
     seg = read_seg(out["seg"], ref_files, image)
     sphere = sitk.GetArrayFromImage(sphere_label(image, a.centre_lps, 24.0, "LPS"))
     assert np.array_equal(seg[1], (sphere > 0).astype(np.uint8)) and seg[2].sum() > seg[1].sum()
-    assert [i["type"][2] for i in segment_info(out["seg"])] == \
-        ["Neoplasm" if scored["call"] == "malignant" else "Mass", "Mass"]
+    info = segment_info(out["seg"])                  # sphere ROIs of the listed masses: coded Mass, not the call
+    assert [i["type"][2] for i in info] == ["Mass", "Mass"] and {i["algorithm_type"] for i in info} == {"SEMIAUTOMATIC"}
+    assert b.status.startswith("flagged, not scored") and a.status is None
     assert back["seg_instance_uid"] == pydicom.dcmread(out["seg"]).SOPInstanceUID
     assert _errors(out["seg"]) == [] and _errors(out["sr"]) == []
     seg_dir = _dcmqi("segimage2itkimage", out["seg"], tmp_path / "dcmqi")     # as DICOMSegmentationPlugin runs it
-    if seg_dir is not None:
-        meta = json.loads((seg_dir / "meta.json").read_text())
-        assert [a["SegmentLabel"] for group in meta["segmentAttributes"] for a in group] == ["m1", "big"]
+    meta = json.loads((seg_dir / "meta.json").read_text())
+    assert [a["SegmentLabel"] for group in meta["segmentAttributes"] for a in group] == ["m1 sphere", "big sphere"]
     with pytest.raises(InputError, match="result"):
         write_renal_results(out["rows"][:1], read_lesions(masses), image, ref_files, tmp_path / "bad",
                             json.loads(card.read_text()))

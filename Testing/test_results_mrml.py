@@ -51,7 +51,7 @@ def test_ti_record_to_sr_in_the_database(tmp_path):
         ti_record_to_dicom(record, tmp_path / "y", scout_files=files)    # no slicer.dicomDatabase in slicer-core
 
 
-def test_anomaly_map_node_to_pm_seg_sr(scene, tmp_path):
+def test_anomaly_map_node_to_pm_seg_sr(scene, tmp_path, caplog):
     import SimpleITK as sitk
     from AnomalyCTLib.logic import score_volume
 
@@ -77,6 +77,13 @@ def test_anomaly_map_node_to_pm_seg_sr(scene, tmp_path):
     back = read_measurement_report(sr)
     assert back["case"]["anomaly_score"] == pytest.approx(scored.score, abs=1e-9)
     assert back["case"]["anomaly_map_threshold"] == pytest.approx(cut)
+    from SlicerCADLib.dicom_results import _on_grid
+    from SlicerCADLib.volumes import sitk_to_volume_node
+
+    coarse = sitk_to_volume_node(sitk.Shrink(volume_node_to_sitk(scored.map_node), [2, 2, 1]), scene, "coarse")
+    with caplog.at_level("WARNING", logger="SlicerCADLib.dicom_results"):      # another grid: said, not silent
+        assert _on_grid(coarse, image).shape == values.shape
+    assert "resampled" in caplog.text
 
 
 def test_renal_scene_results_to_seg_sr(scene, tmp_path):
@@ -103,3 +110,57 @@ def test_renal_scene_results_to_seg_sr(scene, tmp_path):
     assert back["source_series_uid"] == ref.SeriesInstanceUID
     none = renal_results_to_dicom(results, masses, nodes["nephrographic"], card, tmp_path / "files", database=False)
     assert [p.name for p in none] == ["masses.seg.dcm", "report.sr.dcm"] and len(db.inserted) == 2
+
+
+def test_segments_keep_their_terminology_and_their_own_origin(scene, tmp_path):
+    """A Slicer terminology goes into the SEG as it is (category, type, modifier, region); a hand-drawn segment is
+    MANUAL, a model's AUTOMATIC, an edited one SEMIAUTOMATIC - per segment, not per node."""
+    import SimpleITK as sitk
+
+    from SlicerCADLib.dicom_results import CORRECTED_TAG, ORIGIN_TAG, write_segmentation_seg
+    from SlicerCADLib.segmentations import label_array_to_segment
+    from SlicerCADLib.study import load_study
+    from slicercad.dicom.write import write_series
+    from slicercad.dicomio.seg import segment_info
+    from slicercad.dicomio.terms import Algorithm
+
+    image = sitk.GetImageFromArray(np.random.default_rng(2).normal(100, 10, (4, 16, 14)).astype(np.float32))
+    write_series(image, tmp_path / "mr", modality="MR", series_description="SYNTHETIC")
+    (volume,) = load_study(scene, tmp_path / "mr").volume_nodes.values()
+    masks = [np.zeros((4, 16, 14), np.uint8) for _ in range(3)]
+    for n, m in enumerate(masks):
+        m[1:3, 2 + 4 * n:5 + 4 * n, 3:9] = 1
+    node, liver = label_array_to_segment(masks[0], volume, name="my liver")
+    _, model = label_array_to_segment(masks[1], volume, node, name="cyst")
+    _, edited = label_array_to_segment(masks[2], volume, node, name="nodule")
+    segmentation = node.GetSegmentation()
+    segmentation.GetSegment(liver).SetTerminology(
+        "Segmentation category and type - DICOM master list~SCT^85756007^Tissue~SCT^10200004^Liver~SCT^24028007^Right"
+        "~Anatomic codes - DICOM master list~SCT^818981001^Abdomen~SCT^7771000^Left")
+    segmentation.GetSegment(model).SetTag(ORIGIN_TAG, "m")
+    segmentation.GetSegment(edited).SetTag(ORIGIN_TAG, "m")
+    segmentation.GetSegment(edited).SetTag(CORRECTED_TAG, "true")
+    path = write_segmentation_seg(node, volume, tmp_path / "a.seg.dcm", Algorithm("m", "1", "cd" * 32))
+    a, b, c = segment_info(path)
+    assert (a["category"], a["type"], a["type_modifier"], a["region"]) == (
+        ("SCT", "85756007", "Tissue"), ("SCT", "10200004", "Liver"), ("SCT", "24028007", "Right"),
+        ("SCT", "818981001", "Abdomen"))
+    assert [x["algorithm_type"] for x in (a, b, c)] == ["MANUAL", "AUTOMATIC", "SEMIAUTOMATIC"]
+    assert "model_sha256" not in a and b["model_sha256"] == c["model_sha256"] == "cd" * 32
+    assert (b["type"][1], c["type"][1]) == ("367643001", "27925004")      # Slicer's default Tissue: by the name
+
+
+def test_database_import_checks_every_instance_was_indexed(tmp_path):
+    from SlicerCADLib.dicom_results import import_into_database
+    from slicercad.dicom.write import write_series
+    import SimpleITK as sitk
+
+    files = write_series(sitk.GetImageFromArray(np.zeros((2, 4, 4), np.float32)), tmp_path / "s", modality="MR")
+
+    class Skipping(Database):                  # ctkDICOMDatabase.fileForInstance: '' for an instance not indexed
+        def fileForInstance(self, uid):
+            return "" if uid == str(pydicom.dcmread(files[1]).SOPInstanceUID) else "x"
+
+    with pytest.raises(InputError, match="did not index instance"):
+        import_into_database(files, Skipping())
+    assert import_into_database(files[:1], Skipping()) == [Path(files[0])]

@@ -48,7 +48,7 @@ class Endpoint:
     timeout: float = 30.0
     retrieve: str = "get"          # DIMSE retrieve: 'get' (C-GET) or 'move' (C-MOVE to our storage SCP)
     move_port: int = 0             # C-MOVE: the port our storage SCP listens on (as the PACS has it configured)
-    listen_host: str = "0.0.0.0"   # C-MOVE: the address our storage SCP binds to
+    listen_host: str = ""          # C-MOVE: the address our storage SCP binds to ('' = the one facing the PACS)
 
     def describe(self) -> str:
         return self.url if self.protocol == "dicomweb" else f"{self.called_aet}@{self.host}:{self.port} (DIMSE)"
@@ -56,10 +56,12 @@ class Endpoint:
 
 def parse_endpoint(text: str, *, username=None, password=None, token=None, calling_aet: str = "SLICERCAD",
                    timeout: float = 30.0, retrieve: str = "get", move_port: int = 0,
-                   listen_host: str = "0.0.0.0") -> Endpoint:
+                   listen_host: str = "") -> Endpoint:
     """'http(s)://host:port/dicom-web' (DICOMweb) or 'dimse://AET@host:port' / 'AET@host:port' (DIMSE).
-    Credentials default to $SLICERCAD_PACS_USER / $SLICERCAD_PACS_PASSWORD / $SLICERCAD_PACS_TOKEN.
-    ``retrieve`` 'move' needs ``move_port`` (our storage SCP's port, registered in the PACS for our AE title)."""
+    Credentials default to $SLICERCAD_PACS_USER / $SLICERCAD_PACS_PASSWORD / $SLICERCAD_PACS_TOKEN; over DIMSE
+    a user (and password) goes as User Identity Negotiation, a bearer token is refused.
+    ``retrieve`` 'move' needs ``move_port`` (our storage SCP's port, registered in the PACS for our AE title);
+    the SCP binds ``listen_host``, by default our address on the route to the PACS (loopback for a local one)."""
     if retrieve not in ("get", "move"):
         raise PacsError(f"retrieve must be 'get' or 'move', got {retrieve!r}", "--retrieve")
     username = username or os.environ.get(ENV_USER) or None
@@ -79,12 +81,29 @@ def parse_endpoint(text: str, *, username=None, password=None, token=None, calli
     host, port = hostport.rsplit(":", 1)
     if not aet or len(aet) > 16 or not port.isdigit():
         raise PacsError("a DIMSE address needs an AE title (1-16 characters) and a numeric port", text)
+    if token:
+        raise PacsError(f"a bearer token is for DICOMweb; a DIMSE PACS takes --user (password from {ENV_PASSWORD}) "
+                        f"or no credentials (unset {ENV_TOKEN})", text)
+    if password and not username:
+        raise PacsError("a DIMSE password needs a user (--user)", text)
     if retrieve == "move" and not 0 < int(move_port) < 65536:
         raise PacsError("C-MOVE needs --move-port: the port of our storage SCP, as registered in the PACS for our "
                         f"AE title {calling_aet}", "--move-port")
     return Endpoint("dimse", host=host, port=int(port), called_aet=aet, calling_aet=calling_aet,
-                    username=username, password=password, token=token, timeout=timeout, retrieve=retrieve,
-                    move_port=int(move_port), listen_host=listen_host)
+                    username=username, password=password, timeout=timeout, retrieve=retrieve,
+                    move_port=int(move_port), listen_host=listen_host or address_towards(host))
+
+
+def address_towards(host: str) -> str:
+    """Our local address on the route to ``host`` (no packet is sent); loopback for a local PACS."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
 
 
 def connect(endpoint: Endpoint):
@@ -181,13 +200,14 @@ def resolve_studies(client, study_uids=None, query: dict | None = None) -> list:
 
 def pull(endpoint: Endpoint, out, *, study_uids=None, query=None, log=None, progress=print) -> list:
     """Pull studies into ``out/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``; returns the
-    study folders. Studies already logged as done (or present as whole folders) are skipped."""
+    study folders. Studies already logged as done (and present) are skipped. A study that fails is logged and
+    left out (no folder), the others are pulled; at the end a PacsError names the failed ones."""
     client = connect(endpoint)
     client.check()
     uids = resolve_studies(client, study_uids, query)
     log = ResumableLog(log, endpoint)
     out = Path(out)
-    folders = []
+    folders, failed = [], []
     for n, uid in enumerate(uids, start=1):
         final = out / uid
         if log.done("pull", uid) and final.is_dir():
@@ -198,19 +218,24 @@ def pull(endpoint: Endpoint, out, *, study_uids=None, query=None, log=None, prog
         shutil.rmtree(partial, ignore_errors=True)
         try:
             count = client.retrieve_study(uid, partial)
+            if count == 0:
+                raise PacsError(f"study {uid}: the PACS sent no instances", endpoint.describe())
         except PacsError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
             log.write("pull", uid, "failed", error=str(exc))
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-        if count == 0:
-            shutil.rmtree(partial, ignore_errors=True)
-            log.write("pull", uid, "failed", error="no instances")
-            raise PacsError(f"study {uid}: the PACS sent no instances", endpoint.describe())
+            _say(progress, f"[{n}/{len(uids)}] {uid}: FAILED ({exc})")
+            failed.append((uid, exc))
+            continue
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
         log.write("pull", uid, "done", instances=count, folder=str(final))
         _say(progress, f"[{n}/{len(uids)}] {uid}: {count} instances")
         folders.append(final)
+    if failed:
+        first = failed[0][1]
+        raise PacsError(f"{len(failed)} of {len(uids)} studies failed ({', '.join(u for u, _ in failed)}); first: "
+                        f"{first} - {len(folders)} pulled into {out}; rerun with the same log for the rest",
+                        endpoint.describe())
     return folders
 
 

@@ -15,14 +15,15 @@ HELP = ("the user's PACS over DICOMweb (http(s)://host:port/dicom-web) or DIMSE 
 
 def _common(p) -> None:
     p.add_argument("--pacs", required=True, help="http(s)://host:port/dicom-web or dimse://AET@host:port")
-    p.add_argument("--user", help="HTTP basic user (password from $SLICERCAD_PACS_PASSWORD)")
+    p.add_argument("--user", help="HTTP basic user, or DIMSE User Identity (password from $SLICERCAD_PACS_PASSWORD)")
     p.add_argument("--calling-aet", default="SLICERCAD", help="our AE title (DIMSE)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation")
     p.add_argument("--retrieve", choices=("get", "move"), default="get",
                    help="DIMSE pull: C-GET, or C-MOVE to our own storage SCP (the PACS must know our AE title)")
     p.add_argument("--move-port", type=int, default=0, help="C-MOVE: port our storage SCP listens on, as "
                                                              "registered in the PACS for --calling-aet")
-    p.add_argument("--listen-host", default="0.0.0.0", help="C-MOVE: address our storage SCP binds to")
+    p.add_argument("--listen-host", default="", help="C-MOVE: address our storage SCP binds to (default: our "
+                                                     "address on the route to the PACS)")
 
 
 def add_arguments(parser) -> None:

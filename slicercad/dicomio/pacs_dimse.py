@@ -1,16 +1,38 @@
 """The PACS over DIMSE (pynetdicom, imported inside the methods: Slicer does not bundle it): C-ECHO, C-FIND,
-C-GET or C-MOVE (to our own storage SCP on ``Endpoint.move_port``), C-STORE over as few associations as the
-128-presentation-context limit allows. Errors become ``PacsError`` naming the endpoint."""
+C-GET or C-MOVE (to our own storage SCP on ``Endpoint.move_port``, bound to the address facing the PACS; it
+refuses instances of any study but the one asked for), C-STORE over as few associations as the
+128-presentation-context limit allows; a user (and password) goes as User Identity Negotiation. Errors become
+``PacsError`` naming the endpoint."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from .pacs import Endpoint, PacsError, save_instance, study_row
 
+# what we accept on retrieve: uncompressed, and the compressed syntaxes PACS keep CT / MR in (JPEG baseline and
+# lossless, JPEG-LS, JPEG 2000); pydicom decodes them when its pixel handlers are present
+RETRIEVE_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
+                     "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+                     "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5")
+
 
 class DimsePacs:
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
+
+    def _identity(self) -> list:
+        """User Identity Negotiation (PS3.7 D.3.3.7): type 2 (user + password) or 1 (user only); none without
+        a user."""
+        from pynetdicom.pdu_primitives import UserIdentityNegotiation
+
+        if not self.endpoint.username:
+            return []
+        item = UserIdentityNegotiation()
+        item.user_identity_type = 2 if self.endpoint.password else 1
+        item.primary_field = self.endpoint.username.encode()
+        if self.endpoint.password:
+            item.secondary_field = self.endpoint.password.encode()
+        return [item]
 
     def _associate(self, contexts, roles=None, handlers=None):
         from pynetdicom import AE
@@ -23,7 +45,7 @@ class DimsePacs:
             else:
                 ae.add_requested_context(context)
         assoc = ae.associate(self.endpoint.host, self.endpoint.port, ae_title=self.endpoint.called_aet,
-                             ext_neg=roles or [], evt_handlers=handlers or [])
+                             ext_neg=list(roles or []) + self._identity(), evt_handlers=handlers or [])
         if not assoc.is_established:
             why = "rejected the association (check the AE titles)" if assoc.is_rejected else \
                 "is unreachable or aborted the association"
@@ -47,10 +69,12 @@ class DimsePacs:
 
         query = Dataset()
         query.QueryRetrieveLevel = level
-        for k in ("StudyInstanceUID", "PatientID", "StudyDate", "StudyDescription", "AccessionNumber"):
+        # return keys of this level only (PS3.4 C.4.1.2.1: a SERIES query holds the study's UID, no other
+        # study attributes)
+        returned = ("StudyInstanceUID", "SeriesInstanceUID", "Modality") if level == "SERIES" else \
+            ("StudyInstanceUID", "PatientID", "StudyDate", "StudyDescription", "AccessionNumber")
+        for k in returned:
             setattr(query, k, "")
-        if level == "SERIES":
-            query.SeriesInstanceUID = ""
         for k, v in keys.items():
             setattr(query, k, v)
         assoc = self._associate([FIND])
@@ -85,6 +109,8 @@ class DimsePacs:
 
         def on_store(event):
             ds = event.dataset
+            if str(ds.get("StudyInstanceUID", "")) != study_uid:     # not what we asked for: refused
+                return 0xC000
             ds.file_meta = event.file_meta
             save_instance(ds, folder)
             received.append(str(ds.SOPInstanceUID))
@@ -130,7 +156,8 @@ class DimsePacs:
 
         storage = [c.abstract_syntax for c in StoragePresentationContexts][:127]  # 128 contexts at most
         roles = [build_role(uid, scp_role=True) for uid in storage]
-        assoc = self._associate([GET] + storage, roles, [(evt.EVT_C_STORE, on_store)])
+        assoc = self._associate([GET] + [(uid, list(RETRIEVE_SYNTAXES)) for uid in storage], roles,
+                                [(evt.EVT_C_STORE, on_store)])
         try:
             yield from assoc.send_c_get(query, GET)
         finally:
@@ -142,7 +169,8 @@ class DimsePacs:
         from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
 
         scp_ae = AE(ae_title=self.endpoint.calling_aet)
-        scp_ae.supported_contexts = AllStoragePresentationContexts
+        for context in AllStoragePresentationContexts:
+            scp_ae.add_supported_context(context.abstract_syntax, list(RETRIEVE_SYNTAXES))
         scp_ae.network_timeout = scp_ae.dimse_timeout = self.endpoint.timeout
         try:
             server = scp_ae.start_server((self.endpoint.listen_host, self.endpoint.move_port), block=False,
@@ -178,7 +206,12 @@ class DimsePacs:
             assoc = self._associate([(c, t) for c, t in by_class.items()])
             try:
                 for path, ds in batch:
-                    self._check_status(ds, assoc.send_c_store(ds))
+                    try:
+                        status = assoc.send_c_store(ds)
+                    except (ValueError, RuntimeError) as exc:     # e.g. the PACS accepted no context for it
+                        raise PacsError(f"C-STORE of {ds.SOPInstanceUID} ({ds.SOPClassUID}): {exc}",
+                                        self.endpoint.describe()) from exc
+                    self._check_status(ds, status)
                     on_stored(path, ds)
             finally:
                 if assoc.is_established:

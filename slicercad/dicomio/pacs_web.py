@@ -2,6 +2,7 @@
 Slicer 5.12 bundles; HTTP basic or bearer authentication). Errors become ``PacsError`` naming the endpoint."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from .pacs import ENV_PASSWORD, ENV_TOKEN, ENV_USER, Endpoint, PacsError, save_instance, study_row
@@ -18,14 +19,23 @@ class DicomWebPacs:
             session.headers["Authorization"] = f"Bearer {endpoint.token}"
         elif endpoint.username:
             session.auth = (endpoint.username, endpoint.password or "")
+        if (endpoint.token or endpoint.username) and endpoint.url.startswith("http://") and \
+                not _loopback(endpoint.url):
+            warnings.warn(f"credentials for {endpoint.url} go over plain http:// (readable on the network); use "
+                          "https://", stacklevel=2)
         self.session = session
         self.client = DICOMwebClient(url=endpoint.url, session=session, timeout=endpoint.timeout)
 
     def _call(self, what: str, fn, *args, **kwargs):
         import requests
+        import urllib3
 
         try:
             return fn(*args, **kwargs)
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
+                urllib3.exceptions.HTTPError) as exc:
+            raise PacsError(f"{what}: the connection broke off mid-answer ({type(exc).__name__})",
+                            self.endpoint.describe()) from exc
         except requests.exceptions.ConnectionError as exc:
             raise PacsError(f"PACS unreachable ({type(exc).__name__}); check the address and the network",
                             self.endpoint.describe()) from exc
@@ -38,6 +48,8 @@ class DicomWebPacs:
                 raise PacsError(f"{what}: the PACS refused the credentials (HTTP {code}); set {ENV_USER}/"
                                 f"{ENV_PASSWORD} or {ENV_TOKEN}", self.endpoint.describe()) from exc
             raise PacsError(f"{what}: the PACS answered HTTP {code}", self.endpoint.describe()) from exc
+        except requests.exceptions.RequestException as exc:
+            raise PacsError(f"{what}: {type(exc).__name__}: {exc}", self.endpoint.describe()) from exc
 
     def check(self) -> None:
         """One QIDO request without dicomweb-client's retries, so an unreachable PACS is said at once."""
@@ -65,11 +77,15 @@ class DicomWebPacs:
                                search_filters={"StudyInstanceUID": study_uid}))
 
     def retrieve_study(self, study_uid: str, folder: Path, progress=None) -> int:
-        n = 0
-        for ds in self._call("retrieve", self.client.iter_study, study_uid):
-            save_instance(ds, folder)
-            n += 1
-        return n
+        """WADO-RS the study into ``folder``; a connection lost while the answer streams is a PacsError."""
+        def fetch():
+            n = 0
+            for ds in self.client.iter_study(study_uid):
+                save_instance(ds, folder)
+                n += 1
+            return n
+
+        return self._call("retrieve", fetch)
 
     def store_many(self, items, on_stored) -> None:
         """STOW-RS each (path, dataset) in turn; ``on_stored(path, ds)`` once the PACS confirmed it."""
@@ -78,9 +94,21 @@ class DicomWebPacs:
             on_stored(path, ds)
 
     def store(self, ds) -> None:
+        """STOW-RS one instance; done only when the PACS lists it in its ReferencedSOPSequence."""
         response = self._call("store", self.client.store_instances, [ds])
         failed = response.get("FailedSOPSequence") if response is not None else None
         if failed:
             reason = failed[0].get("FailureReason", "?")
             raise PacsError(f"the PACS refused instance {ds.SOPInstanceUID} (failure reason {reason})",
                             self.endpoint.describe())
+        stored = {str(i.get("ReferencedSOPInstanceUID", "")) for i in
+                  (response.get("ReferencedSOPSequence") or [] if response is not None else [])}
+        if str(ds.SOPInstanceUID) not in stored:
+            raise PacsError(f"the PACS did not confirm instance {ds.SOPInstanceUID} (not in its "
+                            f"ReferencedSOPSequence)", self.endpoint.describe())
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    return (urlparse(url).hostname or "") in ("localhost", "127.0.0.1", "::1")

@@ -15,7 +15,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import InputError
 from .sources import sorted_sources
-from .terms import MANUFACTURER, RESEARCH_NOTICE, SITES, Algorithm, code, private_code
+from .terms import MANUFACTURER, RESEARCH_NOTICE, SITES, Algorithm, code, derived_uids, private_code
 
 
 def write_parametric_map(values_kji, image, source_files, path, *, label: str = "HEATMAP",
@@ -26,7 +26,6 @@ def write_parametric_map(values_kji, image, source_files, path, *, label: str = 
     ``quantity`` a private concept key of ``terms.PRIVATE``, ``site`` a key of ``terms.SITES``."""
     import highdicom as hd
     from pydicom.sr.coding import Code
-    from pydicom.uid import generate_uid
 
     values = np.asarray(values_kji, dtype=np.float32)
     if not np.all(np.isfinite(values)):
@@ -40,17 +39,19 @@ def write_parametric_map(values_kji, image, source_files, path, *, label: str = 
         lut_label=label[:16], lut_explanation=explanation[:64], unit=Code(unit, "UCUM", unit_meaning),
         value_range=(lo, hi), slope=1.0, intercept=0.0, quantity_definition=private_code(quantity))
     what = "" if algorithm is None else f" {algorithm.name} v{algorithm.version}"
+    series_uid, sop_uid = derived_uids(str(sources[0].SeriesInstanceUID), algorithm, values.tobytes(), label,
+                                       explanation, unit, quantity, str(site), series_description)
     dataset = hd.pm.ParametricMap(
-        source_images=sources, pixel_array=values, series_instance_uid=generate_uid(),
-        series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
+        source_images=sources, pixel_array=values, series_instance_uid=series_uid,
+        series_number=series_number, sop_instance_uid=sop_uid, instance_number=1,
         manufacturer=MANUFACTURER, manufacturer_model_name="SlicerCAD", software_versions="1",
         device_serial_number="0", contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping], window_center=(lo + hi) / 2.0, window_width=max(hi - lo, 1e-6),
         content_label=label[:16].upper().replace(" ", "_"),
         content_description=(explanation + what)[:64], series_description=series_description[:64])
     dataset.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [_frame_anatomy(site)]   # (laterality there)
-    if algorithm is not None and algorithm.sha256:
-        dataset.ImageComments = f"{RESEARCH_NOTICE}; model_sha256={algorithm.sha256}"
+    sha = f"; model_sha256={algorithm.sha256}" if algorithm is not None and algorithm.sha256 else ""
+    dataset.ImageComments = RESEARCH_NOTICE + sha
     with atomic_path(path) as tmp:
         dataset.save_as(str(tmp))
     return Path(path)
@@ -59,7 +60,7 @@ def write_parametric_map(values_kji, image, source_files, path, *, label: str = 
 def _frame_anatomy(site):
     from pydicom.dataset import Dataset
 
-    region = code(SITES.get(site, ("SCT", "85756007", "Tissue")))
+    region = code(SITES.get(site, ("SCT", "38266002", "Entire body")))      # an anatomic region when none is known
     item, anatomy = Dataset(), Dataset()
     anatomy.CodeValue, anatomy.CodingSchemeDesignator, anatomy.CodeMeaning = region.value, region.scheme_designator, \
         region.meaning

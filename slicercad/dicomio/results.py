@@ -1,12 +1,12 @@
-"""A module's results written as DICOM beside (or into) the study: the liver lesion classification as a SEG
-(one sphere segment per lesion at its centre and diameter, coded with the predicted class, AUTOMATIC, the
-model's sha256) plus a TID 1500 SR referencing those segments; case-level values go into the same SR."""
+"""A module's results written as DICOM beside (or into) the study: the liver lesions as a SEG of sphere ROIs
+(one per lesion at its listed centre and diameter: "<id> sphere", SEMIAUTOMATIC, ``terms.SPHERE_ROI``, coded
+as a lesion - the sphere is the person's measurement, not the model's output) plus a TID 1500 SR with the
+classification (the model's name, version and sha256 on its findings) referencing those segments; case-level
+values go into the same SR."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import InputError, PhaseError
 
@@ -66,13 +66,10 @@ def liver_results(study_folder, lesions, out_folder, *, card_path=None, referenc
     """Classify ``lesions`` (``liver.roi.Lesion``) of the study in ``study_folder`` with the bundled (or given)
     model and write ``lesions.seg.dcm`` + ``report.sr.dcm`` into ``out_folder`` on the ``reference_phase``
     series. Returns {"seg", "sr", "rows" (LesionFinding), "results", "source_series_uid"}."""
-    import SimpleITK as sitk
-
     from ..engine.registry import BUNDLED_DIR, load_model
     from ..liver import task  # noqa: F401  (registers the liver tasks)
     from ..liver.inference import classify_lesions
-    from ..weak.shapes import sphere_label
-    from .seg import Segment, write_seg
+    from .seg import sphere_segment, write_seg
     from .sr import LesionFinding, write_measurement_report
     from .terms import algorithm_from_card
 
@@ -92,16 +89,17 @@ def liver_results(study_folder, lesions, out_folder, *, card_path=None, referenc
     algorithm = algorithm_from_card(card)
     image = study.images[reference_phase]
     files = _volume_files(study, reference_phase, image)
-    voxel = float(np.prod(image.GetSpacing()))
     segments, rows = [], []
-    for number, (lesion, result) in enumerate(zip(lesions, results), start=1):
-        mask = sitk.GetArrayFromImage(sphere_label(image, tuple(lesion.center_lps()), lesion.diameter_mm, "LPS"))
-        segments.append(Segment(str(lesion.lesion_id), mask, result["predicted_class"], algorithm,
-                                tracking_id=str(lesion.lesion_id), site="liver"))
-        rows.append(LesionFinding.from_liver_result(result, lesion, number, float((mask > 0).sum()) * voxel))
+    for lesion, result in zip(lesions, results):
+        sphere = sphere_segment(image, lesion.center_lps(), lesion.diameter_mm, str(lesion.lesion_id), site="liver")
+        if sphere is None:                          # smaller than a voxel: the SR still has it, without a segment
+            rows.append(LesionFinding.from_liver_result(result, lesion))
+            continue
+        segments.append(sphere[0])
+        rows.append(LesionFinding.from_liver_result(result, lesion, len(segments), sphere[1]))
     out = Path(out_folder)
-    seg_path = write_seg(segments, image, files, out / "lesions.seg.dcm",
-                         series_description="SlicerCAD liver lesions (research use)")
+    seg_path = None if not segments else write_seg(segments, image, files, out / "lesions.seg.dcm",
+                                                   series_description="SlicerCAD liver lesion ROIs (research use)")
     notice = results[0].get("notice") or ""
     sr_path = write_measurement_report(out / "report.sr.dcm", rows, image, files, algorithm, seg_path=seg_path,
                                        case_values=case_values, notice=notice,

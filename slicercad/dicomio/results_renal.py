@@ -1,34 +1,36 @@
-"""RenalMassCAD results as DICOM on one phase's series: each mass as a sphere segment of its measured diameter
-at its centre in a SEG (coded with the call, finding site kidney, AUTOMATIC, the model's sha256), and a TID 1500
-SR with the centre (SCOORD3D), the diameter (two-point polyline), the combined probability as the class
-probabilities (the call by the model's cut-off is the Finding), the per-phase and multi-phase CNN probabilities
-as model scores, and TID 1411 referencing the segment. A flagged mass (> 4 cm, fat, non-enhancing) is reported
-as an unscored Mass; its flags go into the case-level status text."""
+"""RenalMassCAD results as DICOM on one phase's series: each mass as a sphere ROI of its measured diameter at its
+centre in a SEG ("<id> sphere", coded Mass, finding site kidney, SEMIAUTOMATIC ``terms.SPHERE_ROI``: the
+person's measurement, not the model's), and a TID 1500 SR with the model as algorithm: the centre (SCOORD3D),
+the diameter (two-point polyline), the combined probability as the class probabilities, the call by the model's
+cut-off as the Finding (benign: SCT 3898006 "Neoplasm, benign", malignant: 86049000 "Neoplasm, Primary"), the
+per-phase and multi-phase CNN probabilities and the cut-off as model scores, and TID 1411 referencing the
+segment. A flagged mass (> 4 cm, fat, non-enhancing) is an unscored Mass (SCT 4147007) with its status as a
+qualitative evaluation; the flags also go into the case-level status text."""
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import InputError, PhaseError
 
 REFERENCE_PHASE = "nephrographic"
 
 
-def renal_finding(row: dict, mass, segment_number: int, volume_mm3: float):
-    """The SR row of one ``renal.inference.assess_masses`` result and its ``Lesion``."""
+def renal_finding(row: dict, mass, segment_number: int | None, volume_mm3: float | None):
+    """The SR row of one ``renal.inference.assess_masses`` result and its ``Lesion`` (segment: a sphere ROI)."""
     from .sr import LesionFinding
 
     centre = tuple(float(v) for v in mass.center_lps())
     if row.get("status") != "scored":
+        why = "; ".join(row.get("flags") or []) or "no reason given"
         return LesionFinding(str(row["mass_id"]), centre, float(row["diameter_mm"]), "mass", {}, segment_number,
-                             volume_mm3, site="kidney")
+                             volume_mm3, site="kidney", status=f"{row.get('status', 'not scored')}: {why}"[:64],
+                             sphere_roi=True)
     p = float(row["p_combined"])
     scores = {f"P(malignant) {m}": float(v) for m, v in row["probabilities"].items()}
     scores[f"cutoff {row['model_used']}"] = float(row["cutoff"])
     return LesionFinding(str(row["mass_id"]), centre, float(row["diameter_mm"]), str(row["call"]),
                          {"benign": 1.0 - p, "malignant": p}, segment_number, volume_mm3, site="kidney",
-                         scores=scores)
+                         scores=scores, sphere_roi=True)
 
 
 def _status(rows) -> str:
@@ -45,10 +47,7 @@ def _status(rows) -> str:
 def write_renal_results(rows, masses, image, source_files, out_folder, card: dict) -> dict:
     """Write ``masses.seg.dcm`` + ``report.sr.dcm`` for ``rows`` (assess_masses results, one per ``masses``
     Lesion, same order) on ``image`` (the reference phase, the grid of ``source_files``)."""
-    import SimpleITK as sitk
-
-    from ..weak.shapes import sphere_label
-    from .seg import Segment, write_seg
+    from .seg import sphere_segment, write_seg
     from .sr import write_measurement_report
     from .terms import algorithm_from_card
 
@@ -56,19 +55,17 @@ def write_renal_results(rows, masses, image, source_files, out_folder, card: dic
     if not rows or len(rows) != len(masses):
         raise InputError(f"{len(rows)} result(s) for {len(masses)} mass(es)", "masses")
     algorithm = algorithm_from_card(card)
-    voxel = float(np.prod(image.GetSpacing()))
     segments, findings = [], []
-    for number, (row, mass) in enumerate(zip(rows, masses), start=1):
+    for row, mass in zip(rows, masses):
         if str(row["mass_id"]) != str(mass.lesion_id):
             raise InputError(f"result {row['mass_id']!r} is not for mass {mass.lesion_id!r}", "masses")
-        mask = sitk.GetArrayFromImage(sphere_label(image, tuple(mass.center_lps()), mass.diameter_mm, "LPS"))
-        kind = row["call"] if row.get("status") == "scored" else "mass"
-        segments.append(Segment(str(mass.lesion_id), mask, kind, algorithm, tracking_id=str(mass.lesion_id),
-                                site="kidney"))
-        findings.append(renal_finding(row, mass, number, float((mask > 0).sum()) * voxel))
+        sphere = sphere_segment(image, mass.center_lps(), mass.diameter_mm, str(mass.lesion_id), "mass", "kidney")
+        if sphere is not None:
+            segments.append(sphere[0])
+        findings.append(renal_finding(row, mass, len(segments) if sphere else None, sphere and sphere[1]))
     out = Path(out_folder)
-    seg = write_seg(segments, image, source_files, out / "masses.seg.dcm",
-                    series_description="SlicerCAD renal masses (research use)")
+    seg = None if not segments else write_seg(segments, image, source_files, out / "masses.seg.dcm",
+                                              series_description="SlicerCAD renal mass ROIs (research use)")
     notes = sorted({n for r in rows for n in r.get("notes", []) if "research use" not in n})
     synthetic = card.get("training_data", {}).get("synthetic")
     sr = write_measurement_report(out / "report.sr.dcm", findings, image, source_files, algorithm, seg_path=seg,

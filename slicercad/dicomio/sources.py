@@ -3,6 +3,7 @@ UIDs (never de-identified ones) so a PACS or Slicer shows the result on the same
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -14,10 +15,11 @@ TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDat
 
 
 def read_source(path):
-    """One source dataset with its Type 2 study/patient attributes present (empty when missing)."""
+    """One source dataset's header (no pixel data: a result references the source, it never copies its
+    pixels) with its Type 2 study/patient attributes present (empty when missing)."""
     import pydicom
 
-    ds = pydicom.dcmread(str(path))
+    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     for keyword in TYPE2:
         if keyword not in ds:
             setattr(ds, keyword, "")
@@ -28,11 +30,12 @@ def sorted_sources(files, image) -> list:
     """Source datasets in ``image``'s slice order (by position along its k axis): one per label slice.
 
     Only for results on the grid of an unresampled single-frame series; anything else is an InputError
-    naming the file (a resampled volume cannot be referenced slice by slice)."""
+    naming the file (a resampled volume cannot be referenced slice by slice; two instances at one position - a
+    multi-echo or multi-phase series - or slices of another orientation or size leave the slice ambiguous)."""
     direction = np.array(image.GetDirection(), float).reshape(3, 3)
     origin = np.array(image.GetOrigin(), float)
     step = float(image.GetSpacing()[2])
-    by_k = {}
+    by_k, geometry = {}, None
     for f in files:
         ds = read_source(f)
         if "ImagePositionPatient" not in ds:
@@ -41,7 +44,16 @@ def sorted_sources(files, image) -> list:
         if abs(k - round(k)) > 0.05:
             raise InputError("the result's grid does not match the source series (a resampled volume?): a DICOM "
                              "result needs the series' own slices", str(f))
-        by_k.setdefault(int(round(k)), ds)
+        shape = (int(ds.Rows), int(ds.Columns), tuple(round(float(v), 4) for v in ds.ImageOrientationPatient))
+        geometry = geometry or (shape, f)
+        if shape != geometry[0]:
+            raise InputError(f"a source slice has another size or orientation than {Path(geometry[1]).name} "
+                             f"(rows, columns, orientation {shape} vs {geometry[0]})", str(f))
+        if int(round(k)) in by_k:
+            other = by_k[int(round(k))]
+            raise InputError(f"two instances at one slice position ({other.filename} and this one: several "
+                             f"echoes, phases or b-values in one series?); give the files of one volume", str(f))
+        by_k[int(round(k))] = ds
     n = image.GetSize()[2]
     if sorted(by_k) != list(range(n)):
         raise InputError(f"the series has {len(by_k)} slices at the result's positions, the result {n}", "series")

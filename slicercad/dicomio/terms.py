@@ -2,14 +2,17 @@
 
 Lesion types are SNOMED-CT codes from Slicer's terminology (``SegmentationCategoryTypeModifier-DICOM-Master``:
 category 49755003 "Morphologically Altered Structure" with types Cyst 367643001, Mass 4147007, Nodule 27925004,
-Neoplasm 108369006, "Neoplasm, Secondary" 14799000, Hemorrhage 50960005) and, for the types that list lacks,
-the DICOM content mapping resource's SNOMED concepts (Hemangioma 400210000, Hyperplasia 76197007) and
-Hepatocellular carcinoma 25370001. Values without a standard code (class probabilities, TI values, anomaly
-scores, a method or rule stated as text) use the private scheme ``99SLICERCAD`` declared in each file's
-Coding Scheme Identification.
+Neoplasm 108369006, "Neoplasm, Primary" 86049000, "Neoplasm, Secondary" 14799000, "Neoplasm, benign" 3898006,
+Hemorrhage 50960005) and, for the types that list lacks, the DICOM content mapping resource's SNOMED concepts
+(Hemangioma 400210000, Hyperplasia 76197007) and Hepatocellular carcinoma 25370001. A class with no standard
+code gets a private code of its own (``99SLICERCAD``, value derived from its name, meaning = the name), so two
+classes never share a code. Values without a standard concept (probabilities, TI values, anomaly scores, a
+method or rule stated as text) use private concepts of the same scheme, one meaning per code, declared in each
+file's Coding Scheme Identification.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 PRIVATE_SCHEME = "99SLICERCAD"
@@ -30,23 +33,26 @@ LESION_TYPES = {
     "fnh": (_MAS, ("SCT", "76197007", "Hyperplasia")),
     "neoplasm": (_MAS, ("SCT", "108369006", "Neoplasm")),
     "tumor": (_MAS, ("SCT", "108369006", "Neoplasm")),
+    "benign": (_MAS, ("SCT", "3898006", "Neoplasm, benign")),
+    "malignant": (_MAS, ("SCT", "86049000", "Neoplasm, Primary")),
     "renal_cell_carcinoma": (_MAS, ("SCT", "702391001", "Renal cell carcinoma")),
     "hemorrhage": (_MAS, ("SCT", "50960005", "Hemorrhage")),
     "anomaly": (_MAS, ("SCT", "49755003", "Morphologically Altered Structure")),
 }
 ALIASES = {"haemangioma": "hemangioma", "metastases": "metastasis", "met": "metastasis",
            "hepatocellular_carcinoma": "hcc", "focal_nodular_hyperplasia": "fnh", "rcc": "renal_cell_carcinoma",
-           "haemorrhage": "hemorrhage", "benign": "mass", "malignant": "neoplasm"}
+           "haemorrhage": "hemorrhage"}
 SITES = {"liver": ("SCT", "10200004", "Liver"), "kidney": ("SCT", "64033007", "Kidney"),
          "brain": ("SCT", "12738006", "Brain"), "heart": ("SCT", "80891009", "Heart"),
-         "lung": ("SCT", "39607008", "Lung"), "abdomen": ("SCT", "818983003", "Abdomen"),
+         "lung": ("SCT", "39607008", "Lung"), "abdomen": ("SCT", "113345001", "Abdomen"),
          "head": ("SCT", "69536005", "Head"), "chest": ("SCT", "51185008", "Chest")}
 # private concepts: key -> (value, meaning)
-PRIVATE = {"probability": ("P001", "Probability of class"), "predicted_class": ("P002", "Predicted class"),
+PRIVATE = {"probability": ("P001", "Probability"), "predicted_class": ("P002", "Predicted class"),
            "recommended_ti": ("P003", "Recommended inversion time"), "anomaly_score": ("P004", "Anomaly score"),
            "anomaly_percentile": ("P005", "Anomaly percentile among normals"),
            "model_sha256": ("P006", "Model SHA-256"), "case": ("P007", "Case-level result"),
-           "model_score": ("P008", "Model score"), "null_ti": ("P009", "Myocardial null TI on the scout"),
+           "model_score": ("P008", "Model score"),
+           "score_name": ("P025", "Model score name"), "roi_sphere_volume": ("P026", "ROI sphere volume"), "null_ti": ("P009", "Myocardial null TI on the scout"),
            "blood_null_ti": ("P010", "Blood null TI on the scout"),
            "ti_uncertainty": ("P011", "Null TI uncertainty (1 SD)"),
            "optimal_ti_low": ("P012", "Optimal LGE TI range, low end"),
@@ -61,11 +67,12 @@ PRIVATE = {"probability": ("P001", "Probability of class"), "predicted_class": (
            "warnings": ("P022", "Warnings"), "status": ("P023", "Result status")}
 
 
-def lesion_type_key(name: str) -> str:
-    """Normalised key of a class / lesion-type name ('Haemangioma' -> 'hemangioma'); unknown -> 'lesion'."""
+def lesion_type_key(name: str) -> str | None:
+    """Normalised key of a class / lesion-type name ('Haemangioma' -> 'hemangioma'); None when it has no
+    standard code."""
     key = str(name).strip().lower().replace(" ", "_").replace("-", "_")
     key = ALIASES.get(key, key)
-    return key if key in LESION_TYPES else "lesion"
+    return key if key in LESION_TYPES else None
 
 
 def code(triple):
@@ -81,14 +88,49 @@ def private_code(key: str, meaning: str | None = None):
     return code((PRIVATE_SCHEME, value, meaning or default))
 
 
+def named_code(prefix: str, name: str):
+    """A private code standing for one name (a class, a score, a status): value ``prefix`` + 12 hex digits of
+    the name's sha1 (stable across runs), meaning the name. Names over 64 characters are refused (the meaning
+    would be cut and the name lost)."""
+    from ..errors import InputError
+
+    name = str(name).strip()
+    if not name or len(name) > 64:
+        raise InputError(f"a coded name must be 1-64 characters, got {len(name)}", name[:80])
+    return code((PRIVATE_SCHEME, prefix + hashlib.sha1(name.encode()).hexdigest()[:12], name))
+
+
 def class_code(name: str):
-    """The SNOMED-CT type code of a lesion class; its meaning carries the class name when no code matches."""
+    """The code of a lesion class: its SNOMED-CT type (``LESION_TYPES``), else a private code of its own name."""
     key = lesion_type_key(name)
-    return code(LESION_TYPES[key][1])
+    return code(LESION_TYPES[key][1]) if key else named_code("C", name)
 
 
 def category_code(name: str):
-    return code(LESION_TYPES[lesion_type_key(name)][0])
+    key = lesion_type_key(name)
+    return code(LESION_TYPES[key][0] if key else _MAS)
+
+
+def class_name(scheme: str, value: str, meaning: str) -> str:
+    """The class name a class code stands for (inverse of ``class_code``): the first ``LESION_TYPES`` key of a
+    SNOMED code, the meaning of a private class code."""
+    if scheme == PRIVATE_SCHEME:
+        return str(meaning)
+    return next((k for k, (_, t) in LESION_TYPES.items() if (t[0], t[1]) == (scheme, value)), str(meaning))
+
+
+def distinct_class_codes(names, what: str) -> None:
+    """Refuse classes that share a code (they could not be told apart when read back)."""
+    from ..errors import InputError
+
+    seen = {}
+    for name in names:
+        c = class_code(name)
+        key = (c.scheme_designator, c.value)
+        if key in seen:
+            raise InputError(f"classes {seen[key]!r} and {name!r} have the same code {c.scheme_designator} "
+                             f"{c.value} ({c.meaning}); name them apart", what)
+        seen[key] = name
 
 
 def coding_scheme_identification():
@@ -110,7 +152,7 @@ class Algorithm:
     name: str
     version: str = "1"
     sha256: str | None = None
-    family: str = "ai"                       # ai | region_growing | morphology | deformable | threshold
+    family: str = "ai"                       # ai | region_growing | morphology | deformable | threshold | manual
     algorithm_type: str = "AUTOMATIC"
     parameters: dict = field(default_factory=dict)
 
@@ -128,6 +170,7 @@ class Algorithm:
         from pydicom.sr.codedict import codes
 
         return {"ai": codes.cid7162.ArtificialIntelligence, "region_growing": codes.cid7162.NeighborhoodAnalysis,
+                "manual": codes.cid7162.ManualProcessing,
                 "morphology": codes.cid7162.MorphologicalOperations,
                 "threshold": codes.cid7162.MorphologicalOperations}.get(self.family,
                                                                          codes.cid7162.DeformableModels)
@@ -149,17 +192,23 @@ class Algorithm:
                                              parameters=params or None)
 
 
-def algorithm_from_provenance(provenance: dict, name: str | None = None, algorithm_type: str = "AUTOMATIC") -> Algorithm:
-    """The Algorithm of a result dict's ``provenance`` (``engine.predict.result_provenance``)."""
-    provenance = provenance or {}
-    params = {}
-    if provenance.get("task"):
-        params["task"] = provenance["task"]
-    if provenance.get("synthetic_training_data"):
-        params["training_data"] = "SYNTHETIC"
-    return Algorithm(name=name or str(provenance.get("card") or provenance.get("task") or "SlicerCAD model"),
-                     version=str(provenance.get("slicercad_version") or "1"), sha256=provenance.get("model_sha256"),
-                     algorithm_type=algorithm_type, parameters=params)
+# A sphere built from a lesion list's centre and diameter (a person's measurement): not model output
+SPHERE_ROI = Algorithm("SlicerCAD sphere ROI from centre/diameter", "1", family="manual",
+                       algorithm_type="SEMIAUTOMATIC")
+
+
+def derived_uids(source_series_uid: str, algorithm, *content) -> tuple:
+    """(series UID, SOP instance UID) of a result, derived from its source series, the model (name, version,
+    sha256) and its content (bytes or text pieces): a rerun with the same input writes the same UIDs, so the
+    PACS does not gain a duplicate result series."""
+    from pydicom.uid import generate_uid
+
+    digest = hashlib.sha256()
+    for piece in content:
+        digest.update(piece if isinstance(piece, bytes) else str(piece).encode())
+    who = "none" if algorithm is None else f"{algorithm.name}|{algorithm.version}|{algorithm.sha256}"
+    base = [str(source_series_uid), who, digest.hexdigest()]
+    return generate_uid(entropy_srcs=base + ["series"]), generate_uid(entropy_srcs=base + ["instance"])
 
 
 def algorithm_from_card(card: dict, algorithm_type: str = "AUTOMATIC") -> Algorithm:
