@@ -76,19 +76,24 @@ def test_roi_gives_an_oriented_ellipsoid_and_missing_sizes_are_named(scene):
         weak.lesion_marks()
 
 
-def test_every_line_and_every_roi_of_the_scene_is_a_lesion(scene):
-    """The panel's markups (``scene_lesion_marks``): several lesions each with its own diameter line (the
-    nearest centre takes it, as in SlicerCADLib.markups), a line far from every point, and several ROIs."""
+def test_only_the_chosen_lines_and_rois_of_the_scene_are_lesions(scene):
+    """The panel's markups (``scene_lesion_marks``): several lesions each with its own chosen diameter line
+    (the nearest centre takes it, as in SlicerCADLib.markups), a chosen line far from every point, chosen
+    ROIs -- and a ruler and a Crop Volume ROI the user did not choose, which are left alone."""
     img, volume = _volume(scene)
     centres = {name: np.array(img.TransformContinuousIndexToPhysicalPoint(ijk))
                for name, ijk in (("L1", (12, 10, 5)), ("L2", (36, 30, 14)))}
     points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Lesions")
     for name, centre in centres.items():
         points.AddControlPoint(list(lps_to_ras(centre)), name)
-    assert not weak.has_lesion_markups(scene) and weak.has_lesion_markups(scene, points)
-    _line(scene, centres["L1"], 8.0)
-    _line(scene, centres["L2"], 11.0)
     at = img.TransformContinuousIndexToPhysicalPoint
+    ruler = _line(scene, centres["L1"], 30.0)                          # a measurement, not a lesion
+    crop_roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Crop Volume ROI")
+    crop_roi.SetCenter(list(lps_to_ras(np.array(at((20, 20, 10))))))
+    crop_roi.SetSize([40.0, 40.0, 30.0])
+    assert not weak.has_lesion_markups(scene) and weak.has_lesion_markups(scene, points)
+    assert {m.name: m.diameters_mm for m in weak.scene_lesion_marks(scene, points, 5.0)} == {"L1": [5.0], "L2": [5.0]}
+    chosen = [_line(scene, centres["L1"], 8.0), _line(scene, centres["L2"], 11.0)]
     far = _line(scene, np.array(at((38, 8, 4))), 6.0)
     far.SetName("lone")
     rois = []
@@ -97,14 +102,20 @@ def test_every_line_and_every_roi_of_the_scene_is_a_lesion(scene):
         roi.SetCenter(list(lps_to_ras(np.array(at(ijk)))))
         roi.SetSize(size)
         rois.append(roi)
+    weak.choose_lesion_markups(scene, chosen + [far] + rois)
+    assert weak.has_lesion_markups(scene)
     marks = {m.name: m.diameters_mm for m in weak.scene_lesion_marks(scene, points)}
     assert marks == {"L1": [pytest.approx(8.0)], "L2": [pytest.approx(11.0)], "lone": [pytest.approx(6.0)],
                      "R1": pytest.approx([10.0, 8.0, 6.0]), "R2": pytest.approx([5.0, 5.0, 5.0])}
+    assert ruler.GetAttribute(weak.LESION_MARKUP_ATTRIBUTE) is None and "Crop Volume ROI" not in marks
     assert [m.name for m in weak.scene_lesion_marks(scene)] == ["d", "d", "lone", "R1", "R2"]  # no points: own lesions
     node, ids = weak.add_sphere_segments(volume, weak.scene_lesion_marks(scene, points))
     assert len(ids) == 5 and node.GetSegmentation().GetNumberOfSegments() == 5
-    rois[0].SetHideFromEditors(True)                                   # internal ROIs are left out
-    assert "R1" not in {m.name for m in weak.scene_lesion_marks(scene, points)}
+    weak.choose_lesion_markups(scene, rois[1:])                         # un-choosing removes the tag
+    assert [m.name for m in weak.scene_lesion_marks(scene)] == ["R2"]
+    assert chosen[0].GetAttribute(weak.LESION_MARKUP_ATTRIBUTE) is None
+    rois[1].SetHideFromEditors(True)                                   # internal ROIs are left out
+    assert not weak.has_lesion_markups(scene)
 
 
 def test_unet_segment_with_the_bundled_model_and_an_isodose_from_a_dose_volume(scene):
@@ -123,8 +134,40 @@ def test_unet_segment_with_the_bundled_model_and_an_isodose_from_a_dose_volume(s
     # a dose volume (as SlicerRT loads one) -> isodose segments, one per connected target
     dose = sitk.Cast(lesion.mask, sitk.sitkFloat32) * 30.0
     dose_node = sitk_to_volume_node(dose, scene, name="Dose")
-    node, dose_ids, table = weak.add_isodose_segments(volume, dose_node, 50.0, "%", 30.0, node)
+    node, dose_ids, table, notes = weak.add_isodose_segments(volume, dose_node, 50.0, "% of prescription", 30.0,
+                                                             node)
     assert len(dose_ids) == 1 and node.GetSegmentation().GetNumberOfSegments() == 3
+    assert "values taken as Gy" in notes[0]                   # no SlicerRT unit attribute: said
+    dose_node.SetAttribute(weak.DOSE_UNIT_ATTRIBUTE, "CGY")    # SlicerRT's unit is read: 30 cGy < 15 Gy
+    with pytest.raises(InputError, match="reaches"):
+        weak.add_isodose_segments(volume, dose_node, 15.0, "Gy", None, node)
+    dose_node.SetAttribute(weak.DOSE_UNIT_ATTRIBUTE, "RELATIVE")
+    assert weak.dose_node_units(dose_node)[0] == "RELATIVE"
+    dose_node.SetAttribute(weak.DOSE_UNIT_ATTRIBUTE, "GY")
+    _, gy_ids, _, notes = weak.add_isodose_segments(volume, dose_node, 15.0, "Gy", None, node)
+    assert len(gy_ids) == 1 and notes == []
     assert table[0]["volume_mm3"] == pytest.approx(truth.sum() * np.prod(lesion.image.GetSpacing()), rel=0.05)
     with pytest.raises(InputError, match="empty"):
         weak.add_segment(np.zeros_like(truth), volume, node, "nothing", "sphere")
+
+
+def test_isodose_from_an_rtdose_file_warns_on_another_frame_of_reference(scene, tmp_path):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from slicercad.dicom.write import write_series
+    from SlicerCADLib.study import load_study
+    from test_weak_rtdose import reference, write_rtdose
+
+    write_series(reference(), tmp_path / "ct", modality="CT", series_number=3)
+    load_study(scene, tmp_path / "ct")
+    volume = next(n for n in scene.GetNodesByClass("vtkMRMLScalarVolumeNode") if n.GetAttribute("SlicerCAD.files"))
+    own = weak.volume_frame_of_reference(volume)
+    path = write_rtdose(tmp_path / "dose.dcm")
+    for frame, warned in ((own, False), (generate_uid(), True)):
+        ds = pydicom.dcmread(path)
+        ds.FrameOfReferenceUID = frame
+        ds.save_as(str(path))
+        _, ids, _, notes = weak.add_isodose_segments(volume, str(path), 100.0, "% of prescription", 5.0)
+        assert len(ids) == 2 and any("FrameOfReferenceUID" in n for n in notes) is warned
+    assert own

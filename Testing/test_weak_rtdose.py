@@ -109,7 +109,8 @@ def test_relative_units_rtplan_and_errors(tmp_path):
     refs[0].TargetPrescriptionDose, refs[1].TargetPrescriptionDose = 18.0, 24.0
     plan.DoseReferenceSequence = refs
     plan.save_as(str(tmp_path / "plan.dcm"), enforce_file_format=True)
-    assert prescription_from_rtplan(tmp_path / "plan.dcm") == 24.0
+    dose, notes = prescription_from_rtplan(tmp_path / "plan.dcm")
+    assert dose == 24.0 and "18.0, 24.0" in notes[0]          # targets prescribed differently are named
     grid = read_rtdose(write_rtdose(tmp_path / "dose.dcm"))
     with pytest.raises(GeometryError, match="does not overlap"):
         isodose_label(grid.image, reference(origin=(500.0, 500.0, 500.0)), 5.0)
@@ -124,3 +125,55 @@ def test_relative_units_rtplan_and_errors(tmp_path):
         read_rtdose(tmp_path / "bad.dcm")
     with pytest.raises(DicomError, match="not an RTDOSE"):
         read_rtdose(tmp_path / "plan.dcm")
+
+
+def test_relative_percent_grid_max_level_and_the_gamma_knife_convention(tmp_path):
+    """DICOM fixes no scale for RELATIVE: a percent-scaled grid (maximum ~100) is read as percent, so 50 %
+    of the reference is the same level as on a fraction-scaled grid (not 0.5 % of it, the whole grid)."""
+    frac = read_rtdose(write_rtdose(tmp_path / "f.dcm", units="RELATIVE", values=dose_gy() / 20.0))
+    pct = read_rtdose(write_rtdose(tmp_path / "p.dcm", units="RELATIVE", values=dose_gy() / 20.0 * 100.0,
+                                   scaling=1e-2))
+    assert (frac.relative_scale, pct.relative_scale) == ("fraction", "percent")
+    assert any("percent" in w for w in pct.warnings()) and not frac.warnings()
+    np.testing.assert_allclose(sitk.GetArrayFromImage(pct.image), sitk.GetArrayFromImage(frac.image), atol=1e-2)
+    a, t_frac = isodose_label(frac.image, reference(), 50.0, "%", units="RELATIVE")
+    b, t_pct = isodose_label(pct.image, reference(), 50.0, "%", units="RELATIVE")
+    assert len(t_pct) == len(t_frac) == 1
+    assert np.mean(sitk.GetArrayFromImage(a) != sitk.GetArrayFromImage(b)) < 1e-3
+    forced = read_rtdose(tmp_path / "p.dcm", relative_scale="fraction")       # the user's override wins
+    assert forced.relative_scale == "fraction" and sitk.GetArrayFromImage(forced.image).max() > 90
+    with pytest.raises(InputError, match="relative_scale"):
+        read_rtdose(tmp_path / "p.dcm", relative_scale="permille")
+    # % of max dose: a Gamma Knife plan prescribed at the 50 % isodose -- its prescription isodose is
+    # 100 % of the prescription (prescription = half the maximum) and 50 % of the maximum: the same voxels
+    grid = read_rtdose(write_rtdose(tmp_path / "gk.dcm"))
+    peak = float(sitk.GetArrayFromImage(grid.image).max())
+    by_rx, _ = isodose_label(grid.image, reference(), 100.0, "% of prescription", prescription_gy=peak / 2)
+    by_max, _ = isodose_label(grid.image, reference(), 50.0, "% of max dose")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(by_rx), sitk.GetArrayFromImage(by_max))
+    assert threshold_gy(50.0, "% max", max_dose=peak) == pytest.approx(peak / 2)
+    assert threshold_gy(100.0, "%", peak / 2) == pytest.approx(peak / 2)
+    summed = pydicom.dcmread(tmp_path / "gk.dcm")
+    summed.DoseSummationType = "BEAM"
+    summed.save_as(str(tmp_path / "beam.dcm"))
+    assert "BEAM" in read_rtdose(tmp_path / "beam.dcm").warnings()[0]
+
+
+def test_cli_dose_percent_of_max_warns_on_another_frame_of_reference(tmp_path, capsys):
+    from slicercad.cli import main as cli_main
+    from slicercad.dicom.write import write_series
+
+    path = write_rtdose(tmp_path / "dose.dcm")
+    ds = pydicom.dcmread(path)
+    ds.FrameOfReferenceUID = generate_uid()                   # not the image's
+    ds.save_as(str(path))
+    write_series(reference(), tmp_path / "ct", modality="CT", series_number=2)
+    out = tmp_path / "iso.nrrd"
+    assert cli_main(["weak", "dose", "--rtdose", str(path), "--image", str(tmp_path / "ct"), "--level", "50",
+                     "--unit", "%max", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "FrameOfReferenceUID" in printed and "target 1" in printed
+    peak = float(sitk.GetArrayFromImage(read_rtdose(path).image).max())
+    expected, _ = isodose_label(read_rtdose(path).image, reference(), 0.5 * peak, "Gy")
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert np.mean((label > 0) != (sitk.GetArrayFromImage(expected) > 0)) < 0.01

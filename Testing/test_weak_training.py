@@ -48,8 +48,13 @@ def test_export_of_a_dicom_volume_is_deidentified_and_gives_the_served_network_i
     row = training.add_to_training_set(dataset, volume, node, seg_id, "reader 1", SECRET)
     les = row["lesions"][0]
     assert les["label"] == "lesion" and les["provenance"]["edited"] is False
-    assert les["provenance"]["model_prediction"] == {"method": "sphere"}
-    assert les["diameter_mm"] == pytest.approx(lesion.diameter_mm)
+    prediction = les["provenance"]["model_prediction"]
+    assert prediction["method"] == "sphere" and prediction["prompt_diameter_mm"] == pytest.approx(lesion.diameter_mm)
+    # the row is the label's own centroid and equivalent diameter (training jitters around them), not the prompt
+    assert les["diameter_mm"] == pytest.approx(lesion.diameter_mm, rel=0.05)
+    mark = training.lesion_from_segment(node, seg_id, volume)
+    np.testing.assert_allclose(les["center"], mark.center_lps, atol=1e-6)
+    assert les["diameter_mm"] == pytest.approx(mark.diameter_mm)
     source = training.export_source_tags(volume)
     assert source["PatientID"] == "MRN-4711" and audit_export(dataset, source) == []
     again = training.add_to_training_set(dataset, volume, node, seg_id, "reader 1", SECRET)   # idempotent
@@ -65,7 +70,7 @@ def test_export_of_a_dicom_volume_is_deidentified_and_gives_the_served_network_i
     for offset, size in ((0.0, 1.0), (0.25, 1.2)):
         c = np.array(les["center"]) + offset * d * axis
         served, trained = canonical_crop(full, c, d * size), canonical_crop(exported, c, d * size)
-        assert trained.outside_fraction == 0.0
+        assert trained.outside_fraction == served.outside_fraction < 0.05    # the box clips only where the scan ends
         np.testing.assert_allclose(trained.x, served.x, atol=1e-5)
         full_mask = sitk.GetImageFromArray(training.segment_prompt(node, seg_id, volume)["mask"])
         full_mask.CopyInformation(full)
@@ -121,7 +126,7 @@ def dataset(tmp_path_factory):
         volume = sitk_to_volume_node(lesion.image, scene, name=f"T1c{i}")
         node, seg_id = _sphere(scene, volume, lesion, f"L{i}")
         training.add_to_training_set(root / "dataset", volume, node, seg_id, "reader 1", SECRET, f"P{i}")
-    cfg = WEAK_LESION.config({"channels": [4, 8, 8], "crop_px": 16})
+    cfg = WEAK_LESION.config({"channels": [4, 8, 8], "crop_px": 16, "size_jitter": 0.1})  # not the default
     torch.manual_seed(0)
     card = save_model(build_model(cfg), model_card(cfg, "tiny-start", {}), root / "start")
     close_scene(scene)
@@ -149,11 +154,41 @@ def test_fine_tune_subprocess_starts_from_the_model_and_selects_its_new_card(dat
     assert any(not np.allclose(start[k].numpy(), tuned[k].numpy()) for k in start)          # it trained
     assert training.train_job.poll_panel_training(job, panel)["state"] == "finished"
     assert panel.modelPath == Path(status["card"])
+    # the panel's poll hands the new card to the Segment Editor effect as well (its ModelPath parameter)
+    import slicer
+    import vtk
+
+    editor = slicer.vtkMRMLScriptedModuleNode()     # stands in for vtkMRMLSegmentEditorNode (not in slicer-core)
+    editor.SetAttribute(training.effect_model_parameter(), str(start_card))
+    nodes = vtk.vtkCollection()
+    nodes.AddItem(editor)
+    scene = SimpleNamespace(GetNodesByClass=lambda name: nodes if name == "vtkMRMLSegmentEditorNode" else None)
+    scores = training.validation_dice(status["card"], start_card, folder)   # both on the run's validation split
+    assert scores["n_val"] >= 1 and 0.0 <= scores["new"] <= 1.0 and 0.0 <= scores["start"] <= 1.0
+
+    def polled(new, start):
+        """A finished job polled with validation Dice ``new`` (fine-tuned) vs ``start``: (panel, status line)."""
+        panel2, panel_training = SimpleNamespace(modelPath=start_card, datasetFolder=folder), \
+            training.train_job.PanelTraining()
+        panel_training.job = job
+        _, text, running = training.poll_fine_tune(panel_training, panel2, scene,
+                                                   lambda *a: {"new": new, "start": start, "n_val": 2})
+        assert running is False and panel_training.last[1] == text
+        return panel2, text
+
+    panel2, text = polled(0.4, 0.6)                 # worse than the starting model: kept, and said
+    assert panel2.modelPath == start_card and "kept the starting model" in text
+    assert editor.GetAttribute("LesionClick.ModelPath") == str(start_card)
+    panel2, text = polled(0.7, 0.6)                 # better: panel and effect switch to it
+    assert str(panel2.modelPath) == status["card"] == editor.GetAttribute("LesionClick.ModelPath")
+    assert "0.700 vs 0.600" in text
 
 
 def test_fine_tune_cancel_kills_the_process_tree_and_bad_datasets_are_named(dataset, tmp_path):
     folder, start_card = dataset
-    job = training.FineTuneJob(folder, start_card, epochs=500, batch_size=1, device="cpu").start()
+    job = training.FineTuneJob(folder, start_card, epochs=500, batch_size=1, device="cpu")
+    assert (job.overrides["size_jitter"], job.overrides["max_offset"]) == (0.1, 0.25)   # the card's, as exported
+    job.start()
     status, _ = poll_until(job, lambda s: s.get("epoch") is not None or s["state"] != "running")
     assert status["state"] == "running" and 0.0 < status["fraction"] < 1.0
     final = cancel_and_check_tree(job)

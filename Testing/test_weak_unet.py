@@ -64,6 +64,13 @@ def test_smoke_training_serves_through_the_registry(tmp_path):
     assert result.probability.shape == (32, 32, 32)
     with pytest.raises(ModelError, match="outside the range"):
         segment_lesion(model, card, lesion.image, lesion.center_lps, 200.0)
+    # the card's valid range is what it trained on: its 4 lesions' diameters x (1 -+ size jitter)
+    trained = [les.diameter_mm for les in task.phantom_lesions("liver_mri", 4, experiment.TRAIN_SEED)]
+    lo, hi = card["input_spec"]["valid_ranges"]["diameter_mm"]
+    assert (lo, hi) == (pytest.approx(min(trained) * 0.8, abs=0.01), pytest.approx(max(trained) * 1.2, abs=0.01))
+    assert result.warnings == [] or lo <= lesion.diameter_mm <= hi
+    outside = segment_lesion(model, card, lesion.image, lesion.center_lps, hi + 1.0)     # segmented, flagged
+    assert any("outside the range the model was trained on" in w for w in outside.warnings)
     with pytest.raises(GeometryError, match="outside the image"):
         segment_lesion(model, card, lesion.image, lesion.center_lps + 500, lesion.diameter_mm)
 
@@ -73,6 +80,8 @@ def test_bundled_model_is_small_synthetic_and_its_card_matches_the_product_path(
     card = json.loads(card_path.read_text())
     assert (BUNDLED_DIR / card["weights"]).stat().st_size < 2 * 2 ** 20
     assert card["training_data"]["synthetic"] is True and "SYNTHETIC" in card["description"]
+    lo, hi = card["input_spec"]["valid_ranges"]["diameter_mm"]      # the phantom's 5-30 mm x (1 -+ 0.2), measured
+    assert 3.5 < lo < 5.0 and 33.0 < hi < 40.0 and card["input_spec"]["hard_limits_mm"] == [3.0, 60.0]
     model, card = load_segmenter()
     n = card["metrics"]["n_test_per_type"]
     lesions = list(task.phantom_lesions("liver_mri", n, experiment.TEST_SEED))
@@ -103,9 +112,26 @@ def test_smoke_experiment_writes_the_generalisation_table(tmp_path, monkeypatch)
     assert res["synthetic"] is True and [f["held_out"] for f in res["folds"]] == list(TYPES)
     liver = next(f for f in res["folds"] if f["held_out"] == "liver_mri")
     assert liver["train_polarities"] == ["bright"]          # the inversion ablation's opposite-polarity fold
+    with_ci = 0
     for f in res["folds"]:
         assert set(f["methods"]) == {"unet", "unet_no_inversion", "sphere", "region_growing", "watershed"}
-        assert f["methods"]["unet"]["dice"]["mean_ci95"] is not None or f["methods"]["unet"]["n_patients"] < 3
+        # each fold's models never saw the held-out type (their cards say what they trained on)
+        for variant in ("inv", "noinv"):
+            folder = tmp_path / "models" / f"{f['held_out']}-{variant}"
+            cards = [json.loads(p.read_text()) for p in folder.rglob("*.json")]
+            cards = [c for c in cards if c.get("task") == "weak_lesion"]
+            assert len(cards) == 1 and f["held_out"] not in cards[0]["model_config"]["types"]
+            assert sorted(cards[0]["model_config"]["types"]) == sorted(f["train_types"])
+            assert cards[0]["model_config"]["invert"] is (variant == "inv")
+        # the CI is over the test lesions' patients: as many as the test set has, an interval around the mean
+        unet = f["methods"]["unet"]
+        patients = {les.patient_id for les in task.phantom_lesions(f["held_out"], 3, experiment.TEST_SEED)}
+        assert unet["n_patients"] == len(patients) and unet["n"] == 3
+        lo, hi = unet["dice"]["mean_ci95"]
+        if unet["n_patients"] >= 2:
+            with_ci += 1
+            assert lo is not None and lo <= unet["dice"]["mean"] <= hi
+    assert with_ci >= 1                                   # the CI check above ran at least once
     assert len(res["robustness"]["offset"]) == 4 * 3 and len(res["robustness"]["size"]) == 4 * 3
     md = (tmp_path / "results.md").read_text()
     assert "held-out type" in md

@@ -67,7 +67,7 @@ class WeakLabelSegmenterParameterNode:
     dicomFolder: pathlib.Path
     strictGeometry: bool = False
     inputVolume: slicer.vtkMRMLScalarVolumeNode
-    lesionPoints: slicer.vtkMRMLMarkupsFiducialNode  # diameters: every line, and every ROI, of the scene
+    lesionPoints: slicer.vtkMRMLMarkupsFiducialNode  # diameters / boxes: the lines and ROIs ticked in the panel
     defaultDiameter: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
     segmentation: slicer.vtkMRMLSegmentationNode
     partialVolume: bool = False
@@ -77,9 +77,10 @@ class WeakLabelSegmenterParameterNode:
     negativeClicks: slicer.vtkMRMLMarkupsFiducialNode
     doseVolume: slicer.vtkMRMLScalarVolumeNode
     rtdosePath: pathlib.Path
-    isodoseLevel: Annotated[float, WithinRange(0.0, 10000.0)] = 50.0
-    isodoseUnit: Annotated[str, Choice(["%", "Gy"])] = "%"
-    prescription: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0
+    isodoseLevel: Annotated[float, WithinRange(0.0, 10000.0)] = 100.0   # the prescription isodose
+    isodoseUnit: Annotated[str, Choice(["% of prescription", "% of max dose", "Gy"])] = "% of prescription"
+    prescription: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0     # 0: from rtplanPath
+    rtplanPath: pathlib.Path
     datasetFolder: pathlib.Path
     annotator: str = ""
     patientId: str = ""   # only for a volume not loaded from DICOM
@@ -108,9 +109,15 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.logic = WeakLabelSegmenterLogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        # a line or ROI added or removed anywhere in the scene can make (or stop making) a lesion
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self._checkCanApply)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self._checkCanApply)
+        # a ticked line or ROI removed, or a line / ROI added (to tick), refreshes the buttons -- markups
+        # nodes only, and once per event loop however many arrive (a scene load adds hundreds of nodes)
+        self._checkTimer = qt.QTimer()
+        self._checkTimer.setSingleShot(True)
+        self._checkTimer.setInterval(0)
+        self._checkTimer.connect("timeout()", self._onMarkupsNodesChanged)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onMarkupsNodeAddedOrRemoved)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onMarkupsNodeAddedOrRemoved)
+        self.ui.lesionMarkupsSelector.connect("checkedNodesChanged()", self.onLesionMarkupsChecked)
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
         self.ui.sphereButton.connect("clicked(bool)", self.onSphere)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
@@ -125,6 +132,7 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def cleanup(self) -> None:
         self.fineTuneTimer.stop()
+        self._checkTimer.stop()
         self.logic.training.cancel()
         self.removeObservers()
 
@@ -157,9 +165,34 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
+            self._showChosenMarkups()
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onMarkupsNodeAddedOrRemoved(self, caller, event, node) -> None:
+        if node is not None and node.IsA("vtkMRMLMarkupsNode"):
+            self._checkTimer.start()
+
+    def _onMarkupsNodesChanged(self) -> None:
+        self._showChosenMarkups()
+        self._checkCanApply()
+
+    def onLesionMarkupsChecked(self) -> None:
+        """The ticked lines / ROIs become the scene's lesion markups (tagged, saved with the scene)."""
+        weak.choose_lesion_markups(slicer.mrmlScene, self.ui.lesionMarkupsSelector.checkedNodes())
+        self._checkCanApply()
+
+    def _showChosenMarkups(self) -> None:
+        """Tick the lines / ROIs tagged as lesion markups (a loaded scene's choice)."""
+        combo = self.ui.lesionMarkupsSelector
+        lines, rois = weak.chosen_lesion_markups(slicer.mrmlScene)
+        chosen = {n.GetID() for n in lines + rois}
+        wasBlocked = combo.blockSignals(True)
+        for node in (combo.nodeFromIndex(i) for i in range(combo.nodeCount())):
+            combo.setCheckState(node, qt.Qt.Checked if node.GetID() in chosen else qt.Qt.Unchecked)
+        combo.blockSignals(wasBlocked)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
@@ -243,7 +276,10 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def onFineTuneTimer(self) -> None:
         """Show the job's progress; when it ends, stop polling (a finished job's card is now the model)."""
-        percent, text, running = self.logic.training.poll(self.logic.getParameterNode())
+        from WeakLabelSegmenterLib import training
+
+        percent, text, running = training.poll_fine_tune(self.logic.training, self.logic.getParameterNode(),
+                                                         slicer.mrmlScene)
         self.ui.fineTuneProgressBar.value = percent
         self.ui.fineTuneStatusLabel.text = text
         if not running:
@@ -302,10 +338,13 @@ class WeakLabelSegmenterLogic(ScriptedLoadableModuleLogic):
 
     def addIsodose(self, p) -> str:
         dose = p.doseVolume if p.doseVolume is not None else str(p.rtdosePath)
-        node, ids, table = weak.add_isodose_segments(p.inputVolume, dose, p.isodoseLevel, p.isodoseUnit,
-                                                     p.prescription or None, p.segmentation)
+        plan = str(p.rtplanPath) if _isSet(p.rtplanPath) else None
+        prescription, notes = weak.panel_prescription(p.prescription, plan)
+        node, ids, table, doseNotes = weak.add_isodose_segments(p.inputVolume, dose, p.isodoseLevel, p.isodoseUnit,
+                                                                prescription, p.segmentation)
         p.segmentation = node
-        return "\n".join(f"target {r['label']}: {r['volume_mm3'] / 1000:.2f} mL" for r in table)
+        return "\n".join([f"target {r['label']}: {r['volume_mm3'] / 1000:.2f} mL" for r in table]
+                         + [f"warning: {n}" for n in notes + doseNotes])
 
     @staticmethod
     def addToTrainingSet(p, segmentName, siteSecret) -> str:

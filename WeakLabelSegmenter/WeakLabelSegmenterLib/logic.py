@@ -81,18 +81,48 @@ def lesion_marks(points_node=None, lines_node=None, roi_nodes=None, default_diam
     return marks
 
 
+LESION_MARKUP_ATTRIBUTE = "WeakLabelSegmenter.lesionMarkup"   # "1" on a line / ROI the user chose as a lesion
+
+
+def _tagged(scene, finder) -> list:
+    return [n for n in finder(scene) if n.GetAttribute(LESION_MARKUP_ATTRIBUTE) == "1"]
+
+
+def chosen_lesion_markups(scene) -> tuple:
+    """(lines, ROIs) of ``scene`` the user chose as lesion markups (tagged ``LESION_MARKUP_ATTRIBUTE``,
+    saved with the scene); rulers, Crop Volume or volume-rendering ROIs are never taken unasked."""
+    return _tagged(scene, scene_line_nodes), _tagged(scene, scene_roi_nodes)
+
+
+def choose_lesion_markups(scene, nodes) -> None:
+    """Make ``nodes`` (lines and ROIs) the chosen lesion markups of ``scene``; every other line / ROI is
+    un-chosen. Only changed attributes are written."""
+    keep = {n.GetID() for n in nodes if n is not None}
+    for node in scene_line_nodes(scene) + scene_roi_nodes(scene):
+        want = "1" if node.GetID() in keep else None
+        if node.GetAttribute(LESION_MARKUP_ATTRIBUTE) != want:
+            if want:
+                node.SetAttribute(LESION_MARKUP_ATTRIBUTE, want)
+            else:
+                node.RemoveAttribute(LESION_MARKUP_ATTRIBUTE)
+
+
 def scene_lesion_marks(scene, points_node=None, default_diameter_mm: float | None = None) -> list:
-    """``lesion_marks`` for a panel: the centre points of ``points_node`` with every line of ``scene`` as
-    diameters (``SlicerCADLib.markups.scene_line_nodes``, same matching rule), and every ROI of ``scene``
-    as a lesion of its own, so each lesion can have its own line or box."""
+    """``lesion_marks`` for a panel: the centre points of ``points_node`` with the **chosen** lines of
+    ``scene`` as diameters (``chosen_lesion_markups``; SlicerCADLib.markups' matching rule, a chosen line
+    near no point a lesion of its own) and each chosen ROI as a lesion of its own."""
     if scene is None and points_node is not None:
         scene = points_node.GetScene()
-    return lesion_marks(points_node, scene_line_nodes(scene), scene_roi_nodes(scene), default_diameter_mm)
+    lines, rois = chosen_lesion_markups(scene)
+    return lesion_marks(points_node, lines, rois, default_diameter_mm)
 
 
 def has_lesion_markups(scene, points_node=None) -> bool:
-    """Whether there is anything to make a lesion from: centre points, a line or an ROI in ``scene``."""
-    return points_node is not None or bool(scene_line_nodes(scene) or scene_roi_nodes(scene))
+    """Whether there is anything to make a lesion from: a centre-point node, or a chosen line or ROI."""
+    if points_node is not None:
+        return True
+    lines, rois = chosen_lesion_markups(scene)
+    return bool(lines or rois)
 
 
 def click_points(node) -> np.ndarray | None:
@@ -223,17 +253,76 @@ def segment_lesions(volume_node, marks, segmentation_node=None, card_path=None, 
     return segmentation_node, ids, messages
 
 
+DOSE_UNIT_ATTRIBUTE = "DicomRtImport.DoseUnitName"   # SlicerRT: DoseUnits of the RTDOSE, on its study item
+
+
+def dose_node_units(node) -> tuple:
+    """(units "GY" / "RELATIVE", factor to Gy or to a fraction, warnings) of a dose volume node from
+    SlicerRT's DoseUnitName (on the node or an enclosing subject-hierarchy item); without it: Gy, said."""
+    unit = node.GetAttribute(DOSE_UNIT_ATTRIBUTE) or ""
+    scene = node.GetScene()
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene) if scene is not None else None
+    if not unit and sh is not None:
+        item = sh.GetItemByDataNode(node)
+        while item and not unit:
+            unit = sh.GetItemAttribute(item, DOSE_UNIT_ATTRIBUTE) or ""
+            item = sh.GetItemParent(item)
+    unit = unit.strip().upper()
+    if unit in ("GY", ""):
+        return "GY", 1.0, [] if unit else [f"{node.GetName()}: no {DOSE_UNIT_ATTRIBUTE} (not loaded by SlicerRT?): "
+                                           "values taken as Gy"]
+    if unit == "CGY":
+        return "GY", 0.01, []
+    if unit == "RELATIVE":
+        return "RELATIVE", 1.0, []
+    raise InputError(f"dose unit {unit!r} is not GY, CGY or RELATIVE", f"{node.GetName()}: {DOSE_UNIT_ATTRIBUTE}")
+
+
+def panel_prescription(prescription_gy: float, rtplan_path=None) -> tuple:
+    """(prescription in Gy or None, warnings): the typed value when > 0, else the RTPLAN's."""
+    if prescription_gy and float(prescription_gy) > 0:
+        return float(prescription_gy), []
+    if rtplan_path:
+        from slicercad.weak.rtdose import prescription_from_rtplan
+
+        return prescription_from_rtplan(rtplan_path)
+    return None, []
+
+
+def volume_frame_of_reference(volume_node) -> str:
+    """The FrameOfReferenceUID of the DICOM files behind ``volume_node`` ("" when it has none)."""
+    import pydicom
+
+    from SlicerCADLib.dicom_nodes import volume_files
+    from slicercad.errors import DicomError
+
+    try:
+        files = volume_files(volume_node)
+        return str(pydicom.dcmread(files[0], stop_before_pixels=True).get("FrameOfReferenceUID", ""))
+    except (DicomError, OSError, pydicom.errors.InvalidDicomError):
+        return ""
+
+
 def add_isodose_segments(volume_node, dose, level: float, unit: str = "Gy", prescription_gy=None,
                          segmentation_node=None, min_volume_mm3: float = 0.0) -> tuple:
-    """Isodose segments, one per connected target. ``dose``: an RTDOSE path or a dose volume node (Gy,
-    e.g. loaded by SlicerRT). Returns (segmentation node, [segment ids], table)."""
-    from slicercad.weak.rtdose import isodose_label, read_rtdose
+    """Isodose segments, one per connected target. ``dose``: an RTDOSE path or a dose volume node (units
+    from SlicerRT's attribute, ``dose_node_units``). Returns (segmentation node, [segment ids], table,
+    [warnings])."""
+    from slicercad.weak.rtdose import PERCENT_IF_MAX_ABOVE, frame_of_reference_warnings, isodose_label, read_rtdose
 
     if isinstance(dose, (str, bytes)) or hasattr(dose, "__fspath__"):
         grid = read_rtdose(dose)
         dose_image, units, source = grid.image, grid.units, str(dose)
+        notes = grid.warnings() + frame_of_reference_warnings(grid.frame_of_reference,
+                                                              volume_frame_of_reference(volume_node))
     else:
-        dose_image, units, source = volume_node_to_sitk(dose), "GY", dose.GetName()
+        units, factor, notes = dose_node_units(dose)
+        dose_image, source = volume_node_to_sitk(dose), dose.GetName()
+        if units == "RELATIVE" and float(np.max(sitk.GetArrayViewFromImage(dose_image))) > PERCENT_IF_MAX_ABOVE:
+            factor = 0.01
+            notes.append(f"{source}: RELATIVE dose above {PERCENT_IF_MAX_ABOVE:g} read as percent")
+        if factor != 1.0:
+            dose_image = sitk.Cast(dose_image, sitk.sitkFloat32) * factor
     label, table = isodose_label(dose_image, reference_image(volume_node), level, unit, prescription_gy, units,
                                  min_volume_mm3, source)
     arr = sitk.GetArrayFromImage(label)
@@ -243,4 +332,4 @@ def add_isodose_segments(volume_node, dose, level: float, unit: str = "Gy", pres
         segmentation_node, seg_id = add_segment((arr == row["label"]).astype(np.uint8), volume_node,
                                                 segmentation_node, name, "isodose")
         ids.append(seg_id)
-    return segmentation_node, ids, table
+    return segmentation_node, ids, table, notes

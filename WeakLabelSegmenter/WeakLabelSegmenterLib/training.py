@@ -6,13 +6,14 @@ around it through the engine's export (``slicercad.engine.export.export_lesion``
 pseudonyms, idempotent, auditable with ``slicercad audit``). The crop is the volume's own grid, no
 resampling, large enough (``slicercad.weak.crop.export_crop_mm``) that the ``weak_lesion`` task cuts every
 training crop of the lesion with ``canonical_crop`` -- the function serving uses -- exactly as from the
-full volume. The row's centre and diameter are the prompt that made the segment (``logic.PROMPT_TAG``), or
-for a segment drawn by hand its centroid and equivalent diameter; ``edited`` says whether the voxels
-differ from what the method added (``logic.DIGEST_TAG``).
+full volume. The row's centre and diameter are the label's own centroid and equivalent diameter (training
+jitters its rough prompts around them, as on the phantom, so a rough click's offset never compounds with
+the jitter); the prompt that made the segment (``logic.PROMPT_TAG``) is kept in the row's provenance, and
+``edited`` says whether the voxels differ from what the method added (``logic.DIGEST_TAG``).
 
 **Fine-tune** trains the ``weak_lesion`` task on that dataset in a cancellable subprocess
 (``SlicerCADLib.train_job``), starting from the selected model's weights (copied into the run folder,
-``init_weights``) with its architecture and crop.
+``init_weights``) with its architecture, crop and prompt jitter (``FROM_CARD``).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ TASK = "weak_lesion"
 LABEL = "lesion"          # the task's foreground class
 PHASE = "image"           # the export's one image (the task's first channel)
 ARCHITECTURE = ("channels", "strides", "num_res_units", "crop_px", "fov_factor")   # must match the weights
+FROM_CARD = ARCHITECTURE + ("max_offset", "size_jitter")   # also the export box's jitter: train as exported
 FINE_TUNE_LR = 3e-4       # a tenth of the from-scratch rate (slicercad.weak.experiment.train_segmenter)
 FINE_TUNE_BATCH = 8
 
@@ -64,8 +66,9 @@ def _tag(segment, name: str) -> str:
 
 
 def segment_prompt(segmentation_node, segment_id: str, volume_node) -> dict:
-    """What made the segment: ``center_lps``, ``diameter_mm``, ``method`` (``manual`` when drawn by hand:
-    centroid and equivalent diameter) and ``edited`` (voxels changed since they were added)."""
+    """The segment's ``center_lps`` and ``diameter_mm`` (its centroid and equivalent diameter), ``prompt``
+    (the centre / diameter that made it, None when drawn by hand), ``method`` (``manual`` when drawn by
+    hand) and ``edited`` (voxels changed since they were added)."""
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
     if segment is None:
         raise InputError(f"segment {segment_id!r} not found", segmentation_node.GetName())
@@ -74,14 +77,11 @@ def segment_prompt(segmentation_node, segment_id: str, volume_node) -> dict:
         raise InputError("the segment is empty on the source volume's grid: nothing to export", segment.GetName())
     method = _tag(segment, METHOD_TAG) or "manual"
     text = _tag(segment, PROMPT_TAG)
-    if text:
-        prompt = json.loads(text)
-        center, diameter = np.asarray(prompt["center_lps"], float), float(prompt["diameter_mm"])
-    else:
-        mark = lesion_from_segment(segmentation_node, segment_id, volume_node)
-        center, diameter = np.asarray(mark.center_lps, float), float(mark.diameter_mm)
+    prompt = json.loads(text) if text else None
+    mark = lesion_from_segment(segmentation_node, segment_id, volume_node)
     edited = _tag(segment, DIGEST_TAG) != mask_digest(mask)
-    return {"center_lps": center, "diameter_mm": diameter, "method": method, "edited": bool(edited), "mask": mask,
+    return {"center_lps": np.asarray(mark.center_lps, float), "diameter_mm": float(mark.diameter_mm),
+            "prompt": prompt, "method": method, "edited": bool(edited), "mask": mask,
             "name": segment.GetName() or segment_id}
 
 
@@ -115,6 +115,9 @@ def add_to_training_set(dataset_dir, volume_node, segmentation_node, segment_id:
     record = {"center_lps": prompt["center_lps"].tolist(), "diameter_mm": prompt["diameter_mm"], "label": LABEL,
               "mask": mask, "lesion_key": f"{prompt['name']}@{segment_id}"}
     prediction = {"method": prompt["method"]}
+    if prompt["prompt"]:
+        prediction.update(prompt_center_lps=prompt["prompt"]["center_lps"],
+                          prompt_diameter_mm=prompt["prompt"]["diameter_mm"])
     return export_lesion(dataset_dir, {PHASE: image}, record, export_source_tags(volume_node, patient_id),
                          site_secret, annotator, prompt["edited"], prediction, crop)
 
@@ -145,7 +148,10 @@ class FineTuneJob(train_job.TrainingJob):
         if not weights.is_file():
             raise ModelError("the model's weights file is missing beside its card", weights)
         self.weights, self.lr = weights, float(lr)
-        arch = {k: self.card["model_config"][k] for k in ARCHITECTURE}
+        missing = [k for k in ARCHITECTURE if k not in self.card["model_config"]]
+        if missing:
+            raise ModelError(f"the model card lacks {missing} in model_config", self.card["card_path"])
+        arch = {k: self.card["model_config"][k] for k in FROM_CARD if k in self.card["model_config"]}
         super().__init__(dataset_dir, TASK, manifest, epochs, batch_size, seed, device, {**arch, **(overrides or {})})
 
     def extra_args(self, out: Path) -> list:
@@ -156,6 +162,73 @@ class FineTuneJob(train_job.TrainingJob):
         shutil.copyfile(self.weights, start)
         init = {"path": str(start), "sha256": sha256_file(start), "from": self.card.get("name", "")}
         return ["--lr", self.lr, "--set", f"init_weights={json.dumps(init)}"]
+
+
+def effect_model_parameter() -> str:
+    """The segment editor node attribute holding the "Lesion (click)" effect's model card."""
+    from .effect_logic import EFFECT_NAME
+
+    return f"{EFFECT_NAME}.ModelPath"
+
+
+def validation_dice(new_card_path, start_card_path, dataset_dir) -> dict:
+    """Mean crop Dice of the fine-tuned and the starting model on the fine-tuning run's own validation
+    patients (the engine's split, recomputed from the new card's seed and fractions; no augmentation):
+    ``{"new", "start", "n_val"}``."""
+    import torch
+
+    from slicercad.engine.manifest import load_manifest
+    from slicercad.engine.registry import load_model
+    from slicercad.engine.splits import train_val_test_split
+    from slicercad.weak.segment import predict_crops
+    from slicercad.weak.task import make_dataset
+
+    new_model, new_card = load_model(new_card_path, task=TASK)
+    start_model, _ = load_model(read_card(start_card_path)["card_path"], task=TASK)
+    run = new_card.get("training", {})
+    data = make_dataset(new_card["model_config"], load_manifest(Path(dataset_dir) / train_job.MANIFEST_NAME))
+    data.augment = False
+    parts = train_val_test_split(data.groups, run.get("val_fraction") or 0.2, run.get("test_fraction") or 0.0,
+                                 int(run.get("seed", 0)), by=run.get("split_by", "patient"), sample_ids=data.ids)
+    idx = [int(i) for i in parts["val"]]
+    if not idx:
+        raise InputError("the fine-tuning run has no validation patients to compare the models on", str(dataset_dir))
+    xs = torch.stack([data[i][0] for i in idx]).numpy()
+    ys = np.stack([data[i][1][0].numpy() > 0.5 for i in idx])
+
+    def dice(model) -> float:
+        pred = predict_crops(model, xs) >= 0.5
+        inter, total = (pred & ys).sum((1, 2, 3)), pred.sum((1, 2, 3)) + ys.sum((1, 2, 3))
+        return float(np.mean(np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)))
+
+    return {"new": dice(new_model), "start": dice(start_model), "n_val": len(idx)}
+
+
+def poll_fine_tune(panel_training, p, scene, compare=validation_dice) -> tuple:
+    """Poll the panel's fine-tuning (``train_job.PanelTraining``). A finished job's card becomes the
+    panel's model only when its validation Dice (``compare``: both models on the run's own validation
+    patients) is at least the starting model's; otherwise the panel keeps its model and says so (the new
+    card stays in the run folder, to pick by hand). When it switches, the Segment Editor effect "Lesion
+    (click)" switches too (``ModelPath`` of every segment editor node of ``scene``)."""
+    before = p.modelPath
+    dataset = p.datasetFolder if hasattr(p, "datasetFolder") else None
+    percent, text, running = panel_training.poll(p)
+    if str(p.modelPath) != str(before):
+        new = str(p.modelPath)
+        start = str(before) if before and str(before) != "." else None
+        scores = compare(new, start, dataset)
+        text = (f"{text}; validation Dice {scores['new']:.3f} vs {scores['start']:.3f} for the starting model "
+                f"(n = {scores['n_val']} crops)")
+        if scores["new"] < scores["start"]:
+            p.modelPath = before
+            text += ": kept the starting model (the new card is in the run folder)"
+        else:
+            nodes = scene.GetNodesByClass("vtkMRMLSegmentEditorNode") if scene is not None else None
+            for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())) if nodes else ():
+                node.SetAttribute(effect_model_parameter(), new)
+            text += ": now the panel's and the Lesion (click) effect's model"
+        panel_training.last = (percent, text, running)
+    return percent, text, running
 
 
 def start_panel_fine_tune(p, overrides: dict | None = None) -> FineTuneJob:

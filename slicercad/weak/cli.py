@@ -31,9 +31,13 @@ def add_arguments(parser) -> None:
     d.add_argument("--rtdose", required=True)
     d.add_argument("--image", required=True, help="reference image (NRRD/NIfTI) or DICOM series folder")
     d.add_argument("--level", required=True, type=float, help="isodose level")
-    d.add_argument("--unit", choices=("Gy", "%"), default="Gy")
+    d.add_argument("--unit", choices=("Gy", "%", "%max"), default="Gy",
+                   help="Gy, %% of the prescription (100 = the prescription isodose, also for a Gamma Knife plan "
+                        "prescribed at the 50 %% isodose) or %%max (%% of the maximum dose)")
     d.add_argument("--prescription", type=float, help="prescription dose in Gy (for a level in %%)")
     d.add_argument("--rtplan", help="read the prescription from this RTPLAN")
+    d.add_argument("--relative-scale", choices=("auto", "fraction", "percent"), default="auto",
+                   help="how a RELATIVE RTDOSE stores its values (auto: percent when the maximum exceeds 2)")
     d.add_argument("--min-volume", type=float, default=0.0, help="drop components below this volume (mm^3)")
     d.add_argument("--out", required=True, help="label file to write (.nrrd / .nii.gz)")
     r = sub.add_parser("reproduce", help="train on two lesion types, test on the third (SYNTHETIC)")
@@ -45,17 +49,21 @@ def add_arguments(parser) -> None:
     r.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch (checks the pipeline only)")
 
 
-def _read_reference(path: Path):
+def _read_reference(path: Path) -> tuple:
+    """(image, FrameOfReferenceUID or "" for an image file) of a reference image file or series folder."""
     from ..imageio import read_image
 
     if path.is_dir():
+        import pydicom
+
         from ..dicom.scan import scan_folder
 
         vols = [v for v in scan_folder(path).volumes() if v.kind == "volume"]
         if len(vols) != 1:
             raise InputError(f"the folder holds {len(vols)} volumes; give one series folder or an image file", path)
-        return vols[0].load()
-    return read_image(path)
+        header = pydicom.dcmread(str(vols[0].files[0]), stop_before_pixels=True)
+        return vols[0].load(), str(header.get("FrameOfReferenceUID", ""))
+    return read_image(path), ""
 
 
 class _Study:
@@ -108,69 +116,95 @@ def _center(row, vol):
     return pixel_to_lps(match[0], *row.pixel_rc)
 
 
-def _segment(args) -> int:
+def _segment_row(args, row, studies, model, card) -> dict:
+    """Label one lesion row; returns its labels.csv record (raises on a bad row)."""
     import numpy as np
     import SimpleITK as sitk
 
     from ..imageio import write_image
+    from .segment import segment_baseline, segment_lesion
+
+    out = Path(args.out)
+    if row.study not in studies:
+        studies[row.study] = _Study(Path(args.studies) / row.study)
+    vol, image = studies[row.study].volume_for(row)
+    center = _center(row, vol)
+    if args.method == "unet":
+        result = segment_lesion(model, card, image, center, row.diameters_mm, "LPS", device=args.device)
+    else:
+        result = segment_baseline(args.method, image, center, row.diameters_mm, "LPS")
+    target = out / row.study / f"{row.lesion_id}.{args.format}"
+    if not result.empty:
+        label = sitk.GetImageFromArray(result.mask.astype(np.uint8))
+        label.CopyInformation(image)
+        write_image(label, target)
+        if args.dicom_seg and vol is not None:
+            from .dicom_seg import write_dicom_seg
+
+            write_dicom_seg(result.mask, image, vol.files, target.with_suffix("").with_suffix(".seg.dcm")
+                            if args.format == "nii.gz" else target.with_suffix(".seg.dcm"),
+                            row.lesion_id, args.method, card=card)
+    return {"status": "empty" if result.empty else "ok", "volume_mm3": f"{result.volume_mm3:.1f}",
+            "file": str(target) if not result.empty else "", "center_x_lps": f"{center[0]:.2f}",
+            "center_y_lps": f"{center[1]:.2f}", "center_z_lps": f"{center[2]:.2f}",
+            "warnings": "; ".join(result.warnings), "error": ""}
+
+
+def _segment(args) -> int:
+    """Every row of the lesion list; a bad row is recorded (status ``error`` and its message in
+    labels.csv) and the batch goes on; exit status 1 when any row failed."""
+    from ..errors import SlicerCADError
     from .lesion_list import read_lesion_list
-    from .segment import segment_baseline
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     rows = read_lesion_list(args.lesions)
     model = card = None
     if args.method == "unet":
-        from .segment import load_segmenter, segment_lesion
+        from .segment import load_segmenter
 
         model, card = load_segmenter(args.model)
-    studies, out_rows = {}, []
-    root, out = Path(args.studies), Path(args.out)
+    studies, out_rows, failed = {}, [], 0
     for row in rows:
-        if row.study not in studies:
-            studies[row.study] = _Study(root / row.study)
-        vol, image = studies[row.study].volume_for(row)
-        center = _center(row, vol)
-        if args.method == "unet":
-            result = segment_lesion(model, card, image, center, row.diameters_mm, "LPS", device=args.device)
+        base = {"study": row.study, "lesion_id": row.lesion_id, "method": args.method}
+        try:
+            rec = _segment_row(args, row, studies, model, card)
+        except (SlicerCADError, RuntimeError, OSError) as exc:   # RuntimeError: SimpleITK
+            failed += 1
+            rec = {"status": "error", "volume_mm3": "", "file": "", "center_x_lps": "", "center_y_lps": "",
+                   "center_z_lps": "", "warnings": "", "error": str(exc)}
+            print(f"{row.study}/{row.lesion_id}: error: {exc}")
         else:
-            result = segment_baseline(args.method, image, center, row.diameters_mm, "LPS")
-        status = "empty" if result.empty else "ok"
-        target = out / row.study / f"{row.lesion_id}.{args.format}"
-        if not result.empty:
-            label = sitk.GetImageFromArray(result.mask.astype(np.uint8))
-            label.CopyInformation(image)
-            write_image(label, target)
-            if args.dicom_seg and vol is not None:
-                from .dicom_seg import write_dicom_seg
-
-                write_dicom_seg(result.mask, image, vol.files, target.with_suffix("").with_suffix(".seg.dcm")
-                                if args.format == "nii.gz" else target.with_suffix(".seg.dcm"),
-                                row.lesion_id, args.method, card=card)
-        out_rows.append({"study": row.study, "lesion_id": row.lesion_id, "method": args.method, "status": status,
-                         "volume_mm3": f"{result.volume_mm3:.1f}", "file": str(target) if not result.empty else "",
-                         "center_x_lps": f"{center[0]:.2f}", "center_y_lps": f"{center[1]:.2f}",
-                         "center_z_lps": f"{center[2]:.2f}", "warnings": "; ".join(result.warnings)})
-        print(f"{row.study}/{row.lesion_id}: {status} {result.volume_mm3 / 1000:.2f} mL"
-              + (f" [{'; '.join(result.warnings)}]" if result.warnings else ""))
+            print(f"{row.study}/{row.lesion_id}: {rec['status']} {float(rec['volume_mm3']) / 1000:.2f} mL"
+                  + (f" [{rec['warnings']}]" if rec["warnings"] else ""))
+        out_rows.append({**base, **rec})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(out_rows[0]))
     writer.writeheader()
     writer.writerows(out_rows)
-    write_text(out / "labels.csv", buf.getvalue())
+    write_text(Path(args.out) / "labels.csv", buf.getvalue())
     if card is not None and card.get("training_data", {}).get("synthetic"):
         print("note: the model was trained on SYNTHETIC data only (research use)")
+    if failed:
+        print(f"{failed} of {len(rows)} lesion(s) failed: see the 'error' column of {Path(args.out) / 'labels.csv'}")
+        return 1
     return 0
 
 
 def _dose(args) -> int:
     from ..imageio import write_image
-    from .rtdose import isodose_label, prescription_from_rtplan, read_rtdose
+    from .rtdose import frame_of_reference_warnings, isodose_label, prescription_from_rtplan, read_rtdose
 
-    grid = read_rtdose(args.rtdose)
+    grid = read_rtdose(args.rtdose, args.relative_scale)
+    notes = grid.warnings()
     prescription = args.prescription
     if prescription is None and args.rtplan:
-        prescription = prescription_from_rtplan(args.rtplan)
-    label, table = isodose_label(grid.image, _read_reference(Path(args.image)), args.level, args.unit,
+        prescription, plan_notes = prescription_from_rtplan(args.rtplan)
+        notes += plan_notes
+    reference, frame = _read_reference(Path(args.image))
+    notes += frame_of_reference_warnings(grid.frame_of_reference, frame)
+    for note in notes:
+        print(f"warning: {note}")
+    label, table = isodose_label(grid.image, reference, args.level, args.unit,
                                  prescription, grid.units, args.min_volume, args.rtdose)
     write_image(label, args.out)
     for row in table:

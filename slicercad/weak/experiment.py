@@ -6,7 +6,8 @@ size error (+-20 %) on the report's held-out type, and the same held-out models 
 into a REAL T1 brain (Colin27, ``synth.weak_real_brain``; skipped with the reason where the template is not
 installed, an error under ``CI=true``). Prompts are rough, as reports give them: the main
 table moves each centre by up to a quarter diameter and scales each size by up to +-20 % (fixed seed).
-Dice mean +- sd with 95 % bootstrap CIs over patients (``engine.metrics``). Everything is SYNTHETIC.
+Dice mean +- sd with 95 % bootstrap CIs over patients (``engine.metrics``) -- on the Colin27 row over
+lesion placements in one real subject (``REAL_CI_NOTE``). Everything is SYNTHETIC.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ REPORT_DICE = (0.682, 0.122)
 TRAIN_SEED, TEST_SEED, PROMPT_SEED = 1, 2, 3
 REFINE_CLICKS = 3                      # simulated correction clicks after the first prediction
 FULL = {"n_train": 40, "n_test": 30, "epochs": 10}
+REAL_CI_NOTE = ("one real subject (Colin27): its lesions are grouped into pseudo-patients, so the CI is over "
+                "lesion placements in one subject (n = 1 real anatomy), not over patients")
 SMOKE = {"n_train": 6, "n_test": 4, "epochs": 1}
 
 
@@ -119,7 +122,8 @@ def real_anatomy(n_test: int, models: dict, device: str = "cpu") -> dict:
     methods = {key: score(predict_masks("unet", lesions, prompts, m, c, device), lesions)
                for key, (m, c) in models.items()}
     methods.update({m: score(predict_masks(m, lesions, prompts), lesions) for m in METHODS})
-    return {"type": REAL_TYPE, "anatomy": "Colin27 T1 (mricron-data), lesions SYNTHETIC", "methods": methods}
+    return {"type": REAL_TYPE, "anatomy": "Colin27 T1 (mricron-data), lesions SYNTHETIC", "methods": methods,
+            "ci": REAL_CI_NOTE}
 
 
 def refinement(model, card, lesions, prompts, n_clicks: int = REFINE_CLICKS, device: str = "cpu") -> list:
@@ -224,8 +228,9 @@ def markdown(results: dict) -> str:
     if real.get("methods"):
         cells = [_fmt(real["methods"][m]["dice"]) for m in NAMES]
         fold = next(f for f in results["folds"] if f["held_out"] == MAIN_HELD_OUT)
-        lines.append(f"| {real['type']} (bright; real Colin27 T1 brain) | {' + '.join(fold['train_types'])} | "
-                     + " | ".join(cells) + " | |")
+        lines.append(f"| {real['type']} (bright; real Colin27 T1 brain, CI over lesion placements in one "
+                     f"subject) | {' + '.join(fold['train_types'])} | " + " | ".join(cells) + " | |")
+        lines += ["", f"Colin27 row: {REAL_CI_NOTE}."]
     elif real.get("skipped"):
         lines += ["", f"Real-anatomy row skipped: {real['skipped']}."]
     ref = results.get("refinement")

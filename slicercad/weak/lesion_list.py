@@ -2,8 +2,10 @@
 
 Columns: ``study`` (a folder of DICOM files, or an NRRD/NIfTI image, relative to the studies folder),
 ``lesion_id``; the position either as ``x, y, z, coordinate_system`` (LPS or RAS mm) or as
-``series_number`` (or ``series_uid``) + ``instance_number`` + ``row, column`` (pixel, 0-based); the size
-as ``diameter_mm`` or ``long_axis_mm`` (+ optional ``short_axis_mm``). Bad rows raise naming the row."""
+``series_number`` (or ``series_uid``) + ``instance_number`` + ``row, column`` (pixel, 0-based) -- a series
+given with x, y, z picks the volume of a study holding several; the size as ``diameter_mm`` or
+``long_axis_mm`` (+ optional ``short_axis_mm``: a report's 2D reading without a direction, drawn as the
+sphere of the same volume, see ``segment.segment_baseline``). Bad rows raise naming the row."""
 from __future__ import annotations
 
 import csv
@@ -72,6 +74,7 @@ def read_lesion_list(path) -> list[LesionRow]:
             else:
                 raise InputError("give diameter_mm or long_axis_mm (+ short_axis_mm)", src)
             row = LesionRow(n, rec["study"], rec["lesion_id"] or f"L{n - 1}", diam)
+            row.series = rec.get("series_uid") or rec.get("series_number") or None   # either position form
             if all(rec.get(k) for k in ("x", "y", "z")):
                 if not rec.get("coordinate_system"):
                     raise InputError("coordinate_system (LPS or RAS) is required with x, y, z", src)
@@ -79,7 +82,6 @@ def read_lesion_list(path) -> list[LesionRow]:
                 row.center_lps = to_lps([_num(rec[k], k, src) for k in "xyz"], system)
             elif (rec.get("series_number") or rec.get("series_uid")) and rec.get("instance_number") \
                     and rec.get("row") and rec.get("column"):
-                row.series = rec.get("series_uid") or rec.get("series_number")
                 row.instance_number = int(_num(rec["instance_number"], "instance_number", src))
                 row.pixel_rc = (_num(rec["row"], "row", src), _num(rec["column"], "column", src))
             else:

@@ -1,11 +1,17 @@
-"""Radiotherapy dose as a label (seed 001 (b3)): an RTDOSE onto an image grid, an isodose level in Gy or
-% of a prescription -> a label with one component per target.
+"""Radiotherapy dose as a label (seed 001 (b3)): an RTDOSE onto an image grid, an isodose level in Gy,
+% of a prescription or % of the maximum dose -> a label with one component per target.
 
 RTDOSE geometry (PS3.3 C.8.8.3): frame k sits at ImagePositionPatient + GridFrameOffsetVector[k] x the
 slice normal when the first offset is 0 ("relative"); otherwise the offsets are absolute z positions
 (allowed only for axial ImageOrientationPatient), frame k at z = offset[k]. Dose = stored value x
-DoseGridScaling; DoseUnits GY gives Gy, RELATIVE a fraction (a prescription in Gy converts it).
-A dose volume already loaded elsewhere (SlicerRT) is any SimpleITK image in Gy."""
+DoseGridScaling; DoseUnits GY gives Gy. RELATIVE fixes no scale (PS3.3: "relative to an implicit
+reference"): planning systems export a fraction (~1) or percent (~100); ``relative_scale`` "auto" reads
+a grid whose maximum exceeds ``PERCENT_IF_MAX_ABOVE`` as percent, else as a fraction ("fraction" /
+"percent" override it); the grid is kept as a fraction of the reference (the prescription).
+Levels: "Gy"; "%" = % of the prescription (100 % = the prescription isodose; a Gamma Knife plan
+prescribed at the 50 % isodose has its prescription isodose at 100 % of prescription = 50 % of max);
+"% max" = % of the grid's maximum dose. A dose volume already loaded elsewhere (SlicerRT) is a
+SimpleITK image in Gy (or cGy, converted)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,21 +24,41 @@ from scipy import ndimage
 from ..errors import DicomError, GeometryError, InputError
 
 RTDOSE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.2"
-UNITS = ("Gy", "%")
+UNITS = ("Gy", "%", "% max")
+UNIT_NAMES = {"% of prescription": "%", "% of max dose": "% max", "%max": "% max"}   # panel / CLI wording
+RELATIVE_SCALES = ("auto", "fraction", "percent")
+PERCENT_IF_MAX_ABOVE = 2.0   # a RELATIVE grid above 2 (200 % as a fraction) can only be percent
 
 
 @dataclass
 class DoseGrid:
-    """Dose image (float32, LPS) with its units: 'GY' (Gy) or 'RELATIVE'."""
+    """Dose image (float32, LPS) with its units: 'GY' (Gy) or 'RELATIVE' (a fraction of the reference,
+    ``relative_scale`` saying how the file stored it), its DoseSummationType and FrameOfReferenceUID."""
 
     image: sitk.Image
     units: str
     summation: str
+    relative_scale: str | None = None
+    frame_of_reference: str = ""
+
+    def warnings(self) -> list:
+        out = []
+        if self.summation and self.summation.upper() != "PLAN":
+            out.append(f"DoseSummationType is {self.summation} (not PLAN): the grid may hold one beam, fraction "
+                       "or a sum of plans, not the whole plan")
+        if self.relative_scale == "percent":
+            out.append("RELATIVE dose stored as percent (maximum above "
+                       f"{PERCENT_IF_MAX_ABOVE:g}): read as % of the reference")
+        return out
 
 
-def read_rtdose(path) -> DoseGrid:
-    """An RTDOSE file as a dose image (values x DoseGridScaling) with exact geometry."""
+def read_rtdose(path, relative_scale: str = "auto") -> DoseGrid:
+    """An RTDOSE file as a dose image (values x DoseGridScaling) with exact geometry; a RELATIVE grid
+    as a fraction of its reference (``relative_scale``, see the module docstring)."""
     import pydicom
+
+    if relative_scale not in RELATIVE_SCALES:
+        raise InputError(f"relative_scale must be one of {RELATIVE_SCALES}, got {relative_scale!r}", "relative_scale")
 
     path = Path(path)
     try:
@@ -82,16 +108,30 @@ def read_rtdose(path) -> DoseGrid:
             ipp = ipp + offsets[0] * normal
     else:
         dz = float(ds.get("SliceThickness", 1.0) or 1.0)
-    image = sitk.GetImageFromArray((pixels * scaling).astype(np.float32))
+    values = pixels * scaling
+    scale = None
+    if units == "RELATIVE":
+        scale = relative_scale if relative_scale != "auto" else (
+            "percent" if float(values.max()) > PERCENT_IF_MAX_ABOVE else "fraction")
+        values = values / 100.0 if scale == "percent" else values
+    image = sitk.GetImageFromArray(values.astype(np.float32))
     sy, sx = (float(v) for v in ds.PixelSpacing)
     image.SetSpacing((sx, sy, dz))
     image.SetOrigin(ipp.tolist())
     image.SetDirection(np.column_stack([row, col, normal]).ravel().tolist())
-    return DoseGrid(image, units, str(ds.get("DoseSummationType", "")))
+    return DoseGrid(image, units, str(ds.get("DoseSummationType", "")), scale, str(ds.get("FrameOfReferenceUID", "")))
 
 
-def prescription_from_rtplan(path) -> float:
-    """The largest TargetPrescriptionDose (Gy) of an RTPLAN's DoseReferenceSequence."""
+def frame_of_reference_warnings(dose_frame: str, image_frame: str) -> list:
+    """A warning when the RTDOSE and the image name different FrameOfReferenceUIDs (either unknown: none)."""
+    if dose_frame and image_frame and dose_frame != image_frame:
+        return [f"the RTDOSE's FrameOfReferenceUID {dose_frame} is not the image's {image_frame}: their "
+                "coordinates are unrelated unless registered; the label is likely misplaced"]
+    return []
+
+
+def rtplan_prescriptions(path) -> list:
+    """Every TargetPrescriptionDose (Gy) of an RTPLAN's DoseReferenceSequence, in order."""
     import pydicom
 
     try:
@@ -103,7 +143,18 @@ def prescription_from_rtplan(path) -> float:
     if not doses:
         raise DicomError("RTPLAN has no TargetPrescriptionDose in DoseReferenceSequence: give the "
                          "prescription in Gy", path)
-    return max(doses)
+    return doses
+
+
+def prescription_from_rtplan(path) -> tuple:
+    """(the largest TargetPrescriptionDose in Gy, warnings): targets prescribed differently are named,
+    since one % level then means a different isodose for each."""
+    doses = rtplan_prescriptions(path)
+    warnings = []
+    if len(set(doses)) > 1:
+        warnings.append(f"the RTPLAN prescribes {sorted(set(doses))} Gy to its {len(doses)} targets: % levels use "
+                        f"the largest, {max(doses):g} Gy; give the prescription of the target you want")
+    return max(doses), warnings
 
 
 def dose_on_grid(dose: sitk.Image, reference: sitk.Image, source: str = "RTDOSE") -> np.ndarray:
@@ -117,20 +168,32 @@ def dose_on_grid(dose: sitk.Image, reference: sitk.Image, source: str = "RTDOSE"
     return np.nan_to_num(arr, nan=0.0)
 
 
-def threshold_gy(level: float, unit: str = "Gy", prescription_gy: float | None = None,
-                 units: str = "GY") -> float:
-    """The isodose level in the dose grid's own units."""
+def normalise_unit(unit: str) -> str:
+    """The level's unit as one of UNITS (the panel's wording accepted)."""
+    unit = UNIT_NAMES.get(unit, unit)
     if unit not in UNITS:
-        raise InputError(f"isodose unit must be one of {UNITS}, got {unit!r}", "unit")
+        raise InputError(f"isodose unit must be one of {UNITS + tuple(UNIT_NAMES)}, got {unit!r}", "unit")
+    return unit
+
+
+def threshold_gy(level: float, unit: str = "Gy", prescription_gy: float | None = None,
+                 units: str = "GY", max_dose: float | None = None) -> float:
+    """The isodose level in the dose grid's own units (Gy, or a fraction of the reference for RELATIVE);
+    ``max_dose`` (grid units) for a level in "% max"."""
+    unit = normalise_unit(unit)
     level = float(level)
     if not level > 0:
         raise InputError(f"isodose level must be > 0, got {level}", "level")
+    if unit == "% max":
+        if max_dose is None or not float(max_dose) > 0:
+            raise InputError("a level in % of max needs a dose grid with a maximum > 0", "max_dose")
+        return level / 100.0 * float(max_dose)
     if unit == "%":
         if units == "RELATIVE":
             return level / 100.0
         if prescription_gy is None or not float(prescription_gy) > 0:
-            raise InputError("a level in % needs the prescription dose in Gy (> 0), from the user or an RTPLAN",
-                             "prescription_gy")
+            raise InputError("a level in % of prescription needs the prescription dose in Gy (> 0), from the user "
+                             "or an RTPLAN", "prescription_gy")
         return level / 100.0 * float(prescription_gy)
     if units == "RELATIVE":
         if prescription_gy is None or not float(prescription_gy) > 0:
@@ -166,7 +229,8 @@ def isodose_label(dose: sitk.Image, reference: sitk.Image, level: float, unit: s
     """(label image on ``reference`` -- one component per target, table). InputError when nothing reaches
     the level."""
     arr = dose_on_grid(dose, reference, source)
-    thr = threshold_gy(level, unit, prescription_gy, units)
+    max_dose = float(np.max(sitk.GetArrayViewFromImage(dose)))     # of the whole grid, not the image's part
+    thr = threshold_gy(level, unit, prescription_gy, units, max_dose)
     lab, table = isodose_components(arr, thr, reference.GetSpacing(), min_volume_mm3)
     if not table:
         raise InputError(f"no voxel of the image reaches the {level:g} {unit} isodose (maximum dose on this "

@@ -145,29 +145,60 @@ def lesion_crop(image: sitk.Image, center, diameter_mm, system: str = "LPS", spe
     return canonical_crop(image, c, d, spec, pos, neg), c, d
 
 
+def diameter_warnings(card: dict, diameter_mm: float) -> list:
+    """ModelError outside the crop's hard limits (the card's ``hard_limits_mm``, else 3-60 mm); a warning
+    outside the diameters the model was trained on (``valid_ranges``): a weak label to check, not refused."""
+    from .task import HARD_LIMITS_MM
+
+    spec = card.get("input_spec", {})
+    lo, hi = spec.get("hard_limits_mm", HARD_LIMITS_MM)
+    d = float(diameter_mm)
+    if not lo <= d <= hi:
+        raise ModelError(f"diameter_mm={d:g} is outside the range the segmenter handles [{lo:g}, {hi:g}] mm",
+                         "diameter_mm")
+    t_lo, t_hi = spec.get("valid_ranges", {}).get("diameter_mm", (lo, hi))
+    if not t_lo <= d <= t_hi:
+        return [f"diameter {d:.1f} mm is outside the range the model was trained on [{t_lo:g}, {t_hi:g}] mm: "
+                "check the label"]
+    return []
+
+
 def segment_lesion(model, card: dict, image: sitk.Image, center, diameter_mm, system: str = "LPS",
                    positive=None, negative=None, device: str = "cpu",
                    threshold: float = THRESHOLD) -> SegmentResult:
     """U-Net segmentation of one lesion given its centre and size (the product path)."""
-    from ..engine.registry import check_input
-
     d = equivalent_diameter(diameter_mm)
-    check_input(card, {"diameter_mm": d}, "diameter_mm")
+    warnings = diameter_warnings(card, d)
     crop, c, _ = lesion_crop(image, center, diameter_mm, system, spec_of_card(card), positive, negative)
-    _, warnings = resolve_device(device)
+    _, device_warnings = resolve_device(device)
+    warnings += device_warnings
     prob = predict_crops(model, crop.x[None], device)[0]
     return finish(prob, crop, image, c, "unet", warnings, threshold)
 
 
+def sphere_shape(diameters_mm, axes=None) -> tuple:
+    """(diameters to draw, warnings): unequal diameters without ``axes`` (a report's long / short axis
+    carries no direction) become the sphere of the same volume, flagged -- drawn along the LPS axes they
+    would put the long axis left-right whatever the lesion's orientation."""
+    d = np.atleast_1d(np.asarray(diameters_mm, dtype=float)).ravel()
+    if axes is not None or d.size == 1 or np.allclose(d, d[0]):
+        return diameters_mm, []
+    eq = equivalent_diameter(d)
+    return eq, [f"diameters {np.round(d, 1).tolist()} mm without a direction: drawn as the sphere of the same "
+                f"volume (d {eq:.1f} mm); give the axes (an ROI) for an oriented ellipsoid"]
+
+
 def segment_baseline(method: str, image: sitk.Image, center, diameter_mm, system: str = "LPS",
-                     spec: CropSpec = CropSpec()) -> SegmentResult:
-    """A classical baseline from the same click; ``sphere`` is drawn exactly on the image grid."""
+                     spec: CropSpec = CropSpec(), axes=None) -> SegmentResult:
+    """A classical baseline from the same click; ``sphere`` is drawn exactly on the image grid (an
+    ellipsoid only along given ``axes``, see :func:`sphere_shape`)."""
     from .baselines import baseline_crop
     from .shapes import ellipsoid_label
 
     crop, c, d = lesion_crop(image, center, diameter_mm, system, spec)
     if method == "sphere":
-        mask = sitk.GetArrayFromImage(ellipsoid_label(image, c, diameter_mm, "LPS"))
+        shape, warnings = sphere_shape(diameter_mm, axes)
+        mask = sitk.GetArrayFromImage(ellipsoid_label(image, c, shape, "LPS", axes))
         return SegmentResult(mask, np.zeros(0, np.float32), crop, "sphere",
-                             float(mask.sum() * np.prod(image.GetSpacing())), not mask.any(), [])
+                             float(mask.sum() * np.prod(image.GetSpacing())), not mask.any(), warnings)
     return finish(baseline_crop(method, crop, spec.fov_factor).astype(np.float32), crop, image, c, method)

@@ -125,7 +125,8 @@ def sphere_label(reference: sitk.Image, center, diameter_mm: float, system: str 
 
 def axes_diameters(long_axis_mm: float, short_axis_mm: float | None = None, dim: int = 3) -> list:
     """Ellipsoid diameters from a report's long / short axis: (long, short, short) -- the third axis,
-    unmeasured in a 2D reading, is taken equal to the short axis."""
+    unmeasured in a 2D reading, is taken equal to the short axis. They carry no direction: drawn without
+    axes they become the sphere of the same volume (``segment.sphere_shape``)."""
     long_axis = float(long_axis_mm)
     short = long_axis if short_axis_mm in (None, "") else float(short_axis_mm)
     if not (long_axis > 0 and short > 0):

@@ -30,7 +30,26 @@ DEFAULT_CONFIG = {"channels": [16, 32, 64], "strides": [2, 2], "num_res_units": 
                   "fov_factor": 2.5, "types": ["lung_ct", "liver_mri"], "n_lesions": 100, "data_seed": 1,
                   "crops_per_lesion": 2, "invert": True, "click_fraction": 0.3, "max_offset": MAX_OFFSET,
                   "size_jitter": SIZE_JITTER, "init_weights": None}
-VALID_RANGES = {"diameter_mm": [3.0, 60.0]}
+HARD_LIMITS_MM = (3.0, 60.0)     # prompts the crop geometry handles at all (outside: refused)
+_MEASURED: dict = {}             # config key -> training lesions' diameters (mm), set by make_dataset
+
+
+def _config_key(cfg: dict) -> str:
+    import json
+
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def trained_diameter_range(cfg: dict) -> list:
+    """The prompt diameters (mm) a model of ``cfg`` was trained on: its training lesions' smallest and
+    largest diameter (measured by ``make_dataset``; before that the phantom's nominal range) widened by
+    the training size jitter, d x (1 -+ ``size_jitter``)."""
+    from ..synth.weak_lesions import DIAMETER_RANGE_MM
+
+    measured = _MEASURED.get(_config_key(cfg))
+    lo, hi = (min(measured), max(measured)) if measured else DIAMETER_RANGE_MM
+    j = float(cfg["size_jitter"])
+    return [round(float(lo) * (1 - j), 2), round(float(hi) * (1 + j), 2)]
 
 
 def build_model(cfg: dict) -> UNet:
@@ -178,6 +197,7 @@ def make_dataset(cfg: dict, manifest=None) -> WeakSampleSet:
     spec = spec_of(cfg)
     if manifest is not None:
         rows = _manifest_rows(cfg, manifest, spec)
+        diameters = [float(les.diameter_mm) for case in manifest.cases for les in case.lesions]
     else:
         from ..synth.weak_lesions import TYPES
 
@@ -185,12 +205,15 @@ def make_dataset(cfg: dict, manifest=None) -> WeakSampleSet:
         if bad:
             raise InputError(f"unknown lesion type(s) {bad}; known {list(TYPES)}", "types")
         rows = []
+        diameters = [les.diameter_mm for t in cfg["types"]
+                     for les in phantom_lesions(t, int(cfg["n_lesions"]), int(cfg["data_seed"]))]
         for t in cfg["types"]:
             rows += _phantom_crops(t, int(cfg["n_lesions"]), int(cfg["data_seed"]), spec.size_px, spec.fov_factor,
                                    int(cfg["crops_per_lesion"]), float(cfg["click_fraction"]),
                                    float(cfg["max_offset"]), float(cfg["size_jitter"]))
     if not rows:
         raise InputError("no training lesions", "weak_lesion")
+    _MEASURED[_config_key(cfg)] = diameters
     x01, pos, neg, y = (np.stack([r[0][k] for r in rows]) for k in range(4))
     return WeakSampleSet(x01, pos.astype(np.float16), neg.astype(np.float16), y, [r[1] for r in rows],
                          [f"{r[2]}#{i}" for i, r in enumerate(rows)], invert=cfg["invert"])
@@ -211,7 +234,8 @@ def input_spec(cfg: dict) -> dict:
     n = int(cfg["crop_px"])
     return {"phases": list(CHANNELS), "roi_px": [n, n, n], "fov_factor": float(cfg["fov_factor"]),
             "spacing_mm": f"isotropic, {cfg['fov_factor']} x diameter / {n}", "normalisation": NORMALISATION,
-            "valid_ranges": VALID_RANGES, "threshold": 0.5}
+            "valid_ranges": {"diameter_mm": trained_diameter_range(cfg)}, "hard_limits_mm": list(HARD_LIMITS_MM),
+            "threshold": 0.5}
 
 
 WEAK_LESION = register_task(TaskSpec(
