@@ -48,10 +48,13 @@ reproduce-liver: $(STAMP)
 liver-cv: $(STAMP)
 	$(PY) Scripts/liver_cv.py --out $(OUT)/liver_cv
 
-# rebuild Resources/Models/ti_offset_demo.* from the SYNTHETIC TI-scout phantom, deterministic by seed (~3 min on 2 CPU cores)
+# rebuild Resources/Models/ti_offset_demo.* from the SYNTHETIC TI-scout phantom with the task's recipe (task.RECIPE),
+# deterministic by seed (~7 min on 2 shared CPU cores)
 ti-model: $(STAMP)
 	$(PY) Scripts/build_ti_model.py
 
+# seed 002 on the SYNTHETIC phantom: in range / under / over for CNN, physics, fused (clean, 4K / 3-MP photos,
+# out-of-range frames, operator scenario) + controls; trains the closed and the open-bin model with the recipe
 reproduce-ti: $(STAMP)
 	$(PY) -m slicercad ti reproduce --out $(OUT)/ti
 
@@ -77,6 +80,12 @@ clean:
 # (patient-level 5-fold, nested for the LR; ~20-40 min on 2 CPU cores); KITS23=path adds the real clinical baseline
 reproduce-renal: $(STAMP)
 	$(PY) -m slicercad renal reproduce --out $(OUT)/renal $(if $(KITS23),--kits23 $(KITS23))
+
+# rebuild Resources/Models/renal_mass_demo.* from the SYNTHETIC renal phantom, deterministic by seed; card metrics
+# measured through the product path (inference.assess_masses) on held-out phantom patients
+.PHONY: renal-model
+renal-model: $(STAMP)
+	$(PY) Scripts/build_renal_model.py
 
 .PHONY: anomaly-model reproduce-anomaly
 

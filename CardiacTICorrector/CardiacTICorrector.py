@@ -66,6 +66,7 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
         self.ui.loadScoutButton.connect("clicked(bool)", self.onLoadScout)
         self.ui.estimateButton.connect("clicked(bool)", self.onEstimate)
+        self.ui.gradCamButton.connect("clicked(bool)", self.onGradCam)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -81,6 +82,7 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.setParameterNode(None)
         self.logic.clearScout()  # the scout's nodes go with the scene: Estimate must not reach them
         self.ui.estimateButton.enabled = False
+        self.ui.gradCamButton.enabled = False
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -104,6 +106,8 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.loadStudyButton.enabled = bool(folder and str(folder) not in ("", "."))
         self.ui.loadScoutButton.enabled = self.ui.loadStudyButton.enabled
         self.ui.estimateButton.enabled = self.logic is not None and self.logic.hasScout()
+        self.ui.gradCamButton.enabled = self.ui.estimateButton.enabled and bool(
+            self._parameterNode and self._parameterNode.useModel)
 
     def onLoadStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the DICOM study."), waitCursor=True):
@@ -130,6 +134,12 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             segment = self.ui.roiSegmentSelectorWidget.currentSegmentID()
             self.ui.resultLabel.text = self.logic.estimate(self._parameterNode, segmentation, segment)
 
+    def onGradCam(self) -> None:
+        if not dependencies.ready_or_explain(_("Cardiac TI Corrector"), self.ui.resultLabel):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Grad-CAM failed."), waitCursor=True):
+            self.ui.resultLabel.text = self.logic.showGradCam()
+
 
 class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
     """Delegates to CardiacTICorrectorLib; usable from batch scripts without the widget."""
@@ -137,12 +147,14 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.sequenceNode = None
+        self.browserNode = None
         self.lastRecord = None
         self._model = None
 
     def clearScout(self) -> None:
         """Forget the loaded scout and its result (the scene is closing, or its nodes are gone)."""
         self.sequenceNode = None
+        self.browserNode = None
         self.lastRecord = None
 
     def hasScout(self) -> bool:
@@ -166,7 +178,7 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
         first = parameterNode.firstTI or None
         loaded = load_scout(slicer.mrmlScene, parameterNode.dicomFolder, tis, first)
         self.sequenceNode = loaded[0][0]
-        browser = loaded[0][1]
+        browser = self.browserNode = loaded[0][1]
         proxy = browser.GetProxyNode(self.sequenceNode)
         if proxy is not None:
             slicer.util.setSliceViewerLayers(background=proxy, fit=True)
@@ -197,6 +209,19 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
         return _("Myocardial null on the scout: {n} ± {u} ms ({m}); blood null {b} ms; recommended LGE TI {t} ms. "
                  "{w}").format(n=r["null_ti_ms"], u=r["uncertainty_ms"], m=r["method"], b=r["blood_null_ti_ms"],
                                t=r["recommended_ti_ms"], w=" ".join(r["warnings"]))
+
+    def showGradCam(self, item=None) -> str:
+        """Grad-CAM of sequence item ``item`` (default: the browser's displayed frame) as an overlay."""
+        from CardiacTICorrectorLib.gradcam import show_frame_cam
+
+        if not self.hasScout():
+            raise ValueError(_("Load a TI scout first."))
+        if item is None:
+            item = self.browserNode.GetSelectedItemNumber() if self.browserNode is not None else 0
+        model, card = self.model()
+        shown = show_frame_cam(slicer.mrmlScene, self.sequenceNode, model, card, item, self.browserNode)
+        return _("Grad-CAM of the frame at TI {t:g} ms: category {c} (p = {p:.2f}); SYNTHETIC-trained CNN.").format(
+            t=shown["ti_ms"], c=shown["category"], p=shown["probability"])
 
     def getParameterNode(self):
         return CardiacTICorrectorParameterNode(super().getParameterNode())
@@ -241,6 +266,8 @@ class CardiacTICorrectorTest(ScriptedLoadableModuleTest):
             node.useModel = use_model
             logic.loadScout(node)
             logic.estimate(node)
+            if use_model:
+                self.assertIn("Grad-CAM", logic.showGradCam(3))
         self.assertLess(abs(logic.lastRecord["null_ti_ms"] - phantom.myo_null_ms), 10.0)
 
     def test_load_synthetic_study(self):

@@ -1,8 +1,8 @@
 """Rebuild the bundled CardiacTICorrector model (``Resources/Models/ti_offset_demo``) from the
 SYNTHETIC TI-scout phantom, deterministically by seed (one torch thread, deterministic algorithms).
 
-Trains ``TINet`` (channels 8/16/32, 64 px, six 20 ms bins within ±60 ms) with the engine
-(``slicercad.ti.training``), then measures the card's metrics through the product path
+Trains ``TINet`` (channels 8/16/32, the central half of each frame at 64 px, six 20 ms bins within
+±60 ms) with the engine and the task's recipe (``slicercad.ti.training``, ``task.RECIPE``), then measures the card's metrics through the product path
 (``slicercad.ti.evaluate.evaluate_series`` on phantom test scouts with another seed). The card says
 ``synthetic: true``. Run: ``make ti-model``.
 """
@@ -28,8 +28,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=str(BUNDLED_DIR))
-    ap.add_argument("--n-patients", type=int, default=240)
-    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--n-patients", type=int, default=None, help="default: the task's (task.DEFAULT_CONFIG)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the task's recipe (task.RECIPE)")
     ap.add_argument("--n-test", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -27,6 +27,25 @@ def test_bundled_model_is_small_synthetic_and_documented(bundled):
     assert card["metrics"]["frame_accuracy"] > 1 / 6 + 0.05     # better than chance on held-out phantoms
 
 
+def test_bundled_model_is_built_with_the_task_recipe_and_input(bundled):
+    """The card says the recipe on the TaskSpec trained it, on the input the product path feeds; a card of
+    a whole-frame model (no crop) is refused rather than fed the cropped input."""
+    from slicercad.errors import InputError
+    from slicercad.engine.tasks import get_task
+    from slicercad.ti import constants as C
+    from slicercad.ti.correct import frame_probabilities
+    from slicercad.ti.task import DEFAULT_CONFIG, RECIPE
+
+    model, card = bundled
+    assert get_task("ti_offset").recipe == RECIPE and get_task("ti_offset_open").recipe == RECIPE
+    assert card["epochs_run"] == RECIPE["epochs"]
+    assert card["input_spec"]["crop_fraction"] == C.CNN_CROP_FRACTION
+    assert card["model_config"]["n_patients"] == DEFAULT_CONFIG["n_patients"]
+    whole = {**card, "input_spec": {k: v for k, v in card["input_spec"].items() if k != "crop_fraction"}}
+    with pytest.raises(InputError, match="central"):
+        frame_probabilities(model, whole, make_scout(1, n_frames=4).frames)
+
+
 def test_correct_scout_fuses_and_fills_the_record(bundled):
     model, card = bundled
     ph = make_scout(11, snr=50)

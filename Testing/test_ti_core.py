@@ -22,7 +22,7 @@ def test_method_constants_are_pinned():
     assert C.OPTIMAL_RANGE_MS == (-10.0, 30.0) and C.RECOMMEND_MARGIN_MS == 10.0
     assert (C.DRIFT_MS_PER_MIN_AT_10MIN, C.DEFAULT_INVERSIONS_EVERY_RR, C.DEFAULT_READOUT_MS) == (3.0, 2, 150.0)
     assert (C.CNN_SIGMA_FLOOR_MS, C.CNN_LOGLIK_TEMPER, C.ROI_UNCERTAINTY_MS, C.BAD_FIT_NRMSE) == (8.0, 0.5, 40.0, 0.12)
-    assert C.CNN_INPUT_PX == 64 and C.MIN_DISTINCT_TIS == 3
+    assert C.CNN_INPUT_PX == 64 and C.CNN_CROP_FRACTION == 0.5 and C.MIN_DISTINCT_TIS == 3
 
 
 def test_lge_rule_numbers_are_pinned():
@@ -165,3 +165,17 @@ def test_fusion_rule():
 def test_outcome_is_asymmetric_around_the_null():
     # recommended = estimate + 10 must fall in [null - 10, null + 30]
     assert outcome([280, 279, 300, 320, 321], 300).tolist() == [0, -1, 0, 0, 1]
+
+
+def test_operator_error_model_matches_the_reports_operators_alone():
+    """The operator scenario's TI error gives about the report's 72.0 % in range by itself (analytically);
+    the former N(+25, 35) gave 40 % and would fail here."""
+    from scipy.stats import norm
+
+    from slicercad.ti.evaluate import OPERATOR_ERROR_MS
+
+    mean, sd = OPERATOR_ERROR_MS
+    lo, hi = C.OPTIMAL_RANGE_MS
+    share = norm.cdf((hi - mean) / sd) - norm.cdf((lo - mean) / sd)
+    assert 0.67 <= share <= 0.77
+    assert not 0.67 <= norm.cdf((hi - 25) / 35) - norm.cdf((lo - 25) / 35) <= 0.77     # CONTROL: the old model

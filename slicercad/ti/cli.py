@@ -31,9 +31,9 @@ def add_arguments(parser) -> None:
     c.add_argument("--minutes-to-lge", type=float, help="minutes from the scout to the LGE (default 2)")
     r = sub.add_parser("reproduce", help="in-range/under/over table for CNN, physics, fused on the SYNTHETIC phantom")
     r.add_argument("--out", required=True, help="folder for results.json and results.md")
-    r.add_argument("--n-train", type=int, default=300, help="SYNTHETIC training patients")
+    r.add_argument("--n-train", type=int, help="SYNTHETIC training patients (default: the task's)")
     r.add_argument("--n-test", type=int, default=100, help="SYNTHETIC test patients (one scout each)")
-    r.add_argument("--epochs", type=int, default=14, help="training epochs")
+    r.add_argument("--epochs", type=int, help="training epochs (default: the task's recipe)")
     r.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch (checks the pipeline only)")
 
 

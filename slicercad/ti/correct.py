@@ -35,14 +35,62 @@ def bin_centres(card_or_classes) -> np.ndarray:
     raise InputError(f"model classes {classes} are not the TI offset bins", "card.classes")
 
 
+_INFERENCE = {}   # id(model) -> (weights fingerprint, model, inference copy)
+
+
+def _fingerprint(model) -> tuple:
+    return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+def inference_model(model):
+    """An eval-mode copy of ``model`` for CPU inference: every Conv2d followed by a BatchNorm2d in a
+    Sequential folded into one conv (same function to float rounding), channels-last memory layout.
+    Cached per model; rebuilt when its weights change (in-place updates bump the tensors' versions)."""
+    import copy
+
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    key, fp = id(model), _fingerprint(model)
+    hit = _INFERENCE.get(key)
+    if hit is not None and hit[0] == fp and hit[1] is model:
+        return hit[2]
+    net = copy.deepcopy(model).eval()
+    for seq in [m for m in net.modules() if isinstance(m, torch.nn.Sequential)]:
+        mods, out = list(seq), []
+        while mods:
+            m = mods.pop(0)
+            if isinstance(m, torch.nn.Conv2d) and mods and isinstance(mods[0], torch.nn.BatchNorm2d):
+                m = fuse_conv_bn_eval(m, mods.pop(0))
+            out.append(m)
+        seq._modules.clear()
+        for i, m in enumerate(out):
+            seq.add_module(str(i), m)
+    net = net.to(memory_format=torch.channels_last)
+    _INFERENCE.clear()   # one model at a time in practice; never hold stale copies
+    _INFERENCE[key] = (fp, model, net)
+    return net
+
+
+def check_input_spec(card) -> None:
+    """A model trained on another input than ``features.frame_input`` makes (a card without the crop
+    is a whole-frame model) is refused rather than fed the wrong input."""
+    crop = card["input_spec"].get("crop_fraction", 1.0)
+    if crop != C.CNN_CROP_FRACTION:
+        raise InputError(f"the model was trained on the central {crop:g} of each frame; this version feeds the "
+                         f"central {C.CNN_CROP_FRACTION:g} (rebuild it: make ti-model)",
+                         "card.input_spec.crop_fraction")
+
+
 def frame_probabilities(model, card, frames) -> np.ndarray:
-    """Calibrated probabilities [n, classes] for each frame (one batch)."""
+    """Calibrated probabilities [n, classes] for each frame (one batched forward)."""
     import torch
 
+    check_input_spec(card)
     size = int(card["input_spec"]["roi_px"][0])
-    x = torch.from_numpy(frames_input(frames, size))
-    with torch.no_grad():
-        logits = model(x).float() / float(card.get("temperature", 1.0))
+    x = torch.from_numpy(frames_input(frames, size)).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        logits = inference_model(model)(x).float() / float(card.get("temperature", 1.0))
     return torch.softmax(logits, 1).numpy()
 
 

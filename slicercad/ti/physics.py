@@ -12,6 +12,7 @@ noise floor ``sqrt((A - B e)^2 + f^2)`` (the magnitude of noise near the null is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Optional
 
@@ -50,23 +51,26 @@ class IRFit:
 
 
 def _varpro_start(ti, y):
+    """(A, B, T1*) of the best linear fit over the T1* grid and every polarity split, or None.
+
+    For each grid T1* the model ``A - B e`` is linear: the 2x2 normal equations are solved in closed
+    form for every grid value and split at once (one vectorised pass)."""
     lo, hi, n = C.T1STAR_GRID_MS
     grid = np.geomspace(lo, hi, int(n))
     m = len(ti)
     signs = np.where(np.arange(m)[None, :] < np.arange(m + 1)[:, None], -1.0, 1.0)   # (K, m)
-    ys = signs * y[None, :]
-    best = (np.inf, None)
-    for g in grid:
-        e = np.exp(-ti / g)
-        X = np.stack([np.ones(m), -e], axis=1)
-        coef, *_ = np.linalg.lstsq(X, ys.T, rcond=None)        # (2, K)
-        resid = ((X @ coef - ys.T) ** 2).sum(0)
-        ok = (coef[0] > 0) & (coef[1] > coef[0])
-        resid = np.where(ok, resid, np.inf)
-        k = int(np.argmin(resid))
-        if resid[k] < best[0]:
-            best = (resid[k], (coef[0, k], coef[1, k], g))
-    return best[1]
+    ys = signs * y[None, :]                                                          # (K, m)
+    e = np.exp(-ti[None, :] / grid[:, None])                                         # (G, m)
+    s1, s2 = e.sum(1), (e * e).sum(1)                                                # (G,)
+    r0, r1 = ys.sum(1), e @ ys.T                                                     # (K,), (G, K)
+    det = m * s2 - s1 * s1
+    safe = np.where(det > 1e-12, det, np.inf)[:, None]
+    a = (s2[:, None] * r0[None, :] - s1[:, None] * r1) / safe                        # (G, K)
+    b = (s1[:, None] * r0[None, :] - m * r1) / safe
+    resid = ((a[..., None] - b[..., None] * e[:, None, :] - ys[None]) ** 2).sum(-1)
+    resid = np.where((a > 0) & (b > a) & np.isfinite(safe), resid, np.inf)
+    g, k = np.unravel_index(int(np.argmin(resid)), resid.shape)
+    return None if not np.isfinite(resid[g, k]) else (a[g, k], b[g, k], grid[g])
 
 
 def fit_ir(ti_ms, signal) -> IRFit:
@@ -93,8 +97,15 @@ def fit_ir(ti_ms, signal) -> IRFit:
     def resid(p):
         return np.sqrt((p[0] - p[1] * np.exp(-ti / np.exp(p[2]))) ** 2 + p[3] ** 2) - yn
 
+    def jac(p):
+        e = np.exp(-ti / np.exp(p[2]))
+        u = p[0] - p[1] * e
+        s = np.maximum(np.sqrt(u * u + p[3] ** 2), 1e-12)
+        return np.stack([u, -u * e, -u * p[1] * e * ti * np.exp(-p[2]), np.full_like(u, p[3])], 1) / s[:, None]
+
     floor0 = 0.5 * float(np.min(yn))
-    sol = optimize.least_squares(resid, [a0, b0, math.log(g0), floor0], method="lm", xtol=1e-10, ftol=1e-10)
+    sol = optimize.least_squares(resid, [a0, b0, math.log(g0), floor0], jac=jac, method="lm", xtol=1e-10,
+                                 ftol=1e-10)
     p = sol.x
     if not (p[0] > 0 and p[1] > p[0]):
         p = np.array([a0, b0, math.log(g0), floor0])
@@ -172,6 +183,36 @@ def _annulus(r_in, r_out):
     return ((d > r_in) & (d <= r_out)).astype(float)
 
 
+@functools.lru_cache(maxsize=8)
+def _kernel_spectra(radii: tuple, wall: int, image_shape: tuple):
+    """(spectra [kernels, fy, fx], FFT shape, half size) of the disk and annulus of every radius, each
+    centred in one odd square (cached: a scanner's scouts share spacing and size)."""
+    from scipy import fft
+
+    kernels = [k for r in radii for k in (_disk(r), _annulus(r + 1, r + 1 + wall))]
+    size = max(k.shape[0] for k in kernels)
+    half = size // 2
+    shape = tuple(fft.next_fast_len(n + size - 1, real=True) for n in image_shape)
+    padded = np.zeros((len(kernels), size, size), np.float32)
+    for i, k in enumerate(kernels):
+        o = half - k.shape[0] // 2
+        padded[i, o:o + k.shape[0], o:o + k.shape[1]] = k
+    return fft.rfft2(padded, shape, workers=-1), shape, half, tuple(float(k.sum()) for k in kernels)
+
+
+def _kernel_sums(images, radii: tuple, wall: int) -> np.ndarray:
+    """'same'-size correlations [kernels, c, H, W] of every image [c, H, W] with the disk and the annulus
+    of every radius (symmetric kernels: equal to convolutions): one FFT per image, one inverse FFT for
+    all, in single precision (the caller centres its values, so rounding stays far below what it
+    resolves)."""
+    from scipy import fft
+
+    spectra, shape, half, _ = _kernel_spectra(tuple(radii), int(wall), tuple(images.shape[1:]))
+    full = fft.irfft2(fft.rfft2(images.astype(np.float32), shape, workers=-1)[None] * spectra[:, None], shape,
+                      workers=-1)
+    return full[..., half:half + images.shape[1], half:half + images.shape[2]]
+
+
 BLOOD_RADII_MM = (12.0, 14.5, 17.0, 19.5, 22.0, 25.0, 28.0)   # mid-ventricular LV cavity radii
 CENTRE_PRIOR = 0.35   # the scout is planned on the heart: score x exp(-(distance / (0.35 FOV))^2)
 WALL_MM = 9.0
@@ -184,34 +225,34 @@ def find_myocardium(frames, ti_ms, spacing_mm=None) -> FoundROI:
     thick (myocardium, later null), over centres and radii; score = (ring null - disk null) / pooled
     sd x the fraction of pixels with signal. The myocardium is then the annulus pixels that null
     closer to the ring than to the blood (scar, blood and partial-volume pixels drop out)."""
-    from scipy.signal import fftconvolve
-
     frames = np.asarray(frames, float)
     spacing = float(np.mean(spacing_mm)) if spacing_mm else 2.5
     peak = frames.max(0)
     valid = (peak > 0.2 * float(np.percentile(peak, 99))).astype(float)
     nullmap = pixel_null_map(frames, ti_ms)
-    nv, nv2 = nullmap * valid, nullmap ** 2 * valid
+    centre = float(np.mean(nullmap[valid > 0])) if valid.any() else 0.0   # centred for the FFT sums
+    nv, nv2 = (nullmap - centre) * valid, (nullmap - centre) ** 2 * valid
     wall = max(2, int(round(WALL_MM / spacing)))
     yy, xx = np.indices(nullmap.shape)
     size = max(nullmap.shape)
     prior = np.exp(-(np.hypot(yy - nullmap.shape[0] / 2, xx - nullmap.shape[1] / 2) / (CENTRE_PRIOR * size)) ** 2)
+    radii = tuple(sorted({max(2, int(round(r_mm / spacing))) for r_mm in BLOOD_RADII_MM}))
+    sums = _kernel_sums(np.stack([valid, nv, nv2]), radii, wall)                # (kernels, 3, H, W)
+    areas = _kernel_spectra(radii, wall, valid.shape)[3]
     best = None
-    for r_mm in BLOOD_RADII_MM:
-        r = max(2, int(round(r_mm / spacing)))
+    for j, r in enumerate(radii):
         stats = []
-        for kern in (_disk(r), _annulus(r + 1, r + 1 + wall)):
-            n = fftconvolve(valid, kern, mode="same")
-            m = fftconvolve(nv, kern, mode="same") / np.maximum(n, 1)
-            v = fftconvolve(nv2, kern, mode="same") / np.maximum(n, 1) - m ** 2
-            stats.append((n / kern.sum(), m, np.maximum(v, 0)))
+        for area, (n, s1, s2) in zip(areas[2 * j:2 * j + 2], sums[2 * j:2 * j + 2]):
+            m = s1 / np.maximum(n, 1)
+            v = s2 / np.maximum(n, 1) - m ** 2
+            stats.append((n / area, m, np.maximum(v, 0)))
         (f_in, m_in, v_in), (f_ring, m_ring, v_ring) = stats
         score = (m_ring - m_in) / np.sqrt(v_in + v_ring + 15.0 ** 2) * np.clip(f_in, 0, 1) ** 2 * np.clip(f_ring, 0, 1)
         score[f_in < 0.9] = -np.inf
         score = score * prior
         k = np.unravel_index(int(np.argmax(score)), score.shape)
         if best is None or score[k] > best[0]:
-            best = (float(score[k]), k, r, float(m_in[k]), float(m_ring[k]))
+            best = (float(score[k]), k, r, float(m_in[k]) + centre, float(m_ring[k]) + centre)
     if best is None or not np.isfinite(best[0]) or best[0] < 0.5 or best[4] - best[3] < 10:
         raise InputError("no myocardium found (no disk of early-nulling blood inside a later-nulling ring); "
                          "draw a myocardial ROI", "ROI")

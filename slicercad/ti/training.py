@@ -1,5 +1,6 @@
 """Train the TI-offset CNN with the shared engine (``engine.train``: patient-level split, class
-weights, temperature scaling) on the SYNTHETIC phantom; card metadata from this module."""
+weights, temperature scaling) on the SYNTHETIC phantom, with the task's recipe (``task.RECIPE`` on the
+TaskSpec); card metadata from this module."""
 from __future__ import annotations
 
 import tempfile
@@ -7,23 +8,21 @@ from pathlib import Path
 
 from . import constants as C
 
-RECIPE = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4, "val_fraction": 0.15}
 
-
-def train_ti_model(n_patients: int = 300, epochs: int = RECIPE["epochs"], seed: int = 0, data_seed: int = 1,
+def train_ti_model(n_patients: int | None = None, epochs: int | None = None, seed: int = 0, data_seed: int = 1,
                    open_bins: bool = False, channels=(8, 16, 32), out=None, callback=None):
-    """(model in eval mode, engine card dict, training result)."""
+    """(model in eval mode, engine card dict, training result). None: the recipe's value."""
     import torch
 
     from ..engine.registry import load_model
     from ..engine.train import TrainConfig, train
-    from .task import task_for
+    from .task import DEFAULT_CONFIG, task_for
 
     task = task_for(open_bins)
     work = Path(out) if out else Path(tempfile.mkdtemp(prefix="ti-train-"))
-    cfg = TrainConfig(task=task.name, out=work, epochs=epochs, batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
-                      weight_decay=RECIPE["weight_decay"], seed=seed, device="cpu", patience=epochs,
-                      val_fraction=RECIPE["val_fraction"], synthetic=True, name=f"{task.name}-seed{seed}",
+    n_patients = DEFAULT_CONFIG["n_patients"] if n_patients is None else int(n_patients)
+    cfg = TrainConfig(task=task.name, out=work, epochs=epochs, seed=seed, device="cpu", synthetic=True,
+                      name=f"{task.name}-seed{seed}",
                       task_config={"n_patients": n_patients, "data_seed": data_seed, "channels": list(channels),
                                    "open_bins": open_bins})
     torch.manual_seed(seed)
