@@ -22,10 +22,10 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.util import VTKObservationMixin
 
 from LiverLesionCADLib import workflow
-from SlicerCADLib import dependencies
+from SlicerCADLib import dependencies, train_job
+from SlicerCADLib.dicom_results import default_results_folder, written_summary
 from SlicerCADLib.markups import POINT_EVENTS
 from SlicerCADLib.study import load_study
-from slicercad.errors import InputError
 from slicercad.liver.phases import PHASES, REFERENCE_PHASE
 
 STRIP_PNG_NAME = "LiverLesionCAD_phases.png"  # in Slicer's own temporary folder (per user), see stripPath
@@ -70,6 +70,7 @@ class LiverLesionCADParameterNode:
     label: Annotated[str, Choice(list(workflow.LABEL_CHOICES))] = "metastasis"
     annotator: str = ""
     trainEpochs: Annotated[int, WithinRange(0, 500)] = 0   # 0: the task's training recipe
+    resultsFolder: pathlib.Path  # "Save results as DICOM" (one sub-folder per study); unset: the default folder
 
 
 class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -102,6 +103,7 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudy)
         self.ui.fillPhasesButton.connect("clicked(bool)", self.onFillPhases)
         self.ui.classifyButton.connect("clicked(bool)", self.onClassify)
+        self.ui.saveDicomButton.connect("clicked(bool)", self.onSaveDicom)
         self.ui.offsetLesionComboBox.connect("currentIndexChanged(int)", self.showOffset)
         self.ui.offsetPhaseComboBox.connect("currentIndexChanged(int)", self.showOffset)
         self.ui.offsetCoordinatesWidget.connect("coordinatesChanged(double*)", self.onOffsetChanged)
@@ -117,14 +119,14 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self.trainTimer.stop()
         self.sceneTimer.stop()
-        self.logic.cancelTraining()
+        self.logic.training.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
-        if self.logic.trainingJob is not None:
+        if self.logic.training.job is not None:
             self.onTrainTimer()  # one poll: a job that finished while the user was elsewhere is picked up now
-            if self.logic.trainingRunning():
+            if self.logic.training.running:
                 self._showTraining(True)
                 self.trainTimer.start()
 
@@ -168,7 +170,10 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._refreshLesionNames()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        p = self.logic.getParameterNode()
+        if not workflow.is_set(p.resultsFolder):
+            p.resultsFolder = default_results_folder("LiverLesionCAD")
+        self.setParameterNode(p)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -189,6 +194,7 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.classifyButton.enabled = ready
         self.ui.classifyButton.toolTip = _("Classify every lesion in the list.") if ready else _(
             "Select the phases, the lesion centres and diameters, and a model card.")
+        self.ui.saveDicomButton.enabled = ready and bool(self.logic.lastResults)
         notice = self.logic.modelNotice(p.modelPath) if p else ""
         self.ui.researchNoticeLabel.text = notice
         self.ui.researchNoticeLabel.visible = bool(notice)
@@ -267,12 +273,13 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.trainTimer.start()
 
     def onCancelTraining(self) -> None:
-        self.logic.cancelTraining()
+        self.logic.training.cancel()
         self.onTrainTimer()
 
     def onTrainTimer(self) -> None:
-        """Show the job's progress; when it ends, stop polling (a finished job's card is now the model)."""
-        percent, text, running = self.logic.pollTraining()
+        """Show the job's progress; when it ends, stop polling (a finished job's card is now the model, in the
+        module's own parameter node, so this works while the user is in another module)."""
+        percent, text, running = self.logic.training.poll(self.logic.getParameterNode())
         self.ui.trainProgressBar.value = percent
         self.ui.trainStatusLabel.text = text
         if not running:
@@ -289,6 +296,11 @@ class LiverLesionCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Classification failed."), waitCursor=True):
             self.ui.classifyStatusLabel.text = self.logic.classify(self._parameterNode)
             self._refreshLesionNames()
+            self._checkCanApply()
+
+    def onSaveDicom(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not save the results as DICOM."), waitCursor=True):
+            self.ui.saveDicomStatusLabel.text = self.logic.saveDicom(self._parameterNode)
 
 
 class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
@@ -299,8 +311,7 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
         # workflow.result_key (points node, lesion name, centre, diameter, offsets) -> last classification
         # result, for the training export: a moved point or another points node finds none
         self.lastResults = {}
-        self.trainingJob = None  # the panel's background training job (train_job.TrainingJob) until picked up
-        self.lastTrainingStatus = (0, "", False)  # (progress %, status line, running) of the last poll
+        self.training = train_job.PanelTraining()  # the background training job (one at a time)
 
     @staticmethod
     def ensureDependencies() -> None:
@@ -346,35 +357,15 @@ class LiverLesionCADLogic(ScriptedLoadableModuleLogic):
     def classify(self, parameterNode) -> str:
         return workflow.classify_panel(parameterNode, self.lastResults)
 
+    def saveDicom(self, parameterNode) -> str:
+        """The stored results of the lesions as marked now as SEG + SR, in the DICOM database; the status text."""
+        return written_summary(workflow.save_panel_dicom(parameterNode, self.lastResults))
+
     def startTraining(self, parameterNode) -> None:
-        if self.trainingJob is not None and self.trainingJob.running:
-            raise InputError("a training job is already running; cancel it first", "Train on the training set")
-        from LiverLesionCADLib import train_job
+        """Train on the panel's dataset folder in the background (``self.training``: one job at a time)."""
+        from LiverLesionCADLib import train_job as liver_train_job
 
-        self.trainingJob = train_job.start_panel_training(parameterNode)
-
-    def trainingRunning(self) -> bool:
-        return self.trainingJob is not None and self.trainingJob.running
-
-    def pollTraining(self):
-        """(progress %, status line, still running); a finished job's card becomes the model (in the
-        module's own parameter node, so this works while the user is in another module). A job that has
-        ended is picked up once and then dropped, so a later poll never re-selects its card over the
-        user's later choice; its last status stays in ``lastTrainingStatus``."""
-        if self.trainingJob is None:
-            return self.lastTrainingStatus
-        from LiverLesionCADLib import train_job
-
-        status = train_job.poll_panel_training(self.trainingJob, self.getParameterNode())
-        running = status["state"] == "running"
-        self.lastTrainingStatus = (train_job.progress_percent(status), train_job.status_text(status), running)
-        if not running:
-            self.trainingJob = None
-        return self.lastTrainingStatus
-
-    def cancelTraining(self) -> None:
-        if self.trainingJob is not None:
-            self.trainingJob.cancel()
+        self.training.start(lambda: liver_train_job.start_panel_training(parameterNode), "training")
 
 
 class LiverLesionCADTest(ScriptedLoadableModuleTest):
@@ -431,6 +422,9 @@ class LiverLesionCADTest(ScriptedLoadableModuleTest):
         self.assertTrue(message.startswith("L1: "))
         self.assertEqual(p.resultsTable.GetNumberOfRows(), len(truth["lesions"]))
         self.assertIn("L1", [key[1] for key in logic.lastResults])
+        p.resultsFolder = folder / "dicom"  # Save results as DICOM (the database is the application's: not here)
+        files = workflow.save_panel_dicom(p, logic.lastResults, database=False)
+        self.assertEqual([f.name for f in files], ["lesions.seg.dcm", "report.sr.dcm"])
         position = [0.0, 0.0, 0.0]
         points.GetNthControlPointPosition(0, position)
         points.SetNthControlPointPosition(0, position[0] + 1.0, position[1], position[2])

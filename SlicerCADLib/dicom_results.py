@@ -7,19 +7,22 @@ A segmentation node's segments go into one SEG on a reference volume node's own 
 be the unresampled series: its files come from ``dicom_nodes.volume_files``). A segment's coding comes from the
 ``lesion_types`` argument, else its Slicer terminology (category / type / modifier / region triplets, passed
 through as they are; Slicer's default "Tissue" counts as none), else its name. Who made it is per segment: a
-segment a model added (tag ``SlicerCAD.algorithm`` or the weak labeller's ``SlicerCAD.method``) is the model's,
-AUTOMATIC, or SEMIAUTOMATIC once the user edited it (tag ``SlicerCAD.corrected``); any other segment (drawn by
-hand) is MANUAL.
+segment a model added (tag ``SlicerCAD.algorithm`` or the weak labeller's ``SlicerCAD.method``) is the model's
+(one Algorithm, or one per tag value), SEMIAUTOMATIC once the user edited it (tag ``SlicerCAD.corrected``); any
+other segment (drawn by hand) is MANUAL.
 
-Each module's result in the scene goes the same way (``ti_record_to_dicom``, ``anomaly_map_to_dicom``,
-``renal_results_to_dicom``): the core writer (``slicercad.dicomio.results_*``) writes SEG / Parametric Map / SR
-into a folder on the source series, then, unless ``database`` is False, the files are added to Slicer's DICOM
-database (``import_into_database``), where the DICOM module's Segmentation, Parametric Map and TID 1500
-plugins load them and its export / send reaches the PACS.
+Each module's result in the scene goes the same way (``liver_results_to_dicom``, ``ti_record_to_dicom``,
+``anomaly_map_to_dicom``, ``renal_results_to_dicom``): the core writer (``slicercad.dicomio.results*``)
+writes SEG / Parametric Map / SR into a folder on the source series, then, unless ``database`` is False, the
+files are added to Slicer's DICOM database (``import_into_database``), where the DICOM module's Segmentation,
+Parametric Map and TID 1500 plugins load them and its export / send reaches the PACS. A panel writes into
+``results_folder`` (its folder, default ``default_results_folder``, then one sub-folder per study) and shows
+``written_summary``.
 """
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import slicer  # noqa: F401  (this package is the MRML layer)
@@ -27,7 +30,7 @@ import slicer  # noqa: F401  (this package is the MRML layer)
 from slicercad.dicomio.terms import Algorithm, lesion_type_key
 from slicercad.errors import InputError
 
-from .dicom_nodes import volume_files
+from .dicom_nodes import tags_for_volume_node, volume_files
 from .segmentations import segment_to_label_array
 from .volumes import volume_node_to_sitk
 
@@ -61,18 +64,25 @@ def segment_terminology(segment) -> dict | None:
     return out
 
 
-def segment_algorithm(segment, algorithm: Algorithm) -> Algorithm | None:
-    """The segment's algorithm: ``algorithm`` when a model added it (``MODEL_TAGS``), corrected when it was
-    edited (``CORRECTED_TAG``); None (MANUAL) for a hand-drawn segment."""
-    if not any(_tag(segment, t) for t in MODEL_TAGS):
+def segment_algorithm(segment, algorithm) -> Algorithm | None:
+    """The segment's algorithm: ``algorithm`` (an Algorithm, or a dict {model tag value: Algorithm}, e.g. per
+    weak-labeller method) when a model added it (``MODEL_TAGS``), corrected when it was edited
+    (``CORRECTED_TAG``); None (MANUAL) for a hand-drawn segment."""
+    made_by = next((value for value in (_tag(segment, t) for t in MODEL_TAGS) if value), "")
+    if not made_by:
         return None
+    if isinstance(algorithm, dict):
+        if made_by not in algorithm:
+            raise InputError(f"no algorithm given for a segment made by {made_by!r} (known: {sorted(algorithm)})",
+                             segment.GetName())
+        algorithm = algorithm[made_by]
     return algorithm.corrected() if _tag(segment, CORRECTED_TAG).lower() in ("1", "true", "yes") else algorithm
 
 
-def write_segmentation_seg(segmentation_node, reference_volume_node, path, algorithm: Algorithm, *,
+def write_segmentation_seg(segmentation_node, reference_volume_node, path, algorithm, *,
                            lesion_types: dict | None = None, segment_ids=None) -> Path:
     """Write the segments (all, or ``segment_ids``) of ``segmentation_node`` as a DICOM SEG on the reference
-    volume's series; each segment's algorithm from its tags (``segment_algorithm``)."""
+    volume's series; each segment's algorithm from its tags and ``algorithm`` (``segment_algorithm``)."""
     from slicercad.dicomio.seg import Segment, write_seg
 
     segmentation = segmentation_node.GetSegmentation()
@@ -145,6 +155,38 @@ def load_from_database(series_uids) -> list:
     return list(DICOMUtils.loadSeriesByUID(list(series_uids)))
 
 
+def default_results_folder(module: str) -> Path:
+    """A panel's default folder for DICOM results: Slicer's temporary folder (per user) / SlicerCAD / module."""
+    app = getattr(slicer, "app", None)
+    return Path(getattr(app, "temporaryPath", None) or tempfile.gettempdir()) / "SlicerCAD" / module / "DICOM results"
+
+
+def results_folder(chosen, module: str, source) -> Path:
+    """Where a panel writes: ``chosen`` (unset: ``default_results_folder``) / the StudyInstanceUID of ``source``
+    (a volume node, or the DICOM files of the series, e.g. a TI scout's) - one folder per study, because the
+    DICOM database indexes the files in place and another patient's results must never overwrite them."""
+    import pydicom
+
+    if source is None or (not hasattr(source, "GetName") and not list(source)):
+        raise InputError("select the volume (or series) the results are on", "volume")
+    if hasattr(source, "GetName"):
+        study, where = tags_for_volume_node(source).study_instance_uid, source.GetName()
+    else:
+        where = str(list(source)[0])
+        study = str(pydicom.dcmread(where, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]).get(
+            "StudyInstanceUID", ""))
+    if not study:
+        raise InputError("the DICOM files have no StudyInstanceUID", where)
+    base = Path(chosen) if chosen and str(chosen) not in ("", ".") else default_results_folder(module)
+    return base / study
+
+
+def written_summary(paths, database=True) -> str:
+    """The panel's status text: the files written (and that they are in the DICOM database)."""
+    where = "added to the DICOM database" if database is not False else "not added to the DICOM database"
+    return "\n".join([f"Wrote {len(paths)} DICOM file(s), {where}:"] + [str(p) for p in paths])
+
+
 def _add(paths, database) -> list:
     """The written files, added to ``database`` (True: Slicer's; False: none; else that database object)."""
     paths = [Path(p) for p in paths if p]
@@ -161,6 +203,20 @@ def _series_files(series_uid: str, database) -> list:
         raise InputError("the scout series is not in Slicer's DICOM database: give its DICOM files (scout_files)",
                          series_uid or "series_instance_uid")
     return files
+
+
+def liver_results_to_dicom(results, lesions, volume_nodes: dict, card: dict, folder, *, database=True) -> list:
+    """LiverLesionCAD: ``classify_scene`` results (one per ``lesions`` Lesion, same order, by the model of
+    ``card``) as a SEG of sphere ROIs and a TID 1500 SR (centre, diameter, class, probabilities) on the series of
+    the reference phase of ``volume_nodes`` ({phase: node}), through the CLI's writer (``write_liver_results``)."""
+    from slicercad.dicomio.results import write_liver_results
+    from slicercad.liver.phases import REFERENCE_PHASE
+
+    node = volume_nodes.get(REFERENCE_PHASE)
+    if node is None:
+        raise InputError(f"no {REFERENCE_PHASE} volume: the results are written on its series", REFERENCE_PHASE)
+    out = write_liver_results(results, lesions, volume_node_to_sitk(node), volume_files(node), folder, card)
+    return _add([out["seg"], out["sr"]], database)
 
 
 def ti_record_to_dicom(record: dict, folder, card: dict | None = None, *, scout_files=None, database=True) -> list:

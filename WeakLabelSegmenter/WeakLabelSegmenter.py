@@ -23,6 +23,7 @@ from slicer.util import VTKObservationMixin
 
 import WeakLabelSegmenterLib
 from SlicerCADLib import dependencies, train_job
+from SlicerCADLib.dicom_results import default_results_folder, written_summary
 from WeakLabelSegmenterLib import logic as weak
 
 FINE_TUNE_POLL_MS = 500
@@ -85,6 +86,7 @@ class WeakLabelSegmenterParameterNode:
     annotator: str = ""
     patientId: str = ""   # only for a volume not loaded from DICOM
     fineTuneEpochs: Annotated[int, WithinRange(1, 500)] = 10
+    resultsFolder: pathlib.Path  # "Save results as DICOM" (one sub-folder per study); unset: the default folder
 
 
 def _isSet(path) -> bool:
@@ -122,6 +124,7 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.sphereButton.connect("clicked(bool)", self.onSphere)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.isodoseButton.connect("clicked(bool)", self.onIsodose)
+        self.ui.saveDicomButton.connect("clicked(bool)", self.onSaveDicom)
         self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
         self.ui.fineTuneButton.connect("clicked(bool)", self.onFineTune)
         self.ui.cancelFineTuneButton.connect("clicked(bool)", self.onCancelFineTune)
@@ -157,7 +160,10 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        p = self.logic.getParameterNode()
+        if not _isSet(p.resultsFolder):
+            p.resultsFolder = default_results_folder("WeakLabelSegmenter")
+        self.setParameterNode(p)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -203,8 +209,9 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.isodoseButton.enabled = bool(p) and p.inputVolume is not None and (
             p.doseVolume is not None or _isSet(p.rtdosePath))
         self._refreshTrainingSegments()
-        self.ui.addToTrainingSetButton.enabled = bool(p) and p.inputVolume is not None and _isSet(
-            p.datasetFolder) and self.ui.trainingSegmentComboBox.count > 0
+        hasSegments = bool(p) and p.inputVolume is not None and self.ui.trainingSegmentComboBox.count > 0
+        self.ui.saveDicomButton.enabled = hasSegments
+        self.ui.addToTrainingSetButton.enabled = hasSegments and _isSet(p.datasetFolder)
         self.ui.fineTuneButton.enabled = bool(p) and _isSet(p.datasetFolder) and not self.logic.training.running
 
     def _refreshTrainingSegments(self) -> None:
@@ -252,6 +259,10 @@ class WeakLabelSegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def onIsodose(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not make the isodose segments."), waitCursor=True):
             self.ui.doseStatusLabel.text = self.logic.addIsodose(self._parameterNode)
+
+    def onSaveDicom(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not save the segmentation as DICOM."), waitCursor=True):
+            self.ui.saveDicomStatusLabel.text = self.logic.saveDicom(self._parameterNode)
 
     def onAddToTrainingSet(self) -> None:
         if not self._dependenciesReady(self.ui.trainingStatusLabel):
@@ -345,6 +356,11 @@ class WeakLabelSegmenterLogic(ScriptedLoadableModuleLogic):
         p.segmentation = node
         return "\n".join([f"target {r['label']}: {r['volume_mm3'] / 1000:.2f} mL" for r in table]
                          + [f"warning: {n}" for n in notes + doseNotes])
+
+    @staticmethod
+    def saveDicom(p) -> str:
+        """Every segment as a SEG on the source volume's series, in the DICOM database; the status text."""
+        return written_summary(weak.save_panel_segmentation(p))
 
     @staticmethod
     def addToTrainingSet(p, segmentName, siteSecret) -> str:

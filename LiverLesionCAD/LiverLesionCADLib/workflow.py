@@ -1,11 +1,11 @@
 """The LiverLesionCAD panel's workflow, on its parameter node: notice, phase fill, per-phase offsets,
-Classify, the phase strip and 'Add to training set'.
+Classify, "Save results as DICOM", the phase strip and 'Add to training set'.
 
 Functions take the parameter node (any object with the panel's fields: phase volume nodes named as in
 ``PHASE_FIELDS``, ``lesionPoints``, ``modelPath``, ``device``, ``alpha``,
 ``overrideAlpha``, ``overlay``, ``resultsTable``, ``phaseOffsets``, ``datasetFolder``, ``label``,
-``annotator``) and the scene explicitly. Lesions: a centre point each in ``lesionPoints`` and a diameter
-line each: every markups line of the points' scene, matched to the nearest point (see
+``annotator``, ``resultsFolder``) and the scene explicitly. Lesions: a centre point each in ``lesionPoints``
+and a diameter line each: every markups line of the points' scene, matched to the nearest point (see
 ``SlicerCADLib.markups``). Imports ``slicer`` (through its siblings), never Qt. Loads light:
 the panel's state helpers run before the dependencies are installed, so the siblings that need torch,
 MONAI or scikit-learn are imported inside the functions that use them.
@@ -234,6 +234,27 @@ def classify_panel(p, last_results: dict) -> str:
     by_name = {lesion.lesion_id: lesion for lesion in lesions}
     last_results.update({result_key(p, by_name[r["lesion_id"]]): r for r in results})
     return result_summary(results)
+
+
+def save_panel_dicom(p, last_results: dict, database=True) -> list:
+    """The stored classification of every lesion as marked now (``stored_result``) as SEG + SR in
+    ``results_folder(p.resultsFolder)`` and in Slicer's DICOM database; returns the files. A lesion new,
+    moved or re-measured since Classify, or a model card changed since, is refused (classify again)."""
+    from SlicerCADLib.dicom_results import liver_results_to_dicom, results_folder
+    from slicercad.liver.phases import REFERENCE_PHASE
+
+    lesions = panel_lesions(p)
+    results = [stored_result(p, lesion, last_results) for lesion in lesions]
+    stale = [lesion.lesion_id for lesion, r in zip(lesions, results) if r is None]
+    if stale:
+        raise InputError("not classified as marked now (new, moved or re-measured): press Classify first",
+                         ", ".join(stale))
+    card = read_card(p.modelPath)
+    if card is None:
+        raise InputError("select the model card the lesions were classified with", "modelPath")
+    volumes = phase_volumes(p)
+    folder = results_folder(p.resultsFolder, "LiverLesionCAD", volumes.get(REFERENCE_PHASE))
+    return liver_results_to_dicom(results, lesions, volumes, card, folder, database=database)
 
 
 def export_prediction(result, label: str):

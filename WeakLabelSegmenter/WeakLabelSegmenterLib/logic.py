@@ -1,5 +1,6 @@
 """WeakLabelSegmenter MRML logic: markups (points + lines, or ROIs) -> Sphere / Segment / Isodose
-segments added to a segmentation node, on the source volume's grid. Imports slicer, never qt; torch
+segments added to a segmentation node, on the source volume's grid; the segmentation as a DICOM SEG
+("Save results as DICOM"). Imports slicer, never qt; torch
 only inside ``segment_lesions`` (after ``SlicerCADLib.dependencies.ensure_dependencies``).
 
 Every call adds **new** segments (named after the lesion, made unique) with a terminology entry
@@ -10,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import slicer
+import vtk
 
+from SlicerCADLib.dicom_results import CORRECTED_TAG, import_into_database, results_folder, write_segmentation_seg
 from SlicerCADLib.markups import lesions_from_markups, scene_line_nodes, scene_roi_nodes
-from SlicerCADLib.segmentations import label_array_to_segment
+from SlicerCADLib.segmentations import label_array_to_segment, segment_to_label_array
 from SlicerCADLib.volumes import reference_image, volume_node_to_sitk
 from slicercad.errors import InputError
 from slicercad.geometry import ras_to_lps
@@ -333,3 +337,50 @@ def add_isodose_segments(volume_node, dose, level: float, unit: str = "Gy", pres
                                                 segmentation_node, name, "isodose")
         ids.append(seg_id)
     return segmentation_node, ids, table, notes
+
+
+def tag_corrected_segments(segmentation_node, volume_node) -> list:
+    """Set ``dicom_results.CORRECTED_TAG`` on every segment the labeller added: "true" when its voxels on the
+    source grid differ from those it added (``DIGEST_TAG``), else "false"; returns the corrected names."""
+    corrected = []
+    for sid, name in segment_names(segmentation_node):
+        segment = segmentation_node.GetSegmentation().GetSegment(sid)
+        digest = vtk.reference("")
+        if not segment.GetTag(DIGEST_TAG, digest):
+            continue                                     # not the labeller's (drawn by hand): MANUAL
+        edited = str(digest) != mask_digest(segment_to_label_array(segmentation_node, sid, volume_node))
+        segment.SetTag(CORRECTED_TAG, "true" if edited else "false")
+        corrected += [name] if edited else []
+    return corrected
+
+
+def segmentation_to_dicom(segmentation_node, volume_node, folder, card: dict | None = None, *,
+                          database=True) -> list:
+    """Every segment as one SEG on the source volume's series (``<folder>/segmentation.seg.dcm``), added to
+    Slicer's DICOM database unless ``database`` is False; returns [path]. The labeller's segments are
+    SEMIAUTOMATIC (a person gave the prompt): a sphere as the shared sphere ROI, a U-Net one with ``card``'s name,
+    version and sha256 (``weak_algorithm``), an isodose one as a threshold; edited ones are marked corrected
+    (``tag_corrected_segments``); a segment drawn by hand is MANUAL."""
+    from slicercad.dicomio.terms import SPHERE_ROI, Algorithm
+    from slicercad.weak.dicom_seg import weak_algorithm
+
+    if segmentation_node is None or volume_node is None:
+        raise InputError("select the source volume and the segmentation", "segmentation")
+    tag_corrected_segments(segmentation_node, volume_node)
+    algorithms = {"sphere": SPHERE_ROI, "unet": weak_algorithm("unet", card),
+                  "isodose": Algorithm("SlicerCAD isodose", "1", family="threshold", algorithm_type="SEMIAUTOMATIC",
+                                       parameters={"method": "isodose"})}
+    path = write_segmentation_seg(segmentation_node, volume_node, Path(folder) / "segmentation.seg.dcm", algorithms)
+    if database is not False:
+        import_into_database([path], None if database is True else database)
+    return [path]
+
+
+def save_panel_segmentation(p, database=True) -> list:
+    """The panel's ``segmentation`` on its ``inputVolume`` as a SEG in ``results_folder(p.resultsFolder)`` (one
+    sub-folder per study), the U-Net segments by the panel's model card (``modelPath``, default the bundled one)."""
+    from .training import read_card
+
+    model = str(p.modelPath) if p.modelPath and str(p.modelPath) != "." else None
+    folder = results_folder(p.resultsFolder, "WeakLabelSegmenter", p.inputVolume)
+    return segmentation_to_dicom(p.segmentation, p.inputVolume, folder, read_card(model), database=database)

@@ -61,17 +61,53 @@ def _volume_files(study: StudyPhases, phase: str, image) -> list:
     return [f for f, v in bs.items() if v == top]
 
 
+def write_liver_results(results, lesions, image, source_files, out_folder, card: dict, *,
+                        case_values: dict | None = None) -> dict:
+    """Write ``lesions.seg.dcm`` (a sphere ROI per lesion; none when every sphere is smaller than a voxel) +
+    ``report.sr.dcm`` for ``results`` (``liver.inference.classify_lesions``, one per ``lesions`` Lesion, same
+    order, made by the model of ``card``) on ``image`` (the reference phase, the grid of ``source_files``).
+    Returns {"seg", "sr", "rows" (LesionFinding)}."""
+    from .seg import sphere_segment, write_seg
+    from .sr import LesionFinding, write_measurement_report
+    from .terms import algorithm_from_card
+
+    results, lesions = list(results), list(lesions)
+    if not results or len(results) != len(lesions):
+        raise InputError(f"{len(results)} result(s) for {len(lesions)} lesion(s)", "lesions")
+    for result, lesion in zip(results, lesions):
+        if str(result["lesion_id"]) != str(lesion.lesion_id):
+            raise InputError(f"result {result['lesion_id']!r} is not for lesion {lesion.lesion_id!r}", "lesions")
+        made_by = result.get("provenance", {}).get("model_sha256")
+        if card.get("sha256") and made_by and made_by != card["sha256"]:
+            raise InputError(f"made by model {made_by[:12]}, not by the card's {card['sha256'][:12]}: classify "
+                             "again with this model", str(lesion.lesion_id))
+    segments, rows = [], []
+    for lesion, result in zip(lesions, results):
+        sphere = sphere_segment(image, lesion.center_lps(), lesion.diameter_mm, str(lesion.lesion_id), site="liver")
+        if sphere is None:                          # smaller than a voxel: the SR still has it, without a segment
+            rows.append(LesionFinding.from_liver_result(result, lesion))
+            continue
+        segments.append(sphere[0])
+        rows.append(LesionFinding.from_liver_result(result, lesion, len(segments), sphere[1]))
+    out = Path(out_folder)
+    seg_path = None if not segments else write_seg(segments, image, source_files, out / "lesions.seg.dcm",
+                                                   series_description="SlicerCAD liver lesion ROIs (research use)")
+    notice = results[0].get("notice") or ""
+    sr_path = write_measurement_report(out / "report.sr.dcm", rows, image, source_files, algorithm_from_card(card),
+                                       seg_path=seg_path, case_values=case_values, notice=notice,
+                                       series_description="SlicerCAD liver lesion report (research use)")
+    return {"seg": seg_path, "sr": sr_path, "rows": rows}
+
+
 def liver_results(study_folder, lesions, out_folder, *, card_path=None, reference_phase: str = "hepatobiliary",
                   case_values: dict | None = None) -> dict:
     """Classify ``lesions`` (``liver.roi.Lesion``) of the study in ``study_folder`` with the bundled (or given)
     model and write ``lesions.seg.dcm`` + ``report.sr.dcm`` into ``out_folder`` on the ``reference_phase``
-    series. Returns {"seg", "sr", "rows" (LesionFinding), "results", "source_series_uid"}."""
+    series (``write_liver_results``). Returns {"seg", "sr", "rows" (LesionFinding), "results",
+    "source_series_uid", "study_uid"}."""
     from ..engine.registry import BUNDLED_DIR, load_model
     from ..liver import task  # noqa: F401  (registers the liver tasks)
     from ..liver.inference import classify_lesions
-    from .seg import sphere_segment, write_seg
-    from .sr import LesionFinding, write_measurement_report
-    from .terms import algorithm_from_card
 
     lesions = list(lesions)
     if not lesions:
@@ -86,23 +122,8 @@ def liver_results(study_folder, lesions, out_folder, *, card_path=None, referenc
     images = {p: study.images[p] for p in model_phases if p in study.images}
     tags = {p: study.headers[p] for p in images}
     results = classify_lesions(model, card, images, lesions, tags=tags, with_cam=False)
-    algorithm = algorithm_from_card(card)
     image = study.images[reference_phase]
-    files = _volume_files(study, reference_phase, image)
-    segments, rows = [], []
-    for lesion, result in zip(lesions, results):
-        sphere = sphere_segment(image, lesion.center_lps(), lesion.diameter_mm, str(lesion.lesion_id), site="liver")
-        if sphere is None:                          # smaller than a voxel: the SR still has it, without a segment
-            rows.append(LesionFinding.from_liver_result(result, lesion))
-            continue
-        segments.append(sphere[0])
-        rows.append(LesionFinding.from_liver_result(result, lesion, len(segments), sphere[1]))
-    out = Path(out_folder)
-    seg_path = None if not segments else write_seg(segments, image, files, out / "lesions.seg.dcm",
-                                                   series_description="SlicerCAD liver lesion ROIs (research use)")
-    notice = results[0].get("notice") or ""
-    sr_path = write_measurement_report(out / "report.sr.dcm", rows, image, files, algorithm, seg_path=seg_path,
-                                       case_values=case_values, notice=notice,
-                                       series_description="SlicerCAD liver lesion report (research use)")
-    return {"seg": seg_path, "sr": sr_path, "rows": rows, "results": results,
+    out = write_liver_results(results, lesions, image, _volume_files(study, reference_phase, image), out_folder,
+                              card, case_values=case_values)
+    return {**out, "results": results,
             "source_series_uid": str(study.headers[reference_phase].SeriesInstanceUID), "study_uid": study.study_uid}
