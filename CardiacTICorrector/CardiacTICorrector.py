@@ -44,6 +44,7 @@ class CardiacTICorrectorParameterNode:
     useModel: bool = True
     inversionsEveryRR: int = 2
     minutesToLGE: float = 2.0
+    resultsFolder: pathlib.Path
 
 
 class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -67,6 +68,7 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.loadScoutButton.connect("clicked(bool)", self.onLoadScout)
         self.ui.estimateButton.connect("clicked(bool)", self.onEstimate)
         self.ui.gradCamButton.connect("clicked(bool)", self.onGradCam)
+        self.ui.saveDicomButton.connect("clicked(bool)", self.onSaveDicom)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -83,13 +85,19 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.logic.clearScout()  # the scout's nodes go with the scene: Estimate must not reach them
         self.ui.estimateButton.enabled = False
         self.ui.gradCamButton.enabled = False
+        self.ui.saveDicomButton.enabled = False
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        from SlicerCADLib.dicom_results import default_results_folder
+
+        p = self.logic.getParameterNode()
+        if not (p.resultsFolder and str(p.resultsFolder) not in ("", ".")):
+            p.resultsFolder = default_results_folder("CardiacTICorrector")
+        self.setParameterNode(p)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -108,6 +116,7 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.estimateButton.enabled = self.logic is not None and self.logic.hasScout()
         self.ui.gradCamButton.enabled = self.ui.estimateButton.enabled and bool(
             self._parameterNode and self._parameterNode.useModel)
+        self.ui.saveDicomButton.enabled = self.ui.estimateButton.enabled and self.logic.lastRecord is not None
 
     def onLoadStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the DICOM study."), waitCursor=True):
@@ -133,12 +142,17 @@ class CardiacTICorrectorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             segmentation = self.ui.roiSegmentSelectorWidget.currentNode()
             segment = self.ui.roiSegmentSelectorWidget.currentSegmentID()
             self.ui.resultLabel.text = self.logic.estimate(self._parameterNode, segmentation, segment)
+        self._checkCanApply()
 
     def onGradCam(self) -> None:
         if not dependencies.ready_or_explain(_("Cardiac TI Corrector"), self.ui.resultLabel):
             return
         with slicer.util.tryWithErrorDisplay(_("Grad-CAM failed."), waitCursor=True):
             self.ui.resultLabel.text = self.logic.showGradCam()
+
+    def onSaveDicom(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not save the results as DICOM."), waitCursor=True):
+            self.ui.saveDicomStatusLabel.text = self.logic.saveDicom(self._parameterNode)
 
 
 class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
@@ -149,6 +163,7 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
         self.sequenceNode = None
         self.browserNode = None
         self.lastRecord = None
+        self.scoutFiles = []
         self._model = None
 
     def clearScout(self) -> None:
@@ -156,6 +171,7 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
         self.sequenceNode = None
         self.browserNode = None
         self.lastRecord = None
+        self.scoutFiles = []
 
     def hasScout(self) -> bool:
         """Whether a loaded scout is still in the scene (a closed scene or a deleted sequence forgets it)."""
@@ -183,6 +199,7 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
         if proxy is not None:
             slicer.util.setSliceViewerLayers(background=proxy, fit=True)
         scout = loaded[0][2]
+        self.scoutFiles = [] if scout.photo else list(scout.files)
         return _("Loaded {n} scout(s); {f} frames, TI {a:g}-{b:g} ms ({src}). {w}").format(
             n=len(loaded), f=scout.n_frames, a=scout.ti_ms[0], b=scout.ti_ms[-1], src=scout.ti_source,
             w=" ".join(scout.warnings))
@@ -222,6 +239,18 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
         shown = show_frame_cam(slicer.mrmlScene, self.sequenceNode, model, card, item, self.browserNode)
         return _("Grad-CAM of the frame at TI {t:g} ms: category {c} (p = {p:.2f}); SYNTHETIC-trained CNN.").format(
             t=shown["ti_ms"], c=shown["category"], p=shown["probability"])
+
+    def saveDicom(self, parameterNode) -> str:
+        """The last estimate as a TID 1500 SR on the scout's DICOM files, added to the DICOM database."""
+        from SlicerCADLib.dicom_results import results_folder, ti_record_to_dicom, written_summary
+
+        if self.lastRecord is None or not self.hasScout():
+            raise ValueError(_("Estimate the TI first."))
+        if not self.scoutFiles:
+            raise ValueError(_("The scout was loaded from images, not DICOM: there is no series to put the report on."))
+        card = self.model()[1] if self.lastRecord.get("model") else None
+        folder = results_folder(parameterNode.resultsFolder, "CardiacTICorrector", self.scoutFiles)
+        return written_summary(ti_record_to_dicom(self.lastRecord, folder, card, scout_files=self.scoutFiles))
 
     def getParameterNode(self):
         return CardiacTICorrectorParameterNode(super().getParameterNode())
