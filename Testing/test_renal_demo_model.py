@@ -62,6 +62,10 @@ def test_card_metrics_are_reproduced_from_its_stored_predictions():
     assert np.mean(calls == y) == m["combined"]["accuracy"]
     for model in MODELS:
         assert roc_auc_score(y, m["probabilities"][model]) == m["auc"][model]["auc"]
+    io = m["image_only"]                          # the fall-back without age / sex, evaluated on the same masses
+    assert roc_auc_score(y, io["p"]) == io["auc"] and io["cutoff"] == json.loads(CARD.read_text())["cutoffs"][
+        "image_only"]
+    assert np.mean((np.array(io["p"]) >= io["cutoff"]) == y) == io["accuracy"]
     assert m["majority_baseline_accuracy"] == max(y.mean(), 1 - y.mean())
     assert set(m["baselines"]) == {"roi_mean_hu_lr", "clinical_lr"}
 
@@ -90,6 +94,9 @@ def test_card_metrics_are_the_product_paths(demo):
         assert int(r["call"] == "malignant") == m["calls"][k]
         for model in MODELS:
             assert r["probabilities"][model] == pytest.approx(m["probabilities"][model][k], abs=1e-5)
+        (r0,) = assess_masses(bundle, card, c.images, [case_mass(c)], {}, with_cam=False)
+        assert r0["model_used"] == "image_only"
+        assert r0["p_combined"] == pytest.approx(m["image_only"]["p"][k], abs=1e-5)
         checked += 1
     assert checked >= N_PRODUCT_PATIENTS
 

@@ -71,6 +71,7 @@ def test_assess_in_scene(scene, tmp_path):
     assert list(cols["mass"]) == ["m1", "big"]
     assert cols["status"][0] == "scored" and cols["model_used"][0] == "combined"
     assert cols["over_4cm"][1] == "yes" and "not scored" in cols["flags"][1] and cols["p_combined"][1] is None
+    assert list(cols["padded_roi"]) == ["no", "no"]
     assert all(len(s) == 64 for s in cols["model_sha256"]) and cols["synthetic_training_data"][0] == "True"
     assert overlay is not None and overlay.GetImageData().GetPointData().GetScalars().GetRange()[1] > 0
     _, table2, _ = assess_scene(bundle, card, nodes, masses, None, None, table_node=table)
@@ -96,8 +97,49 @@ def test_bad_input(scene, tmp_path):
     mixed["excretory"] = [n for n in all_nodes if n not in nodes_a.values()][-1]
     with pytest.raises(PhaseError, match="different patients"):
         check_phase_nodes(mixed)
+    from slicercad.dicom.write import write_series
+
+    write_series(a.images["excretory"], tmp_path / "mr", modality="MR", series_description="T1 SYNTHETIC",
+                 patient={"PatientID": a.patient_id})
+    before = set(scene.GetNodesByClass("vtkMRMLScalarVolumeNode"))
+    load_study(scene, tmp_path / "mr")
+    (mr,) = [n for n in scene.GetNodesByClass("vtkMRMLScalarVolumeNode") if n not in before]
+    with pytest.raises(InputError, match="Modality 'MR', not CT"):
+        check_phase_nodes(dict(nodes_a, excretory=mr))
     bad = tmp_path / "model" / "renal_test.json"
     _bundle(tmp_path)
     (tmp_path / "model" / "renal_test.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError):
         load_renal_model(bad)
+
+
+def test_mass_from_segments_through_the_panel_path(scene, tmp_path):
+    """The panel's segment route: a sphere painted on the nephrographic grid -> a mass (centroid, equivalent
+    diameter) -> Assess, as the points + line route; unknown / empty segments are refused by name."""
+    from RenalMassCADLib.assess import masses_from_segmentation
+
+    from SlicerCADLib.segmentations import label_array_to_segment
+    from SlicerCADLib.volumes import volume_node_to_sitk
+
+    case = render_case(np.random.default_rng(5), "oncocytoma", 26.0, "PSEG", "s1", age_years=60, male=0)
+    write_case_dicom(case, tmp_path / "study")
+    load_study(scene, tmp_path / "study")
+    nodes, _ = phase_nodes_from_scene(scene)
+    ref = nodes["nephrographic"]
+    grid = volume_node_to_sitk(ref)
+    k, j, i = np.meshgrid(*(np.arange(n) for n in grid.GetSize()[::-1]), indexing="ij")
+    pts = np.stack([i, j, k], axis=-1).reshape(-1, 3).astype(float)
+    lps = np.array([grid.TransformContinuousIndexToPhysicalPoint(p.tolist()) for p in pts])
+    sphere = (np.linalg.norm(lps - np.asarray(case.center_lps), axis=1) <= 13.0).reshape(k.shape)
+    seg, _ = label_array_to_segment(sphere, ref, name="Mass A")
+    label_array_to_segment(np.zeros_like(sphere), ref, seg, name="Empty")
+    (mass,) = masses_from_segmentation(seg, ref, "Mass A")
+    assert mass.lesion_id == "Mass A" and np.allclose(mass.center_lps(), case.center_lps, atol=1.0)
+    assert mass.diameter_mm == pytest.approx(26.0, abs=2.0)
+    bundle, card = load_renal_model(_bundle(tmp_path))
+    results, table, _ = assess_scene(bundle, card, nodes, [mass], 60.0, 0)
+    assert results[0]["status"] == "scored" and _cols(table)["mass"] == ["Mass A"]
+    with pytest.raises(InputError, match="no segment called"):
+        masses_from_segmentation(seg, ref, "Mass B")
+    with pytest.raises(InputError, match="empty"):
+        masses_from_segmentation(seg, ref, "")

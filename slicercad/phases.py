@@ -14,6 +14,10 @@ Confidence: keyword + consistent timing 0.95, keyword only 0.85, keyword against
 where timing overrules a description shared by several volumes), timing only 0.45-0.8 (by how much
 worse the next-best phase fits), order guess without any times 0.25. A tie the tags cannot break
 is resolved by typical practice: the earliest T1/CT volume is taken as pre-contrast.
+CT on ``auto``: renal when a description names renal phases; else renal from timing alone when >= 4 timed CT
+volumes span a last one >= ``RENAL_DELAY_S`` (5 min) after the injection estimated on the renal timeline --
+then every assignment of the study is capped at confidence 0.55 and its reason says the protocol came from
+timing; else liver CT.
 """
 from __future__ import annotations
 
@@ -85,6 +89,8 @@ _MINUTES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:min|mins|minute|minutes|分)(?![a-z
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds|秒)(?![a-z])")
 _INF = 1e6
 _DAY = 86400.0
+RENAL_DELAY_S = 300.0
+RENAL_BY_TIMING_CONFIDENCE = 0.55
 
 
 @dataclass
@@ -339,12 +345,29 @@ def _assign_timeline(protocol: str, items: list[tuple[str, SeriesTags]]) -> dict
     return out
 
 
+def _ct_protocol(volumes) -> tuple[str, str | None]:
+    """The CT protocol on 'auto' and, when timing alone chose renal, why (module doc)."""
+    ct = [t for _, t in volumes if t.modality.upper() == "CT"]
+    if _RENAL_HINT.search(" ".join(_text(t) for t in ct)):
+        return "renal_ct", None
+    timed = [t.earliest_time() for t in ct if _classify("renal_ct", t)[0] == "timeline"]
+    times = np.sort([t for t in _unwrap(timed) if t is not None])
+    if len(times) >= 4:
+        zeros = np.zeros((len(times), len(TIMELINES["renal_ct"])))
+        _, t_inj, _ = _fit(times, zeros, zeros, TIMELINES["renal_ct"], margins=False)
+        last = float(times[-1] - t_inj)
+        if last >= RENAL_DELAY_S:
+            return "renal_ct", (f"renal protocol from timing alone (no description names a renal phase; the last of "
+                                f"{len(times)} CT volumes {last / 60:.1f} min after the estimated injection)")
+    return "liver_ct", None
+
+
 def assign_phases(volumes: list[tuple[str, SeriesTags]], protocol: str = "auto",
                   overrides: dict[str, str] | None = None) -> list[PhaseAssignment]:
     """One PhaseAssignment per volume, in input order. See the module docstring for the rules.
 
-    protocol: "auto" (MR -> liver_mri; CT -> renal_ct when a description names renal phases, else
-    liver_ct) | "liver_mri" | "liver_ct" | "renal_ct". overrides: volume_id -> phase name (None to
+    protocol: "auto" (MR -> liver_mri; CT -> renal_ct when a description names renal phases or, at
+    capped confidence, when the timing has an excretory-like delay; else liver_ct) | "liver_mri" | "liver_ct" | "renal_ct". overrides: volume_id -> phase name (None to
     unassign); they win with confidence 1.0.
     """
     if protocol not in PROTOCOLS:
@@ -352,8 +375,7 @@ def assign_phases(volumes: list[tuple[str, SeriesTags]], protocol: str = "auto",
     ids = [vid for vid, _ in volumes]
     if len(set(ids)) != len(ids):
         raise PhaseError("volume ids must be unique", "volumes")
-    ct_text = " ".join(_text(t) for _, t in volumes if t.modality.upper() == "CT")
-    ct_protocol = "renal_ct" if _RENAL_HINT.search(ct_text) else "liver_ct"
+    ct_protocol, by_timing = _ct_protocol(volumes) if protocol == "auto" else ("liver_ct", None)
     resolved = {vid: _resolve_protocol(protocol, tags, ct_protocol) for vid, tags in volumes}
     result: dict[str, PhaseAssignment] = {}
     groups: dict[str, list] = {}
@@ -377,6 +399,11 @@ def assign_phases(volumes: list[tuple[str, SeriesTags]], protocol: str = "auto",
                                           b_value=b if kind == "DWI" else None)
     for proto, items in groups.items():
         result.update(_assign_timeline(proto, items))
+    if by_timing:
+        for vid, a in result.items():
+            if resolved[vid] == "renal_ct" and a.phase is not None:
+                result[vid] = PhaseAssignment(vid, a.phase, min(a.confidence, RENAL_BY_TIMING_CONFIDENCE),
+                                              f"{by_timing}; {a.reason}", a.b_value)
     for vid, phase in (overrides or {}).items():
         if vid not in result:
             raise PhaseError(f"override names a volume that is not in the study; volumes: {ids}", vid)

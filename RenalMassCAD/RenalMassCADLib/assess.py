@@ -43,8 +43,18 @@ def phase_nodes_from_scene(scene, protocol: str = "renal_ct", overrides: dict | 
             {p: best[p] for p in PHASES if p in best})
 
 
+def _rescale_type(node) -> str:
+    import pydicom
+
+    try:
+        return str(pydicom.dcmread(str(volume_files(node)[0]), stop_before_pixels=True).get("RescaleType", "") or "")
+    except Exception:  # noqa: BLE001 - an unreadable header has no rescale type to check
+        return ""
+
+
 def check_phase_nodes(volume_nodes: dict) -> dict:
-    """Refuse a missing phase or phases from different studies / patients (when their DICOM tags say so)."""
+    """Refuse a missing phase, phases from different studies / patients, or a DICOM volume that is not CT in HU
+    (Modality, RescaleType) -- when their DICOM tags say so; values are checked by ``inference.check_hu``."""
     missing = [p for p in PHASES if volume_nodes.get(p) is None]
     if missing:
         raise PhaseError(f"select a volume for every phase: missing {missing}", "phases")
@@ -54,6 +64,12 @@ def check_phase_nodes(volume_nodes: dict) -> dict:
             tags = tags_for_volume_node(node)
         except DicomError:
             continue
+        if tags.modality.upper() != "CT":
+            raise InputError(f"the {p} volume is Modality {tags.modality or '?'!r}, not CT: the renal model reads "
+                             "CT in HU", node.GetName())
+        rescale = _rescale_type(node).strip().upper()
+        if rescale not in ("", "HU"):
+            raise InputError(f"the {p} volume has RescaleType {rescale!r}, not HU", node.GetName())
         studies.setdefault(tags.study_instance_uid, []).append(p)
         patients.setdefault(tags.patient_id, []).append(p)
     if len(patients) > 1:
@@ -94,8 +110,29 @@ def scene_line_nodes_for(scene) -> list:
 
 
 def mass_from_segment_node(segmentation_node, segment_id: str, reference_volume_node) -> Lesion:
+    """A mass from one segment: centroid and equivalent-sphere diameter on the reference volume's grid."""
     mark = lesion_from_segment(segmentation_node, segment_id, reference_volume_node)
     return Lesion(mark.name, tuple(mark.center_lps), float(mark.diameter_mm), "LPS").check()
+
+
+def masses_from_segmentation(segmentation_node, reference_volume_node, segment_names: str = "") -> list:
+    """One mass per segment (``mass_from_segment_node``); ``segment_names``: comma-separated names to take
+    (empty: every segment)."""
+    if segmentation_node is None or reference_volume_node is None:
+        raise InputError("choose the segmentation and the nephrographic volume (the segments' reference grid)",
+                         "massSegmentation")
+    seg = segmentation_node.GetSegmentation()
+    ids = [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
+    wanted = [n.strip() for n in str(segment_names or "").split(",") if n.strip()]
+    if wanted:
+        by_name = {seg.GetSegment(i).GetName(): i for i in ids}
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown:
+            raise InputError(f"no segment called {unknown} (segments: {sorted(by_name)})", segmentation_node.GetName())
+        ids = [by_name[n] for n in wanted]
+    if not ids:
+        raise InputError("the segmentation has no segment: paint the mass first", segmentation_node.GetName())
+    return [mass_from_segment_node(segmentation_node, i, reference_volume_node) for i in ids]
 
 
 def result_rows(results, card: dict) -> list:
@@ -110,6 +147,7 @@ def result_rows(results, card: dict) -> list:
         row.update({f"dHU_{p}": round(float(r["delta_hu"][p]), 1) for p in PHASES[1:]})
         row.update({"diameter_mm": round(float(r["diameter_mm"]), 1),
                     "over_4cm": "yes" if r["diameter_mm"] > SIZE_LIMIT_MM else "no",
+                    "padded_roi": "yes" if r["padded"] else "no",
                     "flags": "; ".join(r["flags"]), "notes": "; ".join(r["notes"]), "model": str(card.get("name", "")),
                     "model_sha256": str(r["provenance"]["model_sha256"]),
                     "synthetic_training_data": str(r["provenance"]["synthetic_training_data"])})

@@ -11,7 +11,8 @@ input spec (HU, the 4 phases, masses 5-40 mm) and the measured SYNTHETIC trainin
 
 ``product_metrics``: every held-out SYNTHETIC case through ``inference.assess_masses`` -- what the panel and
 the batch CLI run -- and the AUC per model with patient-cluster bootstrap CIs, the combined model's accuracy /
-sensitivity / specificity at the card's cut-off, the majority-class baseline and the two LR baselines on the
+sensitivity / specificity at the card's cut-off, the same for the image-only fall-back (the masses again with
+age and sex removed), the majority-class baseline and the two LR baselines on the
 same masses; the per-mass outputs are stored so a test can re-run the product on them.
 """
 from __future__ import annotations
@@ -76,8 +77,8 @@ def build_bundle(cases, seed=0, recipe=None, name=DEMO_MODEL, inner_folds=2):
     cut = {**fit["cutoffs"], "combined": combined["cutoff"], "image_only": image_only["cutoff"]}
     baselines = {b: {"features": BASELINES[b], **_logistic(fit, b)} for b in BASELINES}
     spec = {**input_spec(), "units": "HU (CT numbers after the DICOM rescale)", "phases": list(PHASES),
-            "mass": f"solid renal mass <= {SIZE_LIMIT_MM:.0f} mm; larger, fat-containing or non-enhancing "
-                    "masses are flagged, not scored",
+            "mass": f"solid renal mass <= {SIZE_LIMIT_MM:.0f} mm; larger, fat-containing or hypo-/non-enhancing "
+                    "(indeterminate: cyst vs hypovascular RCC) masses are flagged, not scored",
             "training_distribution": training_distribution(ds)}
     card = {"name": name, "task": BUNDLE_TASK, "kind": "classification",
             "model_config": {"channels": list(recipe["channels"]), "dropout": recipe["dropout"]},
@@ -112,11 +113,14 @@ def product_metrics(bundle, card, cases, n_boot=1000, seed=0) -> dict:
     from .dataset import case_mass
     from .inference import assess_masses
 
-    rows, flagged = [], []
+    rows, flagged, image_only = [], [], []
     for c in cases:
         (r,) = assess_masses(bundle, card, c.images, [case_mass(c)],
                              {c.mass_id: {"age_years": c.age_years, "male": c.male}}, with_cam=False)
         (rows if r["status"] == "scored" else flagged).append((c, r))
+        if r["status"] == "scored":     # the fall-back the product uses when age and sex are missing
+            (r0,) = assess_masses(bundle, card, c.images, [case_mass(c)], {}, with_cam=False)
+            image_only.append(r0)
     y = np.array([c.malignant for c, _ in rows])
     if len(set(y.tolist())) < 2:
         raise InputError(f"the {len(rows)} scorable test masses need both benign and malignant ones; use more "
@@ -131,6 +135,10 @@ def product_metrics(bundle, card, cases, n_boot=1000, seed=0) -> dict:
            "n_flagged_not_scored": len(flagged), "mass_ids": [c.mass_id for c, _ in rows], "patient_ids": pids,
            "labels": y.tolist(), "p_combined": p.tolist(), "calls": call.tolist(), "probabilities": probs,
            "combined": {**_auc_ci(y, p, W), **_accuracy(y, call, W), "cutoff": card["cutoffs"]["combined"]},
+           "image_only": {**_auc_ci(y, np.array([r["p_combined"] for r in image_only]), W),
+                          **_accuracy(y, np.array([r["call"] == "malignant" for r in image_only]).astype(int), W),
+                          "cutoff": card["cutoffs"]["image_only"], "path": "the same masses with age and sex removed",
+                          "p": [r["p_combined"] for r in image_only]},
            "auc": {m: _auc_ci(y, np.asarray(probs[m]), W) for m in MODELS},
            "majority_baseline_accuracy": float(max(y.mean(), 1 - y.mean())),
            "ci": "95 % percentile bootstrap over test patients (cluster)", "n_boot": int(n_boot)}

@@ -40,7 +40,9 @@ def add_arguments(parser) -> None:
     a.add_argument("--masses", required=True,
                    help="CSV: study,mass_id,x,y,z,coordinate_system,diameter_mm[,age,sex] (study = DICOM folder)")
     a.add_argument("--out", required=True, help="results CSV to write")
-    a.add_argument("--protocol", default="auto", help="phase assignment protocol (auto or renal_ct)")
+    a.add_argument("--protocol", default="renal_ct", choices=("renal_ct", "auto"),
+                   help="phase assignment protocol: renal_ct (default, as the panel) or auto (renal from descriptions, "
+                        "or from timing at capped confidence)")
 
 
 def _clinical(args) -> int:

@@ -9,8 +9,9 @@
 - ``FAT_HU`` = -10: a mass holding macroscopic fat (>= ``FAT_FRACTION`` = 10 % of its core voxels on the
   unenhanced phase below -10 HU) is a classic angiomyolipoma, flagged and not scored.
 - ``ENHANCEMENT_HU`` = 15: the mass's peak enhancement over unenhanced (max over the enhanced phases of
-  the core mean HU minus unenhanced) below 15 HU is a non-enhancing mass (a hyperdense cyst), flagged and not
-  scored (10-20 HU is the indeterminate band; 20 HU is the usual cut for definite enhancement).
+  the core mean HU minus unenhanced) below 15 HU is hypo-/non-enhancing: indeterminate (a hyperdense cyst or a
+  hypovascular RCC, e.g. papillary), flagged and not scored (10-20 HU is the indeterminate band; 20 HU is the
+  usual cut for definite enhancement).
 - ``CORE_FRACTION`` = 0.6: the mass "core" for HU statistics is the disk of 0.6 x the measured diameter.
 - ``CV_FOLDS`` = 5 and ``CV_REPEATS`` = 10 (clinical baseline; patient-level folds, stratified on the label).
 - Youden's rule: the cut-off maximising sensitivity + specificity - 1, chosen on training folds only.

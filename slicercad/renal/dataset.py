@@ -9,8 +9,8 @@ benchmark and the product (``inference.assess_masses``: panel, batch CLI). Steps
    project's one ROI resampler (sign-normalised in-plane axes, padding flagged);
 3. HU features from the centre slice: core (disk of ``CORE_FRACTION`` x d) mean HU per phase, enhancement
    ΔHU = phase - unenhanced, fraction of core voxels < ``FAT_HU`` on the unenhanced phase;
-4. flags (``flags``): > 4 cm (outside the model's range), macroscopic fat, non-enhancing: a flagged mass is
-   reported, never scored;
+4. flags (``flags``): > 4 cm (outside the model's range), macroscopic fat, hypo-/non-enhancing (indeterminate:
+   a cyst or a hypovascular RCC): a flagged mass is reported, never scored;
 5. window: HU clipped to ``HU_WINDOW`` and mapped to [0, 1] (HU are absolute: no per-ROI normalisation).
 """
 from __future__ import annotations
@@ -91,8 +91,8 @@ def mass_flags(features, diameter_mm) -> list:
         out.append(f"macroscopic fat: {100 * features['fat_fraction']:.0f} % of the core < {FAT_HU:.0f} HU on the "
                    "unenhanced phase (a classic angiomyolipoma), not scored")
     if features["peak_enhancement_hu"] < ENHANCEMENT_HU:
-        out.append(f"non-enhancing: peak enhancement {features['peak_enhancement_hu']:.0f} HU < {ENHANCEMENT_HU:.0f} "
-                   "HU (a cyst, e.g. hyperdense), not scored")
+        out.append(f"hypo-/non-enhancing: peak enhancement {features['peak_enhancement_hu']:.0f} HU < "
+                   f"{ENHANCEMENT_HU:.0f} HU: indeterminate (cyst vs hypovascular RCC, e.g. papillary), not scored")
     return out
 
 
@@ -147,13 +147,14 @@ class RenalDataset:
 
 
 def build_dataset(cases, reader_offsets: bool = False) -> RenalDataset:
-    """Samples of SYNTHETIC cases through ``mass_sample``; flagged masses are left out (and counted)."""
+    """Samples of SYNTHETIC cases through ``mass_sample``; flagged masses are left out and listed in ``flags``
+    as (mass_id, flags, mass_type, malignant)."""
     xs, keep = [], []
     rows = []
     for c in cases:
         s = mass_sample(c.images, case_mass(c, reader_offsets))
         if not s.scorable:
-            keep.append((c.mass_id, s.flags))
+            keep.append((c.mass_id, s.flags, c.mass_type, int(c.malignant)))
             continue
         xs.append(s.x)
         rows.append((c, s))

@@ -2,10 +2,13 @@
 combined probability, HU per phase and enhancement, flags, Grad-CAM per phase, provenance.
 
 The input comes from ``dataset.mass_sample`` (the one sample path). A flagged mass (> 4 cm, macroscopic fat,
-non-enhancing) is reported with its HU and flags and **not scored**. The combined model (logit of the 4
-per-phase CNN scores + age + male + size) needs age and sex; when either is missing the image-only model (the
-4 logits) is used and the result says so. Bundles are built by ``bundle.build_bundle``; the default model is the
-bundled ``renal_mass_demo`` (``bundle.demo_model_path``).
+hypo-/non-enhancing, or outside the card's valid diameter range, e.g. < 5 mm) is reported with its HU and flags
+and **not scored**. The combined model (logit of the 4 per-phase CNN scores + age + male + size) needs age and
+sex; when either is missing -- or the age is 0 or outside the card's training range -- the image-only model
+(the 4 logits) is used and the result says so. Inputs are checked: every phase must look like CT in HU
+(``check_hu``); a core HU outside the training distribution and an ROI padded beyond the image edge are noted.
+Bundles are built by ``bundle.build_bundle``; the default model is the bundled ``renal_mass_demo``
+(``bundle.demo_model_path``).
 """
 from __future__ import annotations
 
@@ -33,9 +36,49 @@ def _cam(net, x, layer="last_conv"):
     return grad_cam(net, x[None], layer, class_idx=1)[0]
 
 
+def check_hu(images) -> None:
+    """Refuse a phase whose values do not look like CT numbers in HU: an abdominal CT field of view holds fat
+    or air (1st percentile < -50 HU) and nothing below -1100 HU beyond padding (-3024 .. -1024)."""
+    import SimpleITK as sitk
+
+    for p, img in images.items():
+        a = sitk.GetArrayViewFromImage(img)
+        lo, p1, p99 = float(a.min()), *(float(v) for v in np.percentile(a[::2, ::4, ::4], [1, 99]))
+        if p1 >= -50.0 or lo < -3100.0 or p99 > 4000.0:
+            raise InputError(f"the {p} phase does not look like CT in HU (min {lo:.0f}, 1st / 99th percentile "
+                             f"{p1:.0f} / {p99:.0f}; expected fat or air below -50 HU): load the CT series with its "
+                             "rescale (Hounsfield units)", p)
+
+
+def _age_in_range(age, card, notes):
+    """``age`` if usable by the combined model, else None with the reason in ``notes``."""
+    if age is None:
+        return None
+    lo, hi = card.get("input_spec", {}).get("training_distribution", {}).get("age_years", [1.0, 120.0])
+    if float(age) <= 0.0 or not lo <= float(age) <= hi:
+        notes.append(f"age {float(age):g} y is outside the model's training range [{lo:g}, {hi:g}] (0 is a "
+                     "placeholder): treated as missing")
+        return None
+    return age
+
+
+def _range_notes(card, s) -> list:
+    dist = card.get("input_spec", {}).get("training_distribution", {}).get("core_mean_hu", {})
+    out = [f"{p} core {s.features[p]['mean_hu']:.0f} HU is outside the training distribution [{lo:g}, {hi:g}] HU: "
+           "out of distribution, interpret with care" for p, (lo, hi) in dist.items()
+           if p in s.features and not lo <= s.features[p]["mean_hu"] <= hi]
+    if s.padded:
+        out.append("ROI padded: part of it lies outside the image (filled with 0 HU), the model input differs "
+                   "from training")
+    return out
+
+
 def assess_masses(bundle, card, images, masses, clinical=None, with_cam=True) -> list:
     """One dict per mass. ``clinical``: {mass_id: {"age_years", "male"}} (None values = missing)."""
     import torch
+
+    from ..engine.registry import check_input
+    from ..errors import ModelError
 
     clinical = clinical or {}
     masses = list(masses)
@@ -45,6 +88,7 @@ def assess_masses(bundle, card, images, masses, clinical=None, with_cam=True) ->
     if missing:
         raise PhaseError(f"study refused: the renal model needs {list(PHASES)}, missing phase(s) {missing} "
                          f"(available {sorted(images)})", masses[0].lesion_id)
+    check_hu(images)
     from ..engine.predict import result_provenance
 
     provenance = result_provenance(card, {"phases": list(PHASES)})
@@ -55,8 +99,13 @@ def assess_masses(bundle, card, images, masses, clinical=None, with_cam=True) ->
                "hu": {p: s.features[p]["mean_hu"] for p in PHASES},
                "delta_hu": {p: s.features[p]["delta_hu"] for p in PHASES[1:]},
                "fat_fraction": s.features["fat_fraction"], "padded": s.padded, "provenance": provenance,
-               "sample": s, "notes": [], "cams": {}}
-        if s.flags:
+               "sample": s, "notes": _range_notes(card, s), "cams": {}}
+        if not s.flags:
+            try:
+                check_input(card, {"diameter_mm": float(mass.diameter_mm)}, mass.lesion_id)
+            except ModelError as exc:
+                row["flags"].append(f"{exc.args[0]}, not scored")
+        if row["flags"]:
             row["status"] = "flagged, not scored"
             out.append(row)
             continue
@@ -64,7 +113,7 @@ def assess_masses(bundle, card, images, masses, clinical=None, with_cam=True) ->
         probs = {m: float(case_scores(bundle.nets[m], x, m)[0]) for m in MODELS}
         row["probabilities"] = probs
         info = clinical.get(mass.lesion_id, {})
-        age, male = info.get("age_years"), info.get("male")
+        age, male = _age_in_range(info.get("age_years"), card, row["notes"]), info.get("male")
         logits = [_logit(probs[p]) for p in PHASES]
         if age is None or male is None:
             lost = [k for k, v in (("age", age), ("sex", male)) if v is None]
@@ -93,7 +142,8 @@ def assess_masses(bundle, card, images, masses, clinical=None, with_cam=True) ->
 
 CSV_COLUMNS = (["study", "mass_id", "status", "call", "p_combined", "model_used"] + [f"p_{m}" for m in MODELS] +
                [f"hu_{p}" for p in PHASES] + [f"delta_hu_{p}" for p in PHASES[1:]] +
-               ["diameter_mm", "age_years", "male", "flags", "notes", "model_sha256", "synthetic_training_data"])
+               ["diameter_mm", "age_years", "male", "padded", "flags", "notes", "model_sha256",
+                "synthetic_training_data"])
 
 
 def write_csv(path, rows) -> Path:
@@ -110,7 +160,8 @@ def write_csv(path, rows) -> Path:
                             r.get("model_used", "")] + [fmt(probs.get(m)) for m in MODELS] +
                            [f"{r['hu'][p]:.1f}" for p in PHASES] + [f"{r['delta_hu'][p]:.1f}" for p in PHASES[1:]] +
                            [f"{r['diameter_mm']:.1f}", fmt(r.get("age_years")), fmt(r.get("male")),
-                            "; ".join(r["flags"]), "; ".join(r["notes"]), r["provenance"]["model_sha256"],
+                            "yes" if r["padded"] else "no", "; ".join(r["flags"]), "; ".join(r["notes"]),
+                            r["provenance"]["model_sha256"],
                             r["provenance"]["synthetic_training_data"]])
     return Path(path)
 
@@ -161,7 +212,7 @@ def load_bundle(card_path=None) -> tuple:
     return load_model(demo_model_path() if card_path in (None, "") else card_path, task=BUNDLE_TASK)
 
 
-def assess_csv(model_path, masses_csv, out_csv, protocol="auto") -> list:
+def assess_csv(model_path, masses_csv, out_csv, protocol="renal_ct") -> list:
     """Batch: every study of the mass list loaded once (phases assigned), masses assessed, one CSV row each.
     ``model_path`` None: the bundled demo model."""
     from .study_io import load_renal_study

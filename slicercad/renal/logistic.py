@@ -103,6 +103,34 @@ def predict(beta, X) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(beta[0] + np.asarray(X, float) @ beta[1:], -30, 30)))
 
 
+def collinearity(X, names, corr_of=None) -> dict:
+    """Pearson correlations between the columns ``corr_of`` (default all) and each predictor's variance inflation
+    factor VIF = 1 / (1 - R^2) of its least-squares fit on the other predictors (with an intercept)."""
+    X = np.asarray(X, float)
+    names = list(names)
+    idx = [names.index(n) for n in (corr_of or names)]
+    r = np.corrcoef(X[:, idx], rowvar=False)
+    corr = {f"{names[a]} ~ {names[b]}": float(r[i, j]) for i, a in enumerate(idx) for j, b in enumerate(idx) if j > i}
+    vif = {}
+    for k, name in enumerate(names):
+        others = np.column_stack([np.ones(len(X)), np.delete(X, k, axis=1)])
+        resid = X[:, k] - others @ np.linalg.lstsq(others, X[:, k], rcond=None)[0]
+        ss = float(((X[:, k] - X[:, k].mean()) ** 2).sum())
+        r2 = 1.0 - float(resid @ resid) / ss if ss > 0 else 1.0
+        vif[name] = float(1.0 / max(1e-12, 1.0 - r2))
+    return {"correlation": corr, "vif": vif}
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm-Bonferroni adjusted p-values of {name: p} (None stays None)."""
+    named = sorted(((p, k) for k, p in pvalues.items() if p is not None))
+    out, running, m = {k: None for k in pvalues}, 0.0, len(named)
+    for i, (p, k) in enumerate(named):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
 def agreement(table: dict, X, y, names) -> dict:
     """Largest |statsmodels - scikit-learn| coefficient difference (intercept included)."""
     b0, b, _ = sklearn_fit(X, y, names)

@@ -7,7 +7,8 @@
 - ``inception_v3(weights_path, in_channels)``: the report's Inception-v3, from torchvision (not a dependency:
   install it yourself) with ImageNet weights read from a **local** file only (safetensors, or a torch file
   read with ``weights_only=True``); no download. Slices are resized to 299 x 299 and the grey channel is
-  repeated to RGB by the wrapper. Grad-CAM layer: ``net.Mixed_7c``.
+  repeated to RGB by the wrapper; with ImageNet weights the [0, 1] input is normalised with ImageNet's channel
+  mean / std (``IMAGENET_MEAN``, ``IMAGENET_STD``), as those weights were trained. Grad-CAM layer: ``net.Mixed_7c``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from ..errors import InputError, ModelError
 
 GRADCAM_LAYER = "last_conv"
 INCEPTION_GRADCAM_LAYER = "net.Mixed_7c"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class RenalSliceNet(nn.Module):
@@ -45,9 +48,11 @@ class RenalSliceNet(nn.Module):
 
 
 class _InceptionWrapper(nn.Module):
-    def __init__(self, net, in_channels):
+    def __init__(self, net, in_channels, imagenet_normalise: bool = False):
         super().__init__()
-        self.net, self.in_channels = net, int(in_channels)
+        self.net, self.in_channels, self.imagenet_normalise = net, int(in_channels), bool(imagenet_normalise)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
         import torch.nn.functional as F
@@ -55,6 +60,8 @@ class _InceptionWrapper(nn.Module):
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         if self.in_channels == 1:
             x = x.repeat(1, 3, 1, 1)
+        if self.imagenet_normalise:
+            x = (x - self.mean) / self.std
         out = self.net(x)
         return out.logits if hasattr(out, "logits") else out
 
@@ -93,4 +100,4 @@ def inception_v3(weights_path=None, in_channels: int = 1) -> nn.Module:
                              "unexpected keys)", path)
     net.aux_logits, net.AuxLogits = False, None
     net.fc = nn.Linear(net.fc.in_features, 2)
-    return _InceptionWrapper(net, in_channels)
+    return _InceptionWrapper(net, in_channels, imagenet_normalise=weights_path is not None)

@@ -1,7 +1,10 @@
 """Age and sex of a renal study from DICOM tags (editable in the panel). pydicom only.
 
 Age: PatientAge (AS: '064Y', months/weeks/days converted) when present, else the completed years between
-PatientBirthDate and StudyDate (SeriesDate, AcquisitionDate as fall-backs); ``source`` says which.
+PatientBirthDate and StudyDate (SeriesDate, AcquisitionDate as fall-backs); ``source`` says which. An age of 0
+('000Y', the usual anonymisation placeholder -- pydicom's CT_small.dcm has it) is treated as missing, never as
+a newborn (a renal mass model is not for infants; ``inference`` also refuses ages outside the card's training
+range).
 Sex: PatientSex 'M' -> male 1, 'F' -> 0; 'O', empty or missing -> None (the combined model then falls back to the
 image-only model, and says so).
 """
@@ -38,12 +41,18 @@ def age_from_dates(birth, study) -> float | None:
 def clinical_from_dataset(ds) -> dict:
     """{"age_years", "male", "age_source", "sex_source"} from a pydicom Dataset (or dict of keywords)."""
     get = ds.get if hasattr(ds, "get") else (lambda k, d=None: getattr(ds, k, d))
-    age = parse_age_years(get("PatientAge", None))
+    raw_age = str(get("PatientAge", "") or "").strip()
+    age = parse_age_years(raw_age)
     source = "PatientAge"
+    placeholder = age is not None and age <= 0.0
+    if placeholder:
+        age = None
     if age is None:
         study = next((get(k, None) for k in ("StudyDate", "SeriesDate", "AcquisitionDate") if get(k, None)), None)
         age = age_from_dates(get("PatientBirthDate", None), study)
         source = "PatientBirthDate + StudyDate" if age is not None else "missing"
+        if placeholder:
+            source = f"PatientAge {raw_age!r} is a placeholder (anonymised), treated as missing; " + source
     sex_text = str(get("PatientSex", "") or "").strip().upper()
     male = SEX_CODES.get(sex_text)
     return {"age_years": age, "male": male, "age_source": source,

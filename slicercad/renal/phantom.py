@@ -19,9 +19,14 @@ Mass types (``MASS_TYPES``: mean HU per phase, within-mass heterogeneity SD, pat
   oncocytoma       35 / 115 / 105 / 80  central stellate scar (low early, fills late) and segmental
                                         enhancement inversion (one half brighter early, the other late);
   fat-poor AML     45 /  95 /  90 / 70  high unenhanced attenuation, homogeneous.
-Each mass's enhanced-phase means vary by ``BIOLOGICAL_SD_HU`` (20 HU, shared by the enhanced phases, + 5 HU per phase) so the
-classes overlap. Flag cases (not in the scored population): classic AML with macroscopic fat
-(~ -60 HU component) and a hyperdense cyst (60 HU, no enhancement).
+Each mass's enhancement (phase mean - unenhanced mean) is its type's times a factor ~ N(1, ``ENHANCEMENT_CV``
+= 0.25), shared by the enhanced phases, + 5 HU per phase (unenhanced mean + N(0, 5 HU)), so the classes
+overlap while a type's spread scales with its enhancement (papillary RCC, nominal peak +40 HU: SD ~ 10 HU,
+as reported for papillary RCC; clear-cell +95 HU: SD ~ 24 HU). Within-mass texture scales with the phase's
+enhancement (the type's SD at its peak enhancement, ``UNENHANCED_TEXTURE_SD_HU`` = 3 HU unenhanced: real
+unenhanced CT of a solid mass is nearly homogeneous); necrotic foci keep the unenhanced value in every phase.
+Flag cases (not in the scored population): classic AML with macroscopic fat (~ -60 HU component) and a
+hyperdense cyst (60 HU, no enhancement).
 
 Population (``bundled_statistics()`` from KiTS23, solid masses <= 4 cm): benign fraction 28 / 236, subtype mix
 within class renormalised over the modelled types (malignant: ccRCC 156, papillary 25, chromophobe 15;
@@ -60,7 +65,8 @@ FLAG_TYPES = {
 }
 MALIGNANT_MIX = {"clear_cell_rcc": 156, "papillary_rcc": 25, "chromophobe_rcc": 15}
 BENIGN_MIX = {"oncocytoma": 17, "fat_poor_aml": 7}
-BIOLOGICAL_SD_HU = 20.0
+ENHANCEMENT_CV = 0.25
+UNENHANCED_TEXTURE_SD_HU = 3.0
 NOISE_HU = 12.0
 BLUR_MM = 1.0
 GRID = ((96, 96), 1.25)                     # in-plane voxels and spacing (mm)
@@ -103,17 +109,29 @@ def _points(img):
     return np.stack([i * sp[0] + org[0], j * sp[1] + org[1], k * sp[2] + org[2]], axis=-1)
 
 
+def texture_sd(kind_row, phase_index) -> float:
+    """Within-mass heterogeneity SD (HU) of a type in one phase: the type's SD at its peak nominal enhancement,
+    scaled by the phase's nominal enhancement; ``UNENHANCED_TEXTURE_SD_HU`` on the unenhanced phase."""
+    _, means, sd, _ = kind_row
+    if phase_index == 0:
+        return UNENHANCED_TEXTURE_SD_HU
+    enh = np.asarray(means[1:], float) - means[0]
+    peak = float(np.max(np.abs(enh)))
+    return max(UNENHANCED_TEXTURE_SD_HU, sd * abs(float(enh[phase_index - 1])) / peak) if peak > 0 else \
+        UNENHANCED_TEXTURE_SD_HU
+
+
 def _mass_values(kind_row, phase_means, pts, centre, radii, rot, rng_state, phase_index):
     """HU of the mass at points ``pts`` (inside-mask applied by the caller) for one phase."""
-    _, _, sd, pattern = kind_row
+    pattern = kind_row[3]
     local = (pts - centre) @ rot
     r = np.sqrt(np.sum((local / radii) ** 2, axis=-1))
     base = np.full(pts.shape[:-1], phase_means[phase_index])
     tex = rng_state["texture"]                           # fixed texture field (same across phases)
-    base = base + sd * tex
+    base = base + texture_sd(kind_row, phase_index) * tex
     if pattern == "necrosis":
         nec = rng_state["necrosis"]
-        base = np.where(nec, phase_means[0] + 5.0 * tex, base)   # necrotic foci do not enhance
+        base = np.where(nec, phase_means[0] + UNENHANCED_TEXTURE_SD_HU * tex, base)   # necrotic foci do not enhance
     elif pattern == "scar_inversion":
         scar = r < 0.3
         scar_hu = (35.0, 50.0, 80.0, 95.0)[phase_index]          # central scar: low early, fills late
@@ -122,9 +140,18 @@ def _mass_values(kind_row, phase_means, pts, centre, radii, rot, rng_state, phas
         base = np.where(side, base + inv, base - inv)
         base = np.where(scar, scar_hu + 5.0 * tex, base)
     elif pattern == "fat":
-        fat = rng_state["necrosis"]
-        base = np.where(fat, -90.0 + 5.0 * tex, base + 80.0)     # macroscopic fat + soft-tissue component
+        base = np.where(rng_state["fat"], -90.0 + 5.0 * tex, base + 80.0)   # macroscopic fat (about half the mass)
     return base
+
+
+def draw_phase_means(rng, row) -> np.ndarray:
+    """One mass's mean HU per phase: the type's unenhanced HU + N(0, 5), its enhancement times a factor
+    ~ N(1, ``ENHANCEMENT_CV``) shared by the enhanced phases, + N(0, 5) per phase (module doc)."""
+    means = np.array(row[1], float)
+    factor = max(0.0, rng.normal(1.0, ENHANCEMENT_CV))
+    means[0] += rng.normal(0.0, 5.0)
+    means[1:] = means[0] + factor * (means[1:] - row[1][0]) + rng.normal(0.0, 5.0, 3)
+    return means
 
 
 def render_case(rng, mass_type, diameter_mm, patient_id="P0000", mass_id="M0000", malignant=None,
@@ -136,11 +163,7 @@ def render_case(rng, mass_type, diameter_mm, patient_id="P0000", mass_id="M0000"
     if not (5.0 <= diameter_mm <= 60.0):
         raise InputError(f"diameter must be 5-60 mm, got {diameter_mm}", "diameter_mm")
     row = table[mass_type]
-    means = np.array(row[1], float)
-    if flag_type is None:
-        bio = rng.normal(0.0, BIOLOGICAL_SD_HU)
-        means[1:] += bio + rng.normal(0.0, BIOLOGICAL_SD_HU / 4, 3)
-        means[0] += rng.normal(0.0, 5.0)
+    means = draw_phase_means(rng, row) if flag_type is None else np.array(row[1], float)
     centre = np.array([rng.uniform(-4, 4), rng.uniform(-4, 4), rng.uniform(-3, 3)])
     # kidney: ellipsoid whose lateral cortex passes through the mass centre (mass half exophytic on average)
     k_radii = np.array([30.0, 55.0, 45.0]) * rng.uniform(0.9, 1.1)
@@ -171,7 +194,7 @@ def render_case(rng, mass_type, diameter_mm, patient_id="P0000", mass_id="M0000"
         coarse = trng.normal(0, 1, (6, 6, 6))
         idx = np.clip(((local / radii + 1.0) / 2.0 * 5.99).astype(int), 0, 5)
         tex = coarse[idx[..., 0], idx[..., 1], idx[..., 2]]
-        state = {"texture": tex, "necrosis": tex > 1.0}
+        state = {"texture": tex, "necrosis": tex > 1.0, "fat": tex > 0.0}
         hu = np.where(inside, _mass_values(row, means, pts, centre, radii, rot, state, p_i), hu)
         img = sitk.GetImageFromArray(hu.astype(np.float32))
         img.CopyInformation(grid)

@@ -13,12 +13,15 @@ Per outer fold (``StratifiedGroupKFold`` on patients, 5 folds; the report split 
 - every logistic model's cut-off (combined and baselines) is chosen on its out-of-fold probabilities over the
   same inner split (``logistic.nested_fit``), not on its in-sample fitted ones. The combined model's inner
   fit on one half uses CNN scores from the net trained on the other half: a second-order dependence, noted;
-- controls: the corticomedullary CNN with its weights re-initialised (randomised weights: no fitting, its
-  training-fold scores are out-of-sample) and trained on permuted labels (cut-off on its training-fold
-  scores; the labels carry no signal to leak).
+- the image-only logistic model (the 4 CNN logits; the product's fall-back without age or sex) likewise;
+- controls: every CNN with its weights re-initialised (randomised weights, the recipe's architecture: no
+  fitting, its training-fold scores are out-of-sample), and the whole ``fit_training_set`` (every CNN, inner
+  split, cut-offs, combined model) on permuted training labels with ``CONTROL_EPOCHS`` epochs; a control
+  passes when its AUC is within ``CHANCE_MARGIN`` (0.1) of 0.5, not merely when its CI covers 0.5.
 Then: AUC of every model with patient-cluster bootstrap CIs, paired AUC differences between models on the same
-bootstrap resamples (two-sided bootstrap p), accuracy at the training-fold Youden cut-off, and the report's
-regression table (statsmodels) on the pooled out-of-fold per-phase CNN logits + age + male + size.
+bootstrap resamples (two-sided bootstrap p, and Holm-adjusted over the pairs), accuracy at the training-fold
+Youden cut-off, and the report's regression table (statsmodels) on the pooled out-of-fold per-phase CNN logits
++ age + male + size, with the correlations of the 4 CNN logits and every term's VIF (collinearity).
 """
 from __future__ import annotations
 
@@ -29,12 +32,14 @@ import numpy as np
 from ..engine.metrics import bootstrap_weights, percentile_ci, weighted_auc
 from ..errors import InputError
 from .constants import CLINICAL_FEATURES, CV_FOLDS, PHASES
-from .logistic import fit_table, nested_fit, predict, youden_cutoff
+from .logistic import collinearity, fit_table, holm, nested_fit, predict, youden_cutoff
 
 RECIPE = {"epochs": 15, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "channels": (16, 32, 64),
           "dropout": 0.2, "arch": "small", "imagenet_weights": None}   # arch 'inception_v3': per-phase nets only
 MODELS = tuple(PHASES) + ("multiphase",)
 EPS = 1e-4
+CONTROL_EPOCHS = 5
+CHANCE_MARGIN = 0.1
 
 
 def _logit(p):
@@ -154,13 +159,14 @@ def logistic_designs(scores: dict, ds, idx) -> dict:
     return {"combined": X, "image_only": X[:, :4], "roi_mean_hu_lr": ds.mean_hu[idx], "clinical_lr": _clinical(ds, idx)}
 
 
-def fit_training_set(ds, tr, inner, seed=0, recipe=RECIPE) -> dict:
+def fit_training_set(ds, tr, inner, seed=0, recipe=RECIPE, labels=None) -> dict:
     """Everything fitted on the training cases ``tr`` -- by cross-validation's outer folds and by the product
     bundle alike: per model the CNN trained on all of ``tr`` and its Youden cut-off on the out-of-fold CNN scores
     of the ``inner`` patient-level split (one CNN per inner part); the logistic models (``LOGISTIC_MODELS``)
     fitted on those out-of-fold CNN scores, each cut-off on its own inner out-of-fold probabilities
-    (``logistic.nested_fit``). Returns {"nets", "inner_scores", "cutoffs", "logistic": {name: (beta, cut)}}."""
-    y = ds.labels[tr]
+    (``logistic.nested_fit``). ``labels``: training labels instead of ``ds.labels[tr]`` (the permuted-label
+    control). Returns {"nets", "inner_scores", "cutoffs", "logistic": {name: (beta, cut)}}."""
+    y = ds.labels[tr] if labels is None else np.asarray(labels)
     inner_scores = {m: np.full(len(tr), np.nan) for m in MODELS}
     for itr, ite in inner:
         for m in MODELS:
@@ -172,12 +178,36 @@ def fit_training_set(ds, tr, inner, seed=0, recipe=RECIPE) -> dict:
     return {"nets": nets, "inner_scores": inner_scores, "cutoffs": cutoffs, "logistic": fits}
 
 
+def _score_fold(fit, ds, te, prefix, scores, calls):
+    """Out-of-fold scores and calls of the test cases ``te`` by everything ``fit_training_set`` fitted."""
+    for m in MODELS:
+        scores[prefix + m][te] = case_scores(fit["nets"][m], ds.x[te], m)
+        calls[prefix + m][te] = scores[prefix + m][te] >= fit["cutoffs"][m]
+    X_te = logistic_designs({p: scores[prefix + p][te] for p in PHASES}, ds, te)
+    for name in LOGISTIC_MODELS:
+        beta, cut = fit["logistic"][name]
+        scores[prefix + name][te] = predict(beta, X_te[name])
+        calls[prefix + name][te] = scores[prefix + name][te] >= cut["cutoff"]
+
+
+RANDOM_PREFIX, PERMUTED_PREFIX = "random_weights_", "permuted_labels_"
+
+
+def random_net(which, recipe, seed):
+    """An untrained net of the recipe's architecture for ``which`` (the randomised-weights control)."""
+    import torch
+
+    torch.manual_seed(seed)
+    arch = recipe.get("arch", "small") if which != "multiphase" else "small"
+    return build_net(which, recipe, arch, None)
+
+
 def cross_validate(ds, folds=CV_FOLDS, inner_folds=2, seed=0, recipe=RECIPE, log=print) -> dict:
     """Out-of-fold scores of every model and the Youden calls at training-fold cut-offs (module doc)."""
     y = ds.labels
     n = len(y)
-    names = MODELS + ("combined", "roi_mean_hu_lr", "clinical_lr", "random_weights_corticomedullary",
-                      "permuted_labels_corticomedullary")
+    names = MODELS + LOGISTIC_MODELS + tuple(PERMUTED_PREFIX + m for m in MODELS + LOGISTIC_MODELS) + \
+        tuple(RANDOM_PREFIX + m for m in MODELS)
     scores = {m: np.full(n, np.nan) for m in names}
     calls = {m: np.full(n, -1) for m in names}
     fold_of = np.full(n, -1)
@@ -185,28 +215,16 @@ def cross_validate(ds, folds=CV_FOLDS, inner_folds=2, seed=0, recipe=RECIPE, log
         t0 = time.time()
         fold_of[te] = f
         inner = outer_folds(y[tr], [ds.patient_ids[i] for i in tr], inner_folds, seed + 100 + f)
-        fit = fit_training_set(ds, tr, inner, seed + f, recipe)
-        for m in MODELS:
-            scores[m][te] = case_scores(fit["nets"][m], ds.x[te], m)
-            calls[m][te] = scores[m][te] >= fit["cutoffs"][m]
-        X_te = logistic_designs({p: scores[p][te] for p in PHASES}, ds, te)
-        for name in ("combined", "roi_mean_hu_lr", "clinical_lr"):
-            beta, cut = fit["logistic"][name]
-            scores[name][te] = predict(beta, X_te[name])
-            calls[name][te] = scores[name][te] >= cut["cutoff"]
-        m = "corticomedullary"
-        import torch
-
-        torch.manual_seed(seed + 999 + f)
-        rand = build_net(m, recipe)
-        scores["random_weights_" + m][te] = case_scores(rand, ds.x[te], m)
-        calls["random_weights_" + m][te] = scores["random_weights_" + m][te] >= \
-            youden_cutoff(y[tr], case_scores(rand, ds.x[tr], m))["cutoff"]
+        _score_fold(fit_training_set(ds, tr, inner, seed + f, recipe), ds, te, "", scores, calls)
         y_perm = np.random.default_rng(seed + 500 + f).permutation(y[tr])
-        pnet = train_slices(ds.x[tr], y_perm, m, seed + f, recipe)
-        scores["permuted_labels_" + m][te] = case_scores(pnet, ds.x[te], m)
-        calls["permuted_labels_" + m][te] = scores["permuted_labels_" + m][te] >= \
-            youden_cutoff(y_perm, case_scores(pnet, ds.x[tr], m))["cutoff"]
+        pfit = fit_training_set(ds, tr, inner, seed + f, {**recipe, "epochs": min(CONTROL_EPOCHS, recipe["epochs"])},
+                                labels=y_perm)
+        _score_fold(pfit, ds, te, PERMUTED_PREFIX, scores, calls)
+        for m in MODELS:
+            rand = random_net(m, recipe, seed + 999 + f)
+            scores[RANDOM_PREFIX + m][te] = case_scores(rand, ds.x[te], m)
+            calls[RANDOM_PREFIX + m][te] = scores[RANDOM_PREFIX + m][te] >= \
+                youden_cutoff(y[tr], case_scores(rand, ds.x[tr], m))["cutoff"]
         if log:
             log(f"fold {f + 1}/{folds}: {len(tr)} train / {len(te)} test masses, {time.time() - t0:.0f} s")
     return {"scores": scores, "calls": calls, "fold": fold_of}
@@ -236,17 +254,41 @@ def evaluate(cv: dict, ds, n_boot=2000, seed=0) -> dict:
         p = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))) if d.size else None
         paired[f"{a} - {b}"] = {"auc_difference": table[a]["auc"] - table[b]["auc"], "ci95": percentile_ci(d),
                                 "p_bootstrap": p}
+    for k, p in holm({k: v["p_bootstrap"] for k, v in paired.items()}).items():
+        paired[k]["p_holm"] = p
     X = np.column_stack([_logit(cv["scores"][p]) for p in PHASES] + [ds.age, ds.male, ds.size_cm])
     try:
         regression = fit_table(X, y, COMBINED_FEATURES)
         regression["note"] = ("pooled out-of-fold CNN outputs (each from a model that did not see the mass) + age, "
-                              "male, size: the report's independent-predictor analysis; CNN terms per unit logit")
+                              "male, size: the report's independent-predictor analysis; CNN terms per unit logit; "
+                              "the CNN logits are correlated (see collinearity): a term's OR is conditional on the "
+                              "others, an inverse OR of a weak phase is a collinearity artefact, not biology")
     except InputError as exc:
         regression = {"error": str(exc)}
-    controls = {m: bool(table[m]["auc_ci95"][0] is not None and table[m]["auc_ci95"][0] <= 0.5 <= table[m]["auc_ci95"][1])
-                for m in ("random_weights_corticomedullary", "permuted_labels_corticomedullary")}
-    return {"models": table, "paired_auc": paired, "controls_ci_covers_0.5": controls, "regression": regression, "n_boot": int(n_boot),
-            "resampling_unit": "patient"}
+    regression["collinearity"] = collinearity(X, COMBINED_FEATURES, COMBINED_FEATURES[:4])
+    ctrl = [m for m in table if m.startswith((RANDOM_PREFIX, PERMUTED_PREFIX))]
+    covers = {m: bool(table[m]["auc_ci95"][0] is not None and table[m]["auc_ci95"][0] <= 0.5 <= table[m]["auc_ci95"][1])
+              for m in ctrl}
+    controls = {m: {"auc": table[m]["auc"], "at_chance": bool(abs(table[m]["auc"] - 0.5) < CHANCE_MARGIN),
+                    "ci_covers_0.5": covers[m]} for m in ctrl}
+    return {"models": table, "paired_auc": paired, "controls": controls, "control_rule":
+            f"|AUC - 0.5| < {CHANCE_MARGIN}; permuted labels through the whole fit_training_set with "
+            f"{CONTROL_EPOCHS} epochs", "controls_ci_covers_0.5": covers, "regression": regression,
+            "n_boot": int(n_boot), "resampling_unit": "patient", "paired_p_adjustment":
+            f"Holm over the {len(paired)} pairs (p_holm); p_bootstrap unadjusted"}
+
+
+def flagged_by_type(ds) -> dict:
+    """The phantom masses left out as flagged, by mass type: count, malignant count, and the flags' kinds."""
+    out = {}
+    for _, flags, mtype, malignant in ds.flags:
+        row = out.setdefault(mtype, {"n": 0, "malignant": 0, "flags": {}})
+        row["n"] += 1
+        row["malignant"] += int(malignant)
+        for f in flags:
+            kind = f.split(":")[0].split(" mm ")[0] if not f.startswith("mass ") else "over 40 mm"
+            row["flags"][kind] = row["flags"].get(kind, 0) + 1
+    return out
 
 
 def hu_table(ds) -> dict:
@@ -294,5 +336,6 @@ def reproduce(n_patients=300, seed=0, folds=CV_FOLDS, recipe=None, n_boot=2000, 
             "n_benign": int((ds.labels == 0).sum()), "n_malignant": int(ds.labels.sum()),
             "folds": int(folds), "split": "patient-level stratified group k-fold", "recipe": recipe,
             "mass_types": {t: ds.mass_types.count(t) for t in sorted(set(ds.mass_types))},
-            "hu_by_type": hu_table(ds), "hu_auc_by_phase": hu_auc_by_phase(ds), "flag_cases": flagged, "excluded_flagged": len(ds.flags), **res,
+            "hu_by_type": hu_table(ds), "hu_auc_by_phase": hu_auc_by_phase(ds), "flag_cases": flagged,
+            "excluded_flagged": len(ds.flags), "excluded_flagged_by_type": flagged_by_type(ds), **res,
             "runtime_s": round(time.time() - t0, 1)}

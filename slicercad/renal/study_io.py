@@ -1,5 +1,6 @@
-"""A renal CT study from a DICOM folder: the 4 phases by phase assignment (``slicercad.phases``, renal protocol),
-age and sex from the tags. Refuses a folder with several studies or patients, or without all 4 phases."""
+"""A renal CT study from a DICOM folder: the 4 phases by phase assignment (``slicercad.phases``; protocol
+``renal_ct`` by default, as the panel), age and sex from the tags. Refuses a folder with several studies or
+patients, or without all 4 phases; phases assigned with confidence < 0.6 are noted."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ class RenalStudy:
     notes: list = field(default_factory=list)
 
 
-def load_renal_study(folder, protocol: str = "auto", overrides: dict | None = None, strict=False) -> RenalStudy:
+def load_renal_study(folder, protocol: str = "renal_ct", overrides: dict | None = None, strict=False) -> RenalStudy:
     folder = Path(folder)
     scan = scan_folder(folder, strict)
     vols = [v for v in scan.volumes() if v.kind != "timeseries"]
