@@ -62,6 +62,7 @@ class RenalMassCADParameterNode:
     trainingLabel: Annotated[str, Choice(list(CLASSES))] = "malignant"
     subtype: Annotated[str, Choice(list(SUBTYPE_CLASS))] = "unknown"
     annotator: str = ""
+    resultsFolder: pathlib.Path
 
 
 class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -87,6 +88,7 @@ class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.fillPhasesButton.connect("clicked(bool)", self.onFillPhases)
         self.ui.assessButton.connect("clicked(bool)", self.onAssess)
         self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
+        self.ui.saveDicomButton.connect("clicked(bool)", self.onSaveDicom)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -100,13 +102,20 @@ class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.logic.lastResults, self.logic.lastRun = [], None   # their nodes go with the scene
+        self.ui.saveDicomButton.enabled = False
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        from SlicerCADLib.dicom_results import default_results_folder
+
+        p = self.logic.getParameterNode()
+        if not (p.resultsFolder and str(p.resultsFolder) not in ("", ".")):
+            p.resultsFolder = default_results_folder("RenalMassCAD")
+        self.setParameterNode(p)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -126,6 +135,7 @@ class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.assessButton.enabled = ready
         self.ui.addToTrainingSetButton.enabled = ready and bool(p.datasetFolder and str(p.datasetFolder) not in
                                                                 ("", ".")) and bool(p.annotator.strip())
+        self.ui.saveDicomButton.enabled = ready and bool(self.logic.lastRun)
 
     def onLoadStudy(self) -> None:
         progress = slicer.util.createProgressDialog(labelText=_("Loading the DICOM study (scan, volumes, phases)..."),
@@ -152,6 +162,11 @@ class RenalMassCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Assessment failed."), waitCursor=True):
             self.ui.assessStatusLabel.text = self.logic.assess(self._parameterNode)
+        self._checkCanApply()
+
+    def onSaveDicom(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not save the results as DICOM."), waitCursor=True):
+            self.ui.saveDicomStatusLabel.text = self.logic.saveDicom(self._parameterNode)
 
     def onAddToTrainingSet(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not add the mass to the training set."), waitCursor=True):
@@ -165,6 +180,7 @@ class RenalMassCADLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.lastResults = []
+        self.lastRun = None   # (results, masses, card, reference volume node) of the last Assess
 
     def getParameterNode(self):
         return RenalMassCADParameterNode(super().getParameterNode())
@@ -206,9 +222,20 @@ class RenalMassCADLogic(ScriptedLoadableModuleLogic):
                                                        parameterNode.resultsTable, parameterNode.camPhase)
         parameterNode.resultsTable = table
         self.lastResults = results
+        self.lastRun = (results, masses, card, nodes["nephrographic"])
         return "; ".join(f"{r['mass_id']}: {r.get('call', r['status'])}" +
                          (f" p={r['p_combined']:.2f}" if "p_combined" in r else "") for r in results)
 
+
+    def saveDicom(self, parameterNode) -> str:
+        """The last assessment as SEG (sphere ROIs) + TID 1500 SR on the nephrographic series, in the database."""
+        from SlicerCADLib.dicom_results import renal_results_to_dicom, results_folder, written_summary
+
+        if not self.lastRun:
+            raise ValueError(_("Assess the masses first."))
+        results, masses, card, reference = self.lastRun
+        folder = results_folder(parameterNode.resultsFolder, "RenalMassCAD", reference)
+        return written_summary(renal_results_to_dicom(results, masses, reference, card, folder))
 
     @staticmethod
     def _masses(parameterNode) -> list:

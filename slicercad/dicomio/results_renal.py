@@ -76,7 +76,7 @@ def write_renal_results(rows, masses, image, source_files, out_folder, card: dic
 
 
 def renal_results(study_folder, masses, out_folder, card_path, *, clinical: dict | None = None,
-                  reference_phase: str = REFERENCE_PHASE, protocol: str = "auto") -> dict:
+                  reference_phase: str = REFERENCE_PHASE, protocol: str = "renal_ct") -> dict:
     """Assess ``masses`` (``liver.roi.Lesion``) of the 4-phase CT study in ``study_folder`` with the renal model
     at ``card_path`` (age/sex from the tags unless ``clinical`` {"age_years", "male"} is given) and write the
     SEG + SR on the ``reference_phase`` series. Returns {"seg", "sr", "findings", "rows"}."""
