@@ -57,6 +57,23 @@ def test_voxel_decomposition_sums_to_log_likelihood(dims, levels, shape):
     assert torch.allclose(v.flatten(1).sum(1), g(x), atol=1e-3)
 
 
+def test_positional_prior_is_per_position_and_pinned_to_its_grid():
+    g = Glow(1, 3, levels=2, steps=1, hidden=4, grid=(8, 4, 8))
+    assert g.top_prior.shape[2:] == (2, 1, 2)
+    x = torch.rand(2, 1, 8, 4, 8)
+    g.initialise(x)
+    with torch.no_grad():
+        g.top_prior[:, :, 1] += 2.0                           # a different mean at one top-level position only
+        v = g.voxel_log_density(x)
+        assert torch.allclose(v.flatten(1).sum(1), g(x), atol=1e-3)
+        flat = Glow(1, 3, levels=2, steps=1, hidden=4)
+        flat.load_state_dict({k: (w[:, :, :1, :1, :1] if k == "top_prior" else w) for k, w in g.state_dict().items()})
+        same = (g.voxel_log_density(x) - flat.voxel_log_density(x)).abs() < 1e-5
+    assert same[:, :4].all() and not same[:, 4:].all()         # only the shifted position's voxels differ
+    with pytest.raises(InputError, match="positional prior"):
+        g.encode(torch.zeros(1, 1, 8, 8, 8))
+
+
 def test_squeeze_roundtrip_and_input_errors():
     x = torch.arange(2 * 3 * 4 * 6 * 8, dtype=torch.float32).reshape(2, 3, 4, 6, 8)
     assert torch.equal(unsqueeze(squeeze(x, 3), 3), x)

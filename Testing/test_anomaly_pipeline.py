@@ -10,7 +10,7 @@ import SimpleITK as sitk
 import torch
 
 from slicercad.anomaly import task as T
-from slicercad.anomaly.detector import Detector, load_detector
+from slicercad.anomaly.detector import load_detector
 from slicercad.engine.registry import load_model, save_model
 from slicercad.engine.tasks import get_task
 from slicercad.errors import ModelError
@@ -37,7 +37,7 @@ def test_tasks_registered_with_recipe():
     for name in T.TASKS:
         spec = get_task(name)
         assert spec.kind == "likelihood" and spec.fit is not None and spec.recipe == T.RECIPE
-    assert get_task("anomaly_glow_head3d").spec_for(get_task("anomaly_glow_head3d").config())["roi_px"] == [28, 40, 32]
+    assert get_task("anomaly_glow_head3d").spec_for(get_task("anomaly_glow_head3d").config())["roi_px"] == [32, 44, 36]
 
 
 def test_engine_trains_cxr_glow_with_the_fit_hook(tmp_path):
@@ -55,7 +55,7 @@ def test_detector_round_trip_and_kind_check(head_card):
     det = load_detector(head_card, "head_ct")
     ph = normal_head(777)
     r = det.score_image(ph.image, "case")
-    assert 0 <= r.percentile <= 100 and np.isfinite(r.score) and r.map.shape == (28, 40, 32)
+    assert 0 <= r.percentile <= 100 and np.isfinite(r.score) and r.map.shape == (32, 44, 36)
     assert (r.map[~r.sample.mask] == 0).all()
     again = det.score_image(ph.image, "case")
     assert again.score == r.score                                              # fixed-seed dequantisation
@@ -92,7 +92,8 @@ def test_smoke_reproduce_tables(tmp_path):
                     overrides={"n_train": 4, "n_val": 2, "n_test": 3, "n_boot": 20})
     r = res["kinds"]["cxr"]
     assert res["synthetic"] is True
-    assert set(r["case_auc"]) == {"glow_bpd", "glow_complexity", "gan", "atlas_z", "glow_random"}
+    assert set(r["case_auc"]) == {"glow_bpd", "glow_complexity", "glow_map", "gan", "gan_map", "atlas_z", "glow_random",
+                                  "glow_random_map"}
     assert {"all", "type=nodule", "nodule:size=10.0"} <= set(r["case_auc"]["glow_bpd"])
     for m in r["case_auc"].values():
         assert 0.0 <= m["all"]["auc"] <= 1.0 and len(m["all"]["ci"]) == 2

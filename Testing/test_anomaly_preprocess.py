@@ -18,7 +18,7 @@ def test_pinned_definitions():
     assert pp.BRAIN_WINDOW == (40.0, 80.0) and pp.SUBDURAL_WINDOW == (80.0, 200.0)
     assert pp.window(np.array([0.0, 40.0, 80.0, 100.0, -5.0]), *pp.BRAIN_WINDOW).tolist() == [0, 0.5, 1, 1, 0]
     assert pp.window(np.array([-20.0, 80.0, 180.0]), *pp.SUBDURAL_WINDOW).tolist() == [0, 0.5, 1]
-    assert pp.HEAD_GRID_SIZE == (32, 40, 28) and pp.HEAD_SPACING_MM == 5.0 and pp.CXR_SIZE == (64, 64)
+    assert pp.HEAD_GRID_SIZE == (36, 44, 32) and pp.HEAD_SPACING_MM == 5.0 and pp.CXR_SIZE == (64, 64)
     assert pp.BONE_HU == 200.0 and pp.NEUTRAL_HU == 30.0 and pp.ICV_RANGE_ML == (500.0, 2600.0)
     assert (pp.LUNG_LEVEL, pp.SOFT_LEVEL) == (0.3, 0.7)
     assert baselines.hyperdense_level() == pytest.approx(62.0 / 80.0)
@@ -31,11 +31,11 @@ def head():
 
 def test_head_sample_grid_and_mask(head):
     s = pp.head_ct_sample(head.image)
-    assert s.x.shape == (2, 28, 40, 32) and s.mask.shape == (28, 40, 32)
+    assert s.x.shape == (2, 32, 44, 36) and s.mask.shape == (32, 44, 36)
     assert s.grid.GetSpacing() == (5.0, 5.0, 5.0)
     assert 0.0 <= s.x.min() and s.x.max() <= 1.0
     assert 900 < s.info["icv_ml"] < 2200
-    assert s.stacked().shape == (3, 28, 40, 32)
+    assert s.stacked().shape == (3, 32, 44, 36)
 
 
 def test_subdural_blood_stays_inside_the_mask(head):

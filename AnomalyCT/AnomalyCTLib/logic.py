@@ -53,7 +53,8 @@ class ScoreResult:
         unit = "bits/dim" if "glow" in r.card["task"] else "f-AnoGAN score"
         synth = " Model trained on SYNTHETIC data (research use)." if r.card["training_data"]["synthetic"] else ""
         return (f"Case score {r.score:.4f} {unit}: {r.percentile:.0f}th percentile among held-out normal cases "
-                f"(complexity-corrected: {r.variant_percentile:.0f}th). Map peak {r.map_max:.1f} SD; "
+                f"(complexity-corrected: {r.variant_percentile:.0f}th; map score {r.map_score:.2f} SD, top 1% of "
+                f"the map: {r.map_percentile:.0f}th). Map peak {r.map_max:.1f} SD; "
                 f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f}.{synth}")
 
 

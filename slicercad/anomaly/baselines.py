@@ -2,7 +2,8 @@
 
 * Normal-atlas voxel z-score: per voxel and channel, mean and standard deviation over the training normals
   (inside their masks; std floored at ATLAS_STD_FLOOR); map = max over channels |x - mean| / std inside the
-  mask; case score = mean of the top TOP_FRACTION of the map's mask values (at least TOP_MIN voxels).
+  mask; case score = mean of the top TOP_FRACTION of the map's mask values (at least TOP_MIN voxels):
+  ``top_fraction_mean``, also the learned detectors' map-based case score.
 * HU threshold (head CT only): number of mask voxels whose brain-window channel is >= HYPERDENSE_HU (the
   window maps 0..80 HU to [0, 1], so 62 HU -> 0.775): hyperdense (acute blood) volume in voxels.
 """
@@ -38,12 +39,18 @@ class AtlasZ:
         return np.where(x[:, -1] > 0.5, z.max(1), 0.0)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        out = []
-        for m, msk in zip(self.maps(x), x[:, -1] > 0.5):
-            v = np.sort(m[msk])[::-1]
-            k = max(TOP_MIN, int(round(TOP_FRACTION * v.size)))
-            out.append(float(v[:k].mean()) if v.size else 0.0)
-        return np.asarray(out)
+        return top_fraction_mean(self.maps(x), x[:, -1] > 0.5)
+
+
+def top_fraction_mean(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per case: mean of the top TOP_FRACTION (at least TOP_MIN) of the map's values inside the mask -- the
+    map-based case score shared by the atlas baseline and the learned detectors' ``map_score``."""
+    out = []
+    for m, msk in zip(maps, masks):
+        v = np.sort(m[msk])[::-1]
+        k = max(TOP_MIN, int(round(TOP_FRACTION * v.size)))
+        out.append(float(v[:k].mean()) if v.size else 0.0)
+    return np.asarray(out)
 
 
 def hu_threshold_scores(x: np.ndarray) -> np.ndarray:

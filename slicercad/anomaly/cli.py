@@ -12,7 +12,7 @@ from ..errors import InputError, SlicerCADError
 HELP = ("anomaly detection trained on normals only: score a folder of head CT / chest X-ray studies (ranked CSV "
         "+ NRRD maps), or reproduce the SYNTHETIC experiment")
 CSV_FIELDS = ("rank", "case", "path", "kind", "score", "percentile_among_normals", "variant_score",
-              "variant_percentile", "map_max", "flagged_voxels", "map", "error")
+              "variant_percentile", "map_score", "map_percentile", "map_max", "flagged_voxels", "map", "error")
 
 
 def add_arguments(parser) -> None:
@@ -91,6 +91,7 @@ def score_folder(folder, out, kind="head_ct", model=None, device="cpu") -> list:
             write_image(res.map_image(image), map_path)
             row.update(score=round(res.score, 5), percentile_among_normals=round(res.percentile, 1),
                        variant_score=round(res.variant, 5), variant_percentile=round(res.variant_percentile, 1),
+                       map_score=round(res.map_score, 4), map_percentile=round(res.map_percentile, 1),
                        map_max=round(res.map_max, 3), flagged_voxels=res.flagged_voxels, map=str(map_path))
         except SlicerCADError as exc:
             row["error"] = str(exc)
@@ -136,7 +137,7 @@ def train_folder(folder, out, kind="head_ct", family="glow", name=None, epochs=N
     model = spec.build_model(cfg)
     x = torch.from_numpy(np.stack(xs))
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    epochs = epochs or T.RECIPE["epochs"]
+    epochs = epochs or T.epochs_for_steps(len(x) - n_val, T.RECIPE["batch_size"], T.STEP_BUDGET)
 
     def report(epoch, loss=None, **kw):
         progress.emit("train", epoch=epoch, epochs=epochs, loss=loss, fraction=0.2 + 0.8 * epoch / epochs,

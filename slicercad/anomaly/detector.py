@@ -1,6 +1,7 @@
 """Score one image with a trained detector: case score, its percentile among the held-out normals stored with
-the weights, the complexity-corrected variant, and the standardised per-voxel map (on the model grid, or
-resampled onto the input's grid for display / NRRD). The one product path: ``task.sample_of``."""
+the weights, the complexity-corrected variant, the map score (top 1 % of the map) and the standardised
+per-voxel map (on the model grid, or resampled onto the input's grid for display / NRRD). The one product
+path: ``task.sample_of``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ class Result:
     percentile: float
     variant: float
     variant_percentile: float
+    map_score: float              # mean of the top 1 % of the map in the mask (``baselines.top_fraction_mean``)
+    map_percentile: float
     map: np.ndarray               # standardised map on the model grid (0 outside the likelihood mask)
     threshold: float              # map threshold set on held-out normals
     sample: Sample
@@ -65,6 +68,7 @@ class Detector:
     def score_sample(self, sample: Sample) -> Result:
         import torch
 
+        from .baselines import top_fraction_mean
         from .scoring import complexity_bpd, percentile_among
 
         x = torch.from_numpy(sample.stacked()[None]).to(self.device)
@@ -76,9 +80,12 @@ class Detector:
         else:
             score = variant = float(r["score"][0])
         m = self.model
+        vmap = r["map"][0].cpu().numpy()
+        map_score = float(top_fraction_mean(vmap[None], sample.mask[None])[0])
         return Result(score, percentile_among(score, m.ref_scores.cpu().numpy()), variant,
-                      percentile_among(variant, m.ref_variant.cpu().numpy()), r["map"][0].cpu().numpy(),
-                      float(m.map_threshold), sample, self.card)
+                      percentile_among(variant, m.ref_variant.cpu().numpy()), map_score,
+                      percentile_among(map_score, m.ref_map.cpu().numpy()), vmap, float(m.map_threshold),
+                      sample, self.card)
 
     def score_image(self, image: sitk.Image, source="image") -> Result:
         return self.score_sample(T.sample_of(image, self.kind, source))

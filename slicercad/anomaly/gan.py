@@ -34,7 +34,7 @@ class _Down(nn.Module):
 
 
 class AnomalyGAN(nn.Module):
-    def __init__(self, channels=2, dims=3, grid=(28, 40, 32), z_dim=64, ch=16):
+    def __init__(self, channels=2, dims=3, grid=(32, 44, 36), z_dim=64, ch=16):
         super().__init__()
         self.channels, self.dims, self.grid, self.z_dim = channels, dims, tuple(grid), z_dim
         self.low = tuple(s // 4 for s in grid)

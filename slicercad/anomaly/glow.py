@@ -200,9 +200,10 @@ def gaussian_logp(z, mean, logs):
 
 class Glow(nn.Module):
     """Multi-scale Glow: for each level squeeze, ``steps`` flow steps, then (except the last) split half of the
-    channels off as z with a Gaussian prior conditioned on the kept half; the top gets a learned prior."""
+    channels off as z with a Gaussian prior conditioned on the kept half; the top gets a learned prior (one per
+    top-level position when ``grid`` is given)."""
 
-    def __init__(self, in_channels=1, dims=2, levels=3, steps=4, hidden=32, seed=0):
+    def __init__(self, in_channels=1, dims=2, levels=3, steps=4, hidden=32, seed=0, grid=None):
         super().__init__()
         if dims not in (2, 3):
             raise InputError(f"Glow is 2D or 3D, got dims={dims}", "dims")
@@ -222,7 +223,11 @@ class Glow(nn.Module):
             else:
                 self.top_c = c
                 self.priors.append(None)
-        self.top_prior = nn.Parameter(torch.zeros(1, 2 * c, *([1] * dims)))
+        # positional prior: with ``grid`` (a fixed, aligned input grid) the top level's Gaussian has its own mean /
+        # log-scale at every top-level position, so the flow knows which coarse intensity belongs where
+        self.grid = tuple(int(s) for s in grid) if grid is not None else None
+        top = [s // 2 ** levels for s in self.grid] if self.grid else [1] * dims
+        self.top_prior = nn.Parameter(torch.zeros(1, 2 * c, *top))
 
     def check_input(self, x):
         if x.dim() != self.dims + 2:
@@ -231,6 +236,9 @@ class Glow(nn.Module):
         if x.shape[1] != self.in_channels:
             raise InputError(f"expected {self.in_channels} channel(s), got {x.shape[1]}", "input")
         f = 2 ** self.levels
+        if self.grid is not None and tuple(x.shape[2:]) != self.grid:
+            raise InputError(f"this Glow has a positional prior for the grid {self.grid}, got {tuple(x.shape[2:])}",
+                             "input")
         if any(s % f for s in x.shape[2:]):
             raise InputError(f"spatial size {tuple(x.shape[2:])} must be divisible by 2^levels = {f}", "input")
 

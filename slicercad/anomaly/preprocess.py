@@ -4,8 +4,12 @@ mask of voxels that count in the likelihood. No torch here (the Slicer module ma
 Head CT (``head_ct_sample``)
   1. HU check: a head CT in Hounsfield units has air (1st percentile <= AIR_MAX_HU) and skull
      (99.5th percentile >= BONE_MIN_HU); an MR or an unscaled image is refused with that reason.
-  2. Intracranial mask that **reaches the inner table**: bone = HU >= BONE_HU; per axial slice and in 3D the
-     holes of the (closed) skull are filled; intracranial = filled & ~bone, largest component. No erosion: a
+  2. Intracranial mask that **reaches the inner table**: bone = HU >= BONE_HU; in every slice along each of
+     the three array axes the holes of the (closed) skull are filled and the union kept (a coronal slice open at
+     the foramen magnum is closed in the axial planes above it; where tissue touches the edge of the field of view
+     that edge closes the slice, where air does it does not), then the 3D holes of that union with the bone;
+     intracranial = filled & ~bone & HU >
+     INTRACRANIAL_MIN_HU (no sinus / mastoid air), largest component. No erosion: a
      tight brain strip would cut subdural blood off. Its volume must lie in ICV_RANGE_ML (an adult head).
   3. Fixed grid: HEAD_GRID_SIZE voxels (x, y, z) of HEAD_SPACING_MM, axes along LPS, centred on the mask's
      centroid (physical space: any input direction, tilt already resampled by ``slicercad.dicom``).
@@ -37,10 +41,11 @@ HEAD_CHANNELS = ("brain_40_80", "subdural_80_200")
 AIR_MAX_HU = -500.0                  # 1st percentile of a head CT (air around the head) is at most this
 BONE_MIN_HU = 300.0                  # 99.5th percentile (skull) is at least this
 BONE_HU = 200.0                      # skull threshold of the intracranial mask
+INTRACRANIAL_MIN_HU = -200.0         # air (sinuses, mastoid cells) enclosed by bone is not intracranial
 ICV_RANGE_ML = (500.0, 2600.0)       # intracranial volume of an adult head (phantoms: ~900-1700 mL)
 MAX_SPACING_MM = 10.0                # coarser input is refused
-HEAD_GRID_SIZE = (32, 40, 28)        # (x, y, z) voxels; each divisible by 4 (2 Glow levels)
-HEAD_SPACING_MM = 5.0                # -> 160 x 200 x 140 mm field of view
+HEAD_GRID_SIZE = (36, 44, 32)        # (x, y, z) voxels; each divisible by 4 (2 Glow levels)
+HEAD_SPACING_MM = 5.0                # -> 180 x 220 x 160 mm: a large adult skull is not cropped
 NEUTRAL_HU = 30.0                    # extracranial voxels are set to this before the coarse resample
 MAX_INPUT_VOXELS = 120_000_000       # a larger input is refused (bounded memory: ~6 float32 copies of it)
 
@@ -93,16 +98,33 @@ def _as_3d(image: sitk.Image, source) -> sitk.Image:
     return image
 
 
+def _fill_slices(closed: np.ndarray, tissue: np.ndarray, axis: int) -> np.ndarray:
+    """Holes of ``closed`` filled slice by slice along ``axis``; where tissue touches the array border (a head
+    cut by the field of view) the border acts as a wall, where air does it stays open."""
+    out = []
+    for b, t in zip(np.moveaxis(closed, axis, 0), np.moveaxis(tissue, axis, 0)):
+        p = np.pad(b, 1)
+        wall = np.pad(t, 1, mode="edge")
+        p[[0, -1], :], p[:, [0, -1]] = wall[[0, -1], :], wall[:, [0, -1]]
+        out.append(ndimage.binary_fill_holes(p)[1:-1, 1:-1])
+    return np.moveaxis(np.stack(out), 0, axis)
+
+
 def intracranial_mask(hu: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Mask (same shape, k j i) of the space inside the skull, up to the inner table (see module doc)."""
     bone = hu >= BONE_HU
-    close_r = max(1, int(round(3.0 / max(min(spacing_zyx[1:]), 0.1))))
+    tissue = hu > AIR_MAX_HU
     st = ndimage.generate_binary_structure(2, 1)
-    closed = np.stack([ndimage.binary_closing(b, st, iterations=close_r, border_value=0) | b for b in bone])
-    filled = np.stack([ndimage.binary_fill_holes(b) for b in closed])
-    if hu.shape[0] > 2:
-        filled |= ndimage.binary_fill_holes(closed)
-    inside = filled & ~bone
+    filled = np.zeros_like(bone)
+    for axis in range(3) if min(hu.shape) > 2 else (0,):
+        plane = [s for a, s in enumerate(spacing_zyx) if a != axis]
+        close_r = max(1, int(round(3.0 / max(min(plane), 0.1))))
+        moved = np.moveaxis(bone, axis, 0)
+        closed = np.stack([ndimage.binary_closing(b, st, iterations=close_r, border_value=0) | b for b in moved])
+        filled |= _fill_slices(np.moveaxis(closed, 0, axis), tissue, axis)
+    if min(hu.shape) > 2:                     # boxes no orthogonal plane closes, enclosed by filled voxels in 3D
+        filled = ndimage.binary_fill_holes(filled | bone)
+    inside = filled & ~bone & (hu > INTRACRANIAL_MIN_HU)
     labels, n = ndimage.label(inside)
     if n == 0:
         return inside

@@ -92,9 +92,11 @@ N_REF = 41   # held-out normal score quantiles kept with the weights (0, 2.5, ..
 
 def add_reference_buffers(module: nn.Module, n_ref: int = N_REF) -> None:
     """Held-out normal reference kept in the weights: case-score quantiles (``ref_scores``; the variant's in
-    ``ref_variant``) and the map threshold (``map_threshold``: 99th percentile of the normals' map in mask)."""
+    ``ref_variant``, the map score's in ``ref_map``) and the map threshold (``map_threshold``: 99th percentile
+    of the normals' map in mask)."""
     module.register_buffer("ref_scores", torch.zeros(n_ref))
     module.register_buffer("ref_variant", torch.zeros(n_ref))
+    module.register_buffer("ref_map", torch.zeros(n_ref))
     module.register_buffer("map_threshold", torch.tensor(3.0))
 
 
@@ -112,10 +114,11 @@ def percentile_among(value: float, ref_quantiles) -> float:
 class AnomalyGlow(nn.Module):
     """A Glow on (C + 1)-channel stacked samples; ``forward`` gives bits/dim per sample (the training loss)."""
 
-    def __init__(self, channels=2, dims=3, grid=(28, 40, 32), levels=2, steps=4, hidden=32, seed=0):
+    def __init__(self, channels=2, dims=3, grid=(32, 44, 36), levels=2, steps=4, hidden=32, seed=0,
+                 positional_prior=True):
         super().__init__()
         self.channels, self.dims = channels, dims
-        self.glow = Glow(channels, dims, levels, steps, hidden, seed)
+        self.glow = Glow(channels, dims, levels, steps, hidden, seed, tuple(grid) if positional_prior else None)
         self.register_buffer("map_mean", torch.zeros(tuple(grid)))
         self.register_buffer("map_std", torch.ones(tuple(grid)))
         add_reference_buffers(self)

@@ -7,11 +7,14 @@ Tasks (kind ``likelihood``: trained on normals, output = anomaly score per case,
 Without a manifest they train on SYNTHETIC normal phantoms; with one, every case's first image is a normal
 study (labels ignored). The task's ``fit`` splits off the engine's validation patients, trains, then
 **calibrates on those held-out normals**: voxel-wise map mean / std, the case-score quantiles (for the
-percentile the panel shows) and the map threshold (99th percentile of normal map values), all kept in the
-weights' buffers so any trained model carries them.
+percentile the panel shows) of bits/dim, its complexity variant and the map score (top 1 % mean of the
+standardised map, ``baselines.top_fraction_mean``), and the map threshold (99th percentile of normal map values);
+the map-based references are leave-one-out (each normal standardised by the others). All kept in the
+weights' buffers so any trained model carries them. Training budget: STEP_BUDGET optimiser steps
+(``epochs_for_steps``) for the bundled models, the reproduction and ``slicercad anomaly train``.
 
 Memory budget (3D head, CPU, batch 1 when scoring): input volume float32 + ~6 working copies for the mask
-(e.g. 512 x 512 x 300 -> ~1.9 GB peak), the model grid 2 x 28 x 40 x 32 = 71,680 dims; Glow activations
+(e.g. 512 x 512 x 300 -> ~1.9 GB peak), the model grid 2 x 32 x 44 x 36 = 101,376 dims; Glow activations
 for one case < 100 MB; training batch 8 < 1 GB.
 """
 from __future__ import annotations
@@ -28,14 +31,17 @@ from ..engine.tasks import SampleSet, TaskSpec, register_task
 from ..errors import InputError
 from . import preprocess as pp
 from .gan import AnomalyGAN, train_gan
-from .scoring import N_REF, AnomalyGlow, complexity_bpd
+from .baselines import top_fraction_mean
+from .scoring import N_REF, AnomalyGlow, complexity_bpd, smooth_in_mask
 
 HEAD, CXR = "head_ct", "cxr"
 GRID = {HEAD: tuple(pp.HEAD_GRID_SIZE[::-1]), CXR: tuple(pp.CXR_SIZE)}      # (k j i) / (rows, cols)
 CHANNELS = {HEAD: pp.HEAD_CHANNELS, CXR: pp.CXR_CHANNELS}
 DIMS = {HEAD: 3, CXR: 2}
 RECIPE = {"epochs": 12, "batch_size": 8, "lr": 1e-3, "val_fraction": 0.25}
-GLOW_DEFAULT = {"levels": 2, "steps": 4, "hidden": 24, "n_normals": 96, "data_seed": 0, "model_seed": 0}
+STEP_BUDGET = 400                    # optimiser steps: bundled models, the reproduction, `anomaly train`
+GLOW_DEFAULT = {"levels": 2, "steps": 4, "hidden": 24, "positional_prior": 1, "n_normals": 96, "data_seed": 0,
+                "model_seed": 0}
 GAN_DEFAULT = {"z_dim": 16, "ch": 8, "n_normals": 96, "data_seed": 0, "model_seed": 0}
 MAP_THRESHOLD_PCT = 99.0
 
@@ -82,7 +88,7 @@ def _manifest_dataset(kind, manifest) -> SampleSet:
 def build_glow(kind):
     def build(cfg):
         return AnomalyGlow(len(CHANNELS[kind]), DIMS[kind], GRID[kind], int(cfg["levels"]), int(cfg["steps"]),
-                           int(cfg["hidden"]), int(cfg["model_seed"]))
+                           int(cfg["hidden"]), int(cfg["model_seed"]), bool(cfg.get("positional_prior", 1)))
     return build
 
 
@@ -115,6 +121,12 @@ def input_spec_of(kind):
 
 
 # --------------------------------------------------------------------------- training + calibration
+def epochs_for_steps(n: int, batch_size: int, steps: int) -> int:
+    """Epochs giving at least ``steps`` optimiser steps on ``n`` cases (the recipe's budget is in steps: a few
+    dozen normals at 8 a batch are only a handful of steps an epoch)."""
+    return max(1, math.ceil(steps / max(1, math.ceil(n / batch_size))))
+
+
 def train_glow(model: AnomalyGlow, x: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
                report=None) -> list:
     """Maximum likelihood (mean bits/dim) with fresh dequantisation / background noise each step."""
@@ -151,7 +163,7 @@ def model_input(x, gen):
 
 @torch.no_grad()
 def raw_scores(model, x: torch.Tensor, batch_size: int = 8) -> dict:
-    """{'score', 'variant', 'map' (standardised), 'raw_map'} per case, batched (numpy)."""
+    """{'score', 'variant', 'map_score', 'map' (standardised), 'raw_map'} per case, batched (numpy)."""
     model.eval()
     out = {"score": [], "variant": [], "map": [], "raw_map": []}
     for s in range(0, len(x), batch_size):
@@ -169,29 +181,62 @@ def raw_scores(model, x: torch.Tensor, batch_size: int = 8) -> dict:
         out["variant"].append(var)
         out["map"].append(r["map"].numpy())
         out["raw_map"].append(raw)
-    return {k: np.concatenate(v) for k, v in out.items()}
+    out = {k: np.concatenate(v) for k, v in out.items()}
+    out["map_score"] = top_fraction_mean(out["map"], x[:, -1].numpy() > 0.5)
+    return out
 
 
-@torch.no_grad()
-def calibrate(model, x_val: torch.Tensor) -> dict:
-    """Set the held-out-normal buffers (map mean/std, score quantiles, map threshold) from ``x_val``."""
-    if len(x_val) < 2:
-        raise InputError("calibration needs at least 2 held-out normal cases", "val_fraction")
-    r = raw_scores(model, x_val)
-    mask = x_val[:, -1].numpy() > 0.5
-    raw = np.where(mask, r["raw_map"], np.nan)
+def _map_stats(raw: np.ndarray):
+    """Voxel-wise mean / std (NaN = outside a case's mask) and the std floor (half the median std)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)       # voxels outside every normal's mask
         mean = np.nan_to_num(np.nanmean(raw, 0), nan=0.0)
         std = np.nan_to_num(np.nanstd(raw, 0), nan=1.0)
     floor = max(float(np.nanmedian(std[std > 0])) * 0.5, 1e-4) if (std > 0).any() else 1.0
-    model.map_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
-    model.map_std.copy_(torch.from_numpy(np.maximum(std, floor).astype(np.float32)))
+    return mean, std, floor
+
+
+def leave_one_out_maps(raw: np.ndarray, floor: float) -> np.ndarray:
+    """Each held-out normal's map standardised by the *other* normals' voxel mean / std (then smoothed in its
+    mask like ``model.score``): reference scores not biased low by a standardisation they took part in."""
+    valid = ~np.isnan(raw)
+    v = np.nan_to_num(raw)
+    n, s1, s2 = valid.sum(0), v.sum(0), (v ** 2).sum(0)
+    out = np.zeros_like(v)
+    for i in range(len(v)):
+        c = n - valid[i]
+        mean = np.where(c > 0, (s1 - v[i]) / np.maximum(c, 1), 0.0)
+        var = np.where(c > 0, (s2 - v[i] ** 2) / np.maximum(c, 1) - mean ** 2, 1.0)
+        out[i] = (v[i] - mean) / np.maximum(np.sqrt(np.maximum(var, 0.0)), floor)
+    return smooth_in_mask(torch.from_numpy(out.astype(np.float32)), torch.from_numpy(valid)).numpy()
+
+
+@torch.no_grad()
+def held_out_reference(model, x_val: torch.Tensor, set_stats: bool = True) -> dict:
+    """Scores of held-out normals for reference quantiles / thresholds: 'score' and 'variant' as scored,
+    'map_score' and 'map' leave-one-out (``leave_one_out_maps``). With ``set_stats`` the model's map mean /
+    std buffers are set from ``x_val`` first (calibration)."""
+    if len(x_val) < 2:
+        raise InputError("calibration needs at least 2 held-out normal cases", "val_fraction")
     r = raw_scores(model, x_val)
+    mask = x_val[:, -1].numpy() > 0.5
+    mean, std, floor = _map_stats(np.where(mask, r["raw_map"], np.nan))
+    if set_stats:
+        model.map_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+        model.map_std.copy_(torch.from_numpy(np.maximum(std, floor).astype(np.float32)))
+    loo = leave_one_out_maps(np.where(mask, r["raw_map"], np.nan), floor)
+    return {"score": r["score"], "variant": r["variant"], "map": loo, "mask": mask,
+            "map_score": top_fraction_mean(loo, mask)}
+
+
+@torch.no_grad()
+def calibrate(model, x_val: torch.Tensor) -> dict:
+    """Set the held-out-normal buffers (map mean/std, score quantiles, map threshold) from ``x_val``."""
+    r = held_out_reference(model, x_val)
     levels = np.linspace(0, 100, N_REF)
-    model.ref_scores.copy_(torch.from_numpy(np.percentile(r["score"], levels).astype(np.float32)))
-    model.ref_variant.copy_(torch.from_numpy(np.percentile(r["variant"], levels).astype(np.float32)))
-    thr = float(np.percentile(r["map"][mask], MAP_THRESHOLD_PCT))
+    for buf, key in (("ref_scores", "score"), ("ref_variant", "variant"), ("ref_map", "map_score")):
+        getattr(model, buf).copy_(torch.from_numpy(np.percentile(r[key], levels).astype(np.float32)))
+    thr = float(np.percentile(r["map"][r["mask"]], MAP_THRESHOLD_PCT))
     model.map_threshold.fill_(thr)
     return {"n_val": int(len(x_val)), "map_threshold": thr, "val_score_median": float(np.median(r["score"]))}
 

@@ -10,7 +10,8 @@ Normal head (HU, 2.5 mm isotropic grid PHANTOM_SIZE, LPS axes, random small rota
 Normal-variation controls (healthy but unusual, ``variant=``): ``atrophy`` (ventricles x1.8, wide sulci),
   ``calcification`` (choroid plexus / pineal calcifications, 150-300 HU), ``asymmetric`` (elongated, rotated
   head), ``large`` (head x1.15).
-Anomalies (``insert_anomaly``; mask returned):
+Anomalies (``insert_anomaly``; mask returned; any isotropic LPS grid -- also the real backgrounds of
+  ``real_anatomy.real_head_background``; sizes in mm):
   ``ich``  intracerebral haemorrhage: lobulated blob in parenchyma, brain + contrast HU, thin oedema rim -6 HU;
   ``sdh``  subdural haematoma: crescent along the inner table over one convexity, thickness = size;
   ``infarct`` hypodense wedge-like region of cortex + white matter, brain - contrast HU.
@@ -139,12 +140,14 @@ def insert_anomaly(head: HeadPhantom, kind: str, size_mm: float, contrast_hu: fl
     rng = np.random.default_rng([seed, 29])
     hu = sitk.GetArrayFromImage(head.image).astype(np.float32)
     shape = hu.shape
-    sp = PHANTOM_SPACING_MM
+    sp = float(head.image.GetSpacing()[0])
+    if not np.allclose(head.image.GetSpacing(), sp):
+        raise InputError(f"lesions are inserted on an isotropic grid, got spacing {head.image.GetSpacing()}", "head")
     brain, inner = head.brain, head.inner
     if kind == "sdh":
         dist_out = ndimage.distance_transform_edt(inner) * sp          # mm to the inner table, inside
         k, j, i = np.indices(shape)
-        cand = np.argwhere(inner & (dist_out < 2 * sp) & (k > shape[0] * 0.45))
+        cand = np.argwhere(inner & (dist_out < 5.0) & (k > shape[0] * 0.45))
         c = cand[rng.integers(len(cand))]
         extent = rng.uniform(35, 50)
         near = ((k - c[0]) ** 2 + (j - c[1]) ** 2 + (i - c[2]) ** 2) * sp ** 2 < extent ** 2
@@ -160,7 +163,7 @@ def insert_anomaly(head: HeadPhantom, kind: str, size_mm: float, contrast_hu: fl
         c = cand[rng.integers(len(cand))]
         k, j, i = np.indices(shape, dtype=np.float32)
         r = np.sqrt(((k - c[0]) ** 2 + (j - c[1]) ** 2 + (i - c[2]) ** 2)) * sp
-        lobes = 1.0 + 0.25 * ndimage.gaussian_filter(rng.normal(size=shape), 2.0) * 6
+        lobes = 1.0 + 1.5 * ndimage.gaussian_filter(rng.normal(size=shape), 5.0 / sp) * (2.5 / sp) ** 1.5
         lesion = (r < size_mm / 2 * lobes) & (brain if kind == "infarct" else inner)
         if kind == "ich":
             hu[lesion] += contrast_hu + (38.0 - hu[lesion]) * 0.3

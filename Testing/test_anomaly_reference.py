@@ -1,0 +1,66 @@
+"""Held-out-normal reference of the AnomalyCT detectors: leave-one-out standardised maps equal an explicit
+recomputation without the case, are not biased low the way in-sample standardisation is (the control), the
+map-based case score, the step budget, and the grid holding the large-head variant uncropped."""
+import numpy as np
+import pytest
+import torch
+
+from slicercad.anomaly import task as T
+from slicercad.anomaly.baselines import TOP_MIN, top_fraction_mean
+from slicercad.anomaly.scoring import smooth_in_mask
+
+
+def _raw(n=6, shape=(4, 6, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(size=(n,) + shape)
+    raw[:, 0] = np.nan                                        # a slab outside every mask
+    raw[1, 1, 1, 1] = np.nan                                  # one case's own hole
+    return raw
+
+
+def test_leave_one_out_equals_explicit_recomputation():
+    raw = _raw()
+    _, _, floor = T._map_stats(raw)
+    loo = T.leave_one_out_maps(raw, floor)
+    for i in (0, 1, 4):
+        others = np.delete(raw, i, 0)
+        mean, std, _ = T._map_stats(others)
+        z = (np.nan_to_num(raw[i]) - mean) / np.maximum(std, floor)
+        valid = ~np.isnan(raw[i])
+        want = smooth_in_mask(torch.from_numpy(z[None].astype(np.float32)), torch.from_numpy(valid[None]))[0]
+        assert np.allclose(loo[i], want.numpy(), atol=1e-5)
+
+
+def _standardised(raw, mean, std, floor):
+    z = ((raw - mean) / np.maximum(std, floor)).astype(np.float32)
+    return smooth_in_mask(torch.from_numpy(z), torch.ones(raw.shape, dtype=torch.bool)).numpy()
+
+
+def test_in_sample_standardisation_is_biased_low_and_leave_one_out_is_not():
+    rng = np.random.default_rng(1)
+    raw_val, fresh = rng.normal(size=(8, 4, 8, 8)), rng.normal(size=(200, 4, 8, 8))
+    mean, std, floor = T._map_stats(raw_val)
+    score = lambda maps: np.median(top_fraction_mean(maps, np.ones(maps.shape, bool)))  # noqa: E731
+    target = score(_standardised(fresh, mean, std, floor))        # what new normals score
+    in_sample = score(_standardised(raw_val, mean, std, floor))
+    loo = score(T.leave_one_out_maps(raw_val, floor))
+    assert in_sample < 0.9 * target                                # the bias the reference must avoid
+    assert abs(loo - target) < abs(in_sample - target)
+
+
+def test_top_fraction_mean_and_step_budget():
+    maps = np.zeros((2, 10, 10, 10))
+    maps[1, 2:4, 2:4, 2:4] = 5.0                              # 8 hot voxels in the second case
+    masks = np.ones_like(maps, bool)
+    s = top_fraction_mean(maps, masks)
+    assert s[0] == 0 and s[1] == pytest.approx(5.0 * 8 / 10)  # top 1 % of 1000 = 10 voxels
+    assert TOP_MIN == 5
+    assert T.epochs_for_steps(96, 8, 400) == 34 and T.epochs_for_steps(10, 8, 1) == 1
+
+
+def test_large_head_variant_is_not_cropped_by_the_grid():
+    x = T.phantom_normal(T.HEAD, 30_003, "large")[0]
+    m = x[-1] > 0.5
+    inner = np.zeros_like(m)
+    inner[1:-1, 1:-1, 1:-1] = True
+    assert m.sum() > 1000 and not (m & ~inner).any()
