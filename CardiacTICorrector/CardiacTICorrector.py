@@ -223,9 +223,9 @@ class CardiacTICorrectorLogic(ScriptedLoadableModuleLogic):
         if result["chart"] is not None:
             slicer.modules.plots.logic().ShowChartInLayout(result["chart"])
         r = result["record"]
-        return _("Myocardial null on the scout: {n} ± {u} ms ({m}); blood null {b} ms; recommended LGE TI {t} ms. "
+        return _("Myocardial null on the scout: {n} ± {u} ms ({m}); blood null {b} ms; recommended LGE TI {t} ± {ru} ms. "
                  "{w}").format(n=r["null_ti_ms"], u=r["uncertainty_ms"], m=r["method"], b=r["blood_null_ti_ms"],
-                               t=r["recommended_ti_ms"], w=" ".join(r["warnings"]))
+                               t=r["recommended_ti_ms"], ru=r["recommended_uncertainty_ms"], w=" ".join(r["warnings"]))
 
     def showGradCam(self, item=None) -> str:
         """Grad-CAM of sequence item ``item`` (default: the browser's displayed frame) as an overlay."""

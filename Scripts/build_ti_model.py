@@ -3,7 +3,9 @@ SYNTHETIC TI-scout phantom, deterministically by seed (one torch thread, determi
 
 Trains ``TINet`` (channels 8/16/32, the central half of each frame at 64 px, six 20 ms bins within
 ±60 ms) with the engine and the task's recipe (``slicercad.ti.training``, ``task.RECIPE``), then measures the card's metrics through the product path
-(``slicercad.ti.evaluate.evaluate_series`` on phantom test scouts with another seed). The card says
+(``slicercad.ti.evaluate.evaluate_cnn_quick``: per-frame in-range share and frame accuracy on phantom
+scouts of ``evaluate.TEST_SEED``, disjoint from the training seeds; the recipe was also chosen on those
+scouts — see README "CardiacTICorrector"). The card says
 ``synthetic: true``. Run: ``make ti-model``.
 """
 from __future__ import annotations

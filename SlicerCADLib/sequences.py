@@ -14,12 +14,18 @@ from .volumes import sitk_to_volume_node, volume_node_to_sitk
 
 def frames_to_sequence(frames, values, reference: sitk.Image | None = None, name: str = "Sequence",
                        index_name: str = "TI", index_unit: str = "ms", scene=None, spacing_mm=None):
-    """(sequence node, browser node) of ``frames`` [n, rows, cols] at index ``values``; geometry from
-    ``reference`` (a one-slice image) or ``spacing_mm`` (row, col) at the origin."""
+    """(sequence node, browser node) of ``frames`` [n, rows, cols] at index ``values`` (distinct as
+    written, ``%g``: duplicates are an InputError); geometry from ``reference`` (a one-slice image) or
+    ``spacing_mm`` (row, col) at the origin."""
     scene = ensure_scene(scene)
     frames = np.asarray(frames)
     if frames.ndim != 3 or len(frames) != len(values):
         raise InputError(f"frames {frames.shape} and {len(values)} index values do not match", name)
+    keys = [f"{float(v):g}" for v in values]
+    dupes = sorted({k for k in keys if keys.count(k) > 1}, key=float)
+    if dupes:   # SetDataNodeAtValue would replace the earlier item: a frame silently lost
+        raise InputError(f"index values {', '.join(dupes)} occur more than once; each item needs its own value",
+                         name)
     seq = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
     seq.SetIndexName(index_name)
     seq.SetIndexUnit(index_unit)

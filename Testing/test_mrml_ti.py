@@ -61,3 +61,30 @@ def test_a_closed_scene_forgets_the_scout(scene, scout_folder):
     ((seq, _, _),) = load_scout(scene, folder)
     scene.RemoveNode(seq)
     assert not scout_in_scene(scene, seq)
+
+
+def test_duplicate_tis_keep_every_frame_and_match_the_cli(scene, tmp_path):
+    """A repeated TI must not replace a sequence item (SetDataNodeAtValue does): 12 frames -> 12 items,
+    exact TIs back, and the panel's Estimate equals the CLI's record."""
+    import pydicom
+
+    from CardiacTICorrectorLib.scout import estimate, load_scout
+    from slicercad.errors import InputError
+    from slicercad.ti.correct import correct_scout
+    from slicercad.ti.scout import load_dicom_scouts
+    from SlicerCADLib.sequences import frames_to_sequence
+
+    ph = make_scout(8, snr=50, n_frames=12, shape=(96, 96))
+    files = write_scout_dicom(ph, tmp_path, ti_in="InversionTime", seed=4)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        if float(ds.InversionTime) == float(ph.ti_ms[5]):
+            ds.InversionTime = float(ph.ti_ms[4])     # frames 4 and 5 now share a TI
+            ds.save_as(f)
+    ((seq, _, scout),) = load_scout(scene, tmp_path)
+    assert seq.GetNumberOfDataNodes() == 12 and any("duplicate TI" in w for w in scout.warnings)
+    panel = estimate(scene, seq)["record"]
+    (cli,) = [correct_scout(s) for s in load_dicom_scouts(tmp_path)]
+    assert panel["ti_ms"] == cli["ti_ms"] and panel["null_ti_ms"] == cli["null_ti_ms"]
+    with pytest.raises(InputError, match="more than once"):
+        frames_to_sequence(ph.frames[:3], [100.0, 100.0, 200.0], scene=scene)

@@ -76,7 +76,11 @@ def test_cli_correct_dicom_and_images(tmp_path):
     for k, f in enumerate(ph.frames[:6]):
         Image.fromarray(np.clip(f / ph.frames.max() * 255, 0, 255).astype(np.uint8)).save(img / f"{k:02d}.png")
     tis = ",".join(f"{t:g}" for t in ph.ti_ms[:6])
-    assert main(["ti", "correct", str(img), "--ti", tis, "--model", "none", "--json", str(out)]) in (0, 2)
+    assert main(["ti", "correct", str(img), "--ti", tis, "--json", str(out)]) == 0   # the CNN reads images
+    (rec,) = json.loads(out.read_text())
+    assert rec["n_frames"] == 6 and rec["ti_source"] == "user (--ti)" and rec["cnn_null_ti_ms"] is not None
+    # physics alone on 6 unscaled 8-bit frames without pixel spacing finds no myocardium: an error, not a TI
+    assert main(["ti", "correct", str(img), "--ti", tis, "--model", "none", "--json", str(tmp_path / "x.json")]) == 2
     assert main(["ti", "correct", str(img), "--ti", "100,200", "--json", str(out)]) == 2
 
 
@@ -90,4 +94,33 @@ def test_reproduce_smoke_has_every_row_and_the_controls(tmp_path):
         assert key in t and {"in_range", "under", "over", "in_range_ci"} <= set(t[key])
     assert t["control_shuffled_ti_flagged"] >= 0.75
     assert "SYNTHETIC" in (tmp_path / "results.md").read_text()
-    assert "ti_offset" in result["setup"] or result["table"]["frame_clean"]["n"] > 0   # trained through the engine
+    assert result["table"]["frame_clean"]["n"] > 0 and "epochs" in result["setup"]
+
+
+def test_randomised_weights_control_is_near_chance_and_far_below_the_model(bundled):
+    """The control must fail: randomised weights put frames in range about as often as a uniformly random
+    bin would (chance computed from the frames' true offsets), far below the trained model."""
+    from slicercad.ti.constants import OFFSET_BIN_CENTRES_MS
+    from slicercad.ti.evaluate import evaluate, outcome, test_scouts
+
+    model, card = bundled
+    scouts = test_scouts(6)
+    t = evaluate(model, card, scouts, photo_profiles=(), n_boot=50)
+    chance = 100 * np.mean([np.mean(outcome(ph.ti_ms[np.abs(ph.offsets_ms()) <= 60][:, None]
+                                            - np.array(OFFSET_BIN_CENTRES_MS)[None], ph.myo_null_ms) == 0)
+                            for ph in scouts])
+    assert abs(t["random_weights_frame"]["in_range"] - chance) < 15
+    assert t["frame_clean"]["in_range"] > t["random_weights_frame"]["in_range"] + 30
+
+
+def test_card_validity_range_and_vendor_are_checked(bundled):
+    from slicercad.ti.correct import correct_frames
+
+    model, card = bundled
+    ph = make_scout(6, snr=60, n_frames=12)
+    out = correct_frames(ph.frames, ph.ti_ms, ph.pixel_spacing_mm, model, card,
+                         meta={"field_strength_t": 7.0, "manufacturer": "SYNTHETIC"})
+    assert out["cnn"] is None and out["method"] == "physics" and any("CNN left out" in w for w in out["warnings"])
+    out = correct_frames(ph.frames, ph.ti_ms, ph.pixel_spacing_mm, model, card,
+                         meta={"field_strength_t": 1.5, "manufacturer": "ACME MR"})
+    assert out["cnn"] is not None and any("SYNTHETIC phantoms only" in w for w in out["warnings"])

@@ -17,6 +17,22 @@ from SlicerCADLib.tables import append_rows
 SCOUT_ATTRIBUTE = "SlicerCAD.TIScout"     # sequence node attribute: JSON of the scout's metadata
 
 
+def unique_index_values(ti_ms) -> tuple[np.ndarray, list]:
+    """Sequence index values for sorted TIs: a repeated TI gets +0.01 ms per repeat (a sequence holds
+    one item per value), with a warning; the exact TIs travel in the scout attribute."""
+    ti = np.asarray(ti_ms, float)
+    index, warnings, seen = ti.copy(), [], {}
+    for i, t in enumerate(ti):
+        key = f"{t:g}"
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n:
+            index[i] = t + 0.01 * n
+            warnings.append(f"duplicate TI {t:g} ms: frame {i} indexed {index[i]:g} in the sequence browser "
+                            "(the estimate uses the true TI)")
+    return index, warnings
+
+
 def load_scout(scene, path, ti=None, first_ti=None) -> list:
     """[(sequence node, browser node, TIScout)] for every scout under ``path``."""
     import json
@@ -25,12 +41,15 @@ def load_scout(scene, path, ti=None, first_ti=None) -> list:
     out = []
     for k, scout in enumerate(load_scout_folder(path, ti, first_ti)):
         name = f"TI scout {scout.series_description or scout.series_instance_uid or k}".strip()
-        seq, browser = frames_to_sequence(scout.frames, scout.ti_ms, scout.reference, name, scene=scene,
+        index, more = unique_index_values(scout.ti_ms)
+        scout.warnings = list(scout.warnings) + more
+        seq, browser = frames_to_sequence(scout.frames, index, scout.reference, name, scene=scene,
                                           spacing_mm=scout.pixel_spacing_mm)
         seq.SetAttribute(SCOUT_ATTRIBUTE, json.dumps({
             "series_instance_uid": scout.series_instance_uid, "relative": scout.relative,
             "ti_source": scout.ti_source, "meta": scout.meta, "warnings": scout.warnings,
-            "photo": scout.photo, "pixel_spacing_mm": scout.pixel_spacing_mm}))
+            "photo": scout.photo, "pixel_spacing_mm": scout.pixel_spacing_mm,
+            "ti_ms": [float(t) for t in scout.ti_ms], "index_values": [f"{v:g}" for v in index]}))
         out.append((seq, browser, scout))
     return out
 
@@ -47,6 +66,8 @@ def scout_from_sequence(seq) -> TIScout:
 
     frames, ti, first = sequence_to_frames(seq)
     info = json.loads(seq.GetAttribute(SCOUT_ATTRIBUTE) or "{}")
+    exact = dict(zip(info.get("index_values", []), info.get("ti_ms", [])))
+    ti = np.array([exact.get(seq.GetNthIndexValue(i), t) for i, t in enumerate(ti)], float)
     spacing = info.get("pixel_spacing_mm") or (first.GetSpacing()[1], first.GetSpacing()[0])
     order = np.argsort(ti, kind="stable")
     return TIScout(frames=frames[order], ti_ms=ti[order], ti_source=info.get("ti_source", "sequence index"),
@@ -81,7 +102,7 @@ def estimate(scene, seq, model=None, card=None, segmentation_node=None, segment_
     scout = scout_from_sequence(seq)
     mask = roi_mask(seq, segmentation_node, segment_id)
     out = correct_frames(scout.frames, scout.ti_ms, scout.pixel_spacing_mm, model, card, mask, None,
-                         scout.meta, scout.relative, rule)
+                         scout.meta, scout.relative, rule, photo=scout.photo)
     record = record_of(scout, out, card)
     rows = []
     classes = list(card["classes"]) if card else []

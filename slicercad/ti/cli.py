@@ -12,8 +12,8 @@ from ..errors import InputError
 
 HELP = "cardiac LGE inversion time from a TI scout: correct series (CNN + physics), or reproduce the synthetic table"
 DEFAULT_MODEL = "ti_offset_demo"
-CSV_FIELDS = ("series_instance_uid", "null_ti_ms", "blood_null_ti_ms", "recommended_ti_ms", "uncertainty_ms",
-              "method", "ti_scale", "n_frames", "warnings")
+CSV_FIELDS = ("series_instance_uid", "null_ti_ms", "blood_null_ti_ms", "recommended_ti_ms",
+              "recommended_uncertainty_ms", "uncertainty_ms", "method", "ti_scale", "n_frames", "warnings")
 
 
 def add_arguments(parser) -> None:

@@ -53,4 +53,7 @@ DEFAULT_MINUTES_SINCE_INJECTION = 10.0
 DEFAULT_MINUTES_SCOUT_TO_LGE = 2.0    # the LGE is acquired this long after the scout
 
 FIELD_STRENGTHS_T = (1.5, 3.0)
-ROI_UNCERTAINTY_MS = 40.0             # an automatically found ROI adds 40 x (1 - confidence) ms (in quadrature)
+# physics null sd (slicercad/ti/uncertainty.py): fit sd, ROI pixel bootstrap, ROI-halves gap, model floor
+ROI_BOOTSTRAP_N = 12
+PHYSICS_MODEL_FLOOR_MS = 4.5          # ~68 % coverage at 1 sd on validation phantoms (not the test seed)
+ROI_HALVES_FLAG_MS = 20.0             # the two halves of the ROI null this far apart: fit flagged

@@ -5,11 +5,11 @@
   ``CNN_LOGLIK_TEMPER * sum_i log p_i(bin(TI_i - t))`` with offsets beyond the trained range counted
   in the extreme bin (closed model) or the open bins; estimate = posterior mean, sd = posterior sd
   floored at ``CNN_SIGMA_FLOOR_MS``.
-* Fusion (documented rule): inverse-variance weighting of physics (sd from the fit, plus the found-ROI
-  term) and CNN. A physics fit flagged bad (residual, uncertainty) is left out; no model -> physics only;
-  no fit -> CNN only. They disagree by > FUSION_DISAGREE_SIGMAS combined sd -> a warning. With a good
-  fit the physics sd is a few ms against the CNN's >= 8 ms, so physics dominates ("physics wins when
-  the fit is good").
+* Fusion (documented rule): inverse-variance weighting of physics (sd: fit, ROI pixel bootstrap, ROI
+  halves, model floor; slicercad/ti/uncertainty.py) and CNN. A physics fit flagged bad (residual,
+  uncertainty, ROI halves disagreeing) is left out; no model -> physics only; no fit -> CNN only. They
+  disagree by > FUSION_DISAGREE_SIGMAS combined sd -> a warning. A good fit's sd is >= the 4.5 ms
+  floor against the CNN's >= 8 ms, so the physics carries >= ~76 % of the weight when the fit is good.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from . import constants as C
 from .features import frames_input
 from .physics import estimate_physics, lge_rule
 
-RECORD_FIELDS = ("series_instance_uid", "null_ti_ms", "blood_null_ti_ms", "recommended_ti_ms", "uncertainty_ms",
-                 "method", "warnings")
+RECORD_FIELDS = ("series_instance_uid", "null_ti_ms", "blood_null_ti_ms", "recommended_ti_ms",
+                 "recommended_uncertainty_ms", "uncertainty_ms", "method", "warnings")
 
 
 def bin_centres(card_or_classes) -> np.ndarray:
@@ -120,9 +120,22 @@ def series_cnn(proba, ti_ms) -> dict:
     return {"null_ms": mean, "sd_ms": sd, "grid_ms": grid, "posterior": post}
 
 
-def physics_sd(fit, roi_source, roi_confidence) -> float:
-    roi_term = 0.0 if roi_source == "user ROI" else C.ROI_UNCERTAINTY_MS * (1.0 - roi_confidence)
-    return math.hypot(fit.null_sd_ms, roi_term)
+def physics_entry(est, frames, ti_ms) -> dict:
+    """{null_ms, sd_ms, good, reasons, spread} of a physics estimate (sd: slicercad/ti/uncertainty.py);
+    ROI halves further apart than ROI_HALVES_FLAG_MS flag the fit."""
+    from .uncertainty import physics_sd, roi_spread
+
+    fit = est.myocardium
+    reasons, good = list(fit.reasons), bool(fit.good)
+    if not math.isfinite(fit.null_sd_ms):
+        return {"null_ms": fit.null_ms, "sd_ms": float("inf"), "good": False, "reasons": reasons, "spread": None}
+    spread = roi_spread(frames, ti_ms, est.myo_mask, fit)
+    if spread["halves_gap_ms"] > C.ROI_HALVES_FLAG_MS:
+        good = False
+        reasons.append(f"the two halves of the myocardial ROI null {spread['halves_gap_ms']:.0f} ms apart (partial "
+                       "volume, scar or a misplaced ROI): check or draw the ROI")
+    return {"null_ms": fit.null_ms, "sd_ms": physics_sd(fit.null_sd_ms, spread), "good": good, "reasons": reasons,
+            "spread": spread}
 
 
 def fuse(physics: dict | None, cnn: dict | None) -> dict:
@@ -150,20 +163,50 @@ def fuse(physics: dict | None, cnn: dict | None) -> dict:
     raise InputError("no estimate: the physics fit failed and no CNN model is loaded", "estimate")
 
 
+def model_fits_input(card, meta) -> list:
+    """Warnings for a model used outside its card: field strength outside ``valid_ranges`` (the CNN is
+    then left out: ModelError message), a real vendor's data with a SYNTHETIC-trained model."""
+    from ..engine.registry import check_input
+    from ..errors import ModelError
+
+    meta = meta or {}
+    out = []
+    fs = meta.get("field_strength_t")
+    if fs:
+        try:
+            check_input(card, {"field_strength_t": float(fs)}, "card.valid_ranges")
+        except ModelError as exc:
+            raise InputError(f"CNN left out: {exc}", "card.valid_ranges") from None
+    vendor = str(meta.get("manufacturer") or "")
+    if vendor and "SYNTHETIC" not in vendor.upper() and card["training_data"].get("synthetic"):
+        out.append(f"the CNN was trained on SYNTHETIC phantoms only; not validated on {vendor} scouts")
+    return out
+
+
 def correct_frames(frames, ti_ms, spacing_mm=None, model=None, card=None, myo_mask=None, blood_mask=None,
-                   meta=None, relative=False, rule: dict | None = None, use_physics: bool = True) -> dict:
-    """Everything the record, the table and the plot need, for one scout's frames."""
+                   meta=None, relative=False, rule: dict | None = None, use_physics: bool = True,
+                   photo: bool = False) -> dict:
+    """Everything the record, the table and the plot need, for one scout's frames. ``photo``: frames
+    are screenshots / photos (display window, gamma, clipping): the physics fit is flagged, not fused."""
     frames = np.asarray(frames, np.float32)
     ti = np.asarray(ti_ms, float)
     warnings, details = [], {}
+    if model is not None:
+        try:
+            warnings += model_fits_input(card, meta)
+        except InputError as exc:
+            warnings.append(str(exc))
+            model = None
     phys, est = None, None
     if use_physics:
         try:
             est = estimate_physics(frames, ti, spacing_mm, myo_mask, blood_mask)
-            fit = est.myocardium
-            sd = physics_sd(fit, est.roi_source, est.roi_confidence) if math.isfinite(fit.null_sd_ms) else float("inf")
-            phys = {"null_ms": fit.null_ms, "sd_ms": sd, "good": fit.good, "reasons": fit.reasons}
-            warnings += [f"physics: {r}" for r in fit.reasons]
+            phys = physics_entry(est, frames, ti)
+            if photo:
+                phys["good"] = False
+                phys["reasons"].append("frames are images (window/level, gamma, clipping distort |A - B exp(-TI/T1*)|"
+                                       "): the fit is not trusted")
+            warnings += [f"physics: {r}" for r in phys["reasons"]]
             if est.roi_source == "found" and est.roi_confidence < 0.3:
                 warnings.append(f"myocardial ROI found automatically with low confidence {est.roi_confidence:.2f}: "
                                 "draw the ROI for a reliable physics estimate")
@@ -181,8 +224,10 @@ def correct_frames(frames, ti_ms, spacing_mm=None, model=None, card=None, myo_ma
     if relative:
         warnings.append("TIs are RELATIVE (TriggerTime only): null on that scale; no absolute LGE TI recommended")
     else:
-        t1 = est.myocardium.t1_ms if (est is not None and phys and phys["good"]) else None
-        record_rule = lge_rule(fused["null_ms"], t1, meta, **(rule or {}))
+        good = est is not None and phys and phys["good"]
+        t1 = est.myocardium.t1_ms if good else None
+        record_rule = lge_rule(fused["null_ms"], t1, meta, **(rule or {}),
+                               physics_null_ms=est.myocardium.null_ms if good else None, null_sd_ms=fused["sd_ms"])
         warnings += record_rule["assumptions"]
     return {"null_ti_ms": fused["null_ms"], "uncertainty_ms": fused["sd_ms"], "method": fused["method"],
             "blood_null_ti_ms": None if blood is None or not math.isfinite(blood.null_ms) else blood.null_ms,
@@ -195,7 +240,7 @@ def correct_frames(frames, ti_ms, spacing_mm=None, model=None, card=None, myo_ma
 def correct_scout(scout, model=None, card=None, myo_mask=None, blood_mask=None, rule=None) -> dict:
     """The JSON-ready record of one scout (fields RECORD_FIELDS and more)."""
     out = correct_frames(scout.frames, scout.ti_ms, scout.pixel_spacing_mm, model, card, myo_mask, blood_mask,
-                         scout.meta, scout.relative, rule, use_physics=True)
+                         scout.meta, scout.relative, rule, use_physics=True, photo=scout.photo)
     record = record_of(scout, out, card)
     return record
 
@@ -208,6 +253,7 @@ def record_of(scout, out: dict, card=None) -> dict:
         "null_ti_ms": round1(out["null_ti_ms"]), "null_ti_is": "myocardial null on the scout (Look-Locker)",
         "blood_null_ti_ms": round1(out["blood_null_ti_ms"]),
         "recommended_ti_ms": round1(out["recommended_ti_ms"]),
+        "recommended_uncertainty_ms": round1(out["rule"]["recommended_uncertainty_ms"]) if out["rule"] else None,
         "uncertainty_ms": round1(out["uncertainty_ms"]), "method": out["method"],
         "physics_null_ti_ms": round1(out["physics"]["null_ms"]) if out["physics"] else None,
         "physics_uncertainty_ms": round1(out["physics"]["sd_ms"]) if out["physics"] else None,

@@ -73,8 +73,9 @@ def _varpro_start(ti, y):
     return None if not np.isfinite(resid[g, k]) else (a[g, k], b[g, k], grid[g])
 
 
-def fit_ir(ti_ms, signal) -> IRFit:
-    """Fit ``|A - B exp(-TI/T1*)|`` to one ROI curve (TIs need not be sorted)."""
+def fit_ir(ti_ms, signal, start=None) -> IRFit:
+    """Fit ``|A - B exp(-TI/T1*)|`` to one ROI curve (TIs need not be sorted). ``start``: (A, B, T1*)
+    of a fit to a nearby curve (the ROI bootstrap) instead of the variable-projection search."""
     ti = np.asarray(ti_ms, float).reshape(-1)
     y = np.asarray(signal, float).reshape(-1)
     if ti.shape != y.shape:
@@ -87,7 +88,7 @@ def fit_ir(ti_ms, signal) -> IRFit:
     ti, y = ti[order], y[order]
     scale = float(np.max(np.abs(y))) or 1.0
     yn = y / scale
-    start = _varpro_start(ti, yn)
+    start = _varpro_start(ti, yn) if start is None else (start[0] / scale, start[1] / scale, start[2])
     reasons = []
     if start is None:
         return IRFit(float("nan"), float("nan"), float("nan"), float("nan"), float("inf"), float("nan"),
@@ -311,8 +312,14 @@ PSIR_NOTE = ("PSIR reconstructions are less TI-sensitive: a TI somewhat shorter 
 
 
 def lge_rule(scout_null_ms, t1_ms=None, meta=None, rr_ms=None, every_rr=None, readout_ms=None,
-             minutes_since_injection=None, minutes_to_lge=None, drift_rate=None) -> dict:
-    """Recommended LGE TI from the scout's myocardial null, with every assumption stated."""
+             minutes_since_injection=None, minutes_to_lge=None, drift_rate=None, physics_null_ms=None,
+             null_sd_ms=None) -> dict:
+    """Recommended LGE TI from the scout's myocardial null (the fused estimate), every assumption stated.
+
+    With a physics fit (``t1_ms`` and its scout null ``physics_null_ms``, default ``scout_null_ms``)
+    the scout->LGE shift ``lge_null(T1) - physics_null`` is added to ``scout_null_ms``, so the
+    CNN/fusion move the recommendation 1:1; without a fit T1 = 1.6 x scout null. ``null_sd_ms`` (the null's sd) is carried
+    into ``recommended_uncertainty_ms`` (times the rule's slope when T1 is derived from the null)."""
     meta = meta or {}
     notes = []
     rr = rr_ms or meta.get("rr_ms")
@@ -327,21 +334,29 @@ def lge_rule(scout_null_ms, t1_ms=None, meta=None, rr_ms=None, every_rr=None, re
         notes.append(f"time since injection unknown (AcquisitionTime/ContrastBolusStartTime): {since:g} min assumed")
     to_lge = C.DEFAULT_MINUTES_SCOUT_TO_LGE if minutes_to_lge is None else minutes_to_lge
     rate = C.DRIFT_MS_PER_MIN_AT_10MIN if drift_rate is None else drift_rate
-    if t1_ms is None or not math.isfinite(t1_ms):
+    sd = float(null_sd_ms) if null_sd_ms is not None and math.isfinite(null_sd_ms) else float("nan")
+    if t1_ms is not None and math.isfinite(t1_ms):
+        ref = scout_null_ms if physics_null_ms is None or not math.isfinite(physics_null_ms) else physics_null_ms
+        shift = lge_null_ms(t1_ms, rr, every, readout) - float(ref)
+        lge, slope = scout_null_ms + shift, 1.0
+    else:
         t1_ms = scout_null_ms * DEFAULT_T1_OVER_SCOUT_NULL
         notes.append(f"myocardial T1 taken as {DEFAULT_T1_OVER_SCOUT_NULL} x the scout null (no fit)")
-    lge = lge_null_ms(t1_ms, rr, every, readout)
+        lge = lge_null_ms(t1_ms, rr, every, readout)
+        shift = lge - scout_null_ms
+        slope = (lge_null_ms(t1_ms + DEFAULT_T1_OVER_SCOUT_NULL, rr, every, readout) - lge)   # d lge / d null
     drift = drift_ms(since, to_lge, rate)
     return {
         "scout_null_ti_ms": scout_null_ms, "myocardial_t1_ms": t1_ms, "lge_null_ti_ms": lge + drift,
-        "lge_null_at_scout_time_ms": lge, "drift_ms": drift,
+        "lge_null_at_scout_time_ms": lge, "scout_to_lge_shift_ms": shift, "drift_ms": drift,
         "recommended_ti_ms": lge + drift + C.RECOMMEND_MARGIN_MS,
+        "recommended_uncertainty_ms": abs(slope) * sd,
         "optimal_range_ms": [lge + drift + C.OPTIMAL_RANGE_MS[0], lge + drift + C.OPTIMAL_RANGE_MS[1]],
         "rr_ms": rr, "inversions_every_rr": every, "readout_ms": readout,
         "minutes_since_injection": since, "minutes_scout_to_lge": to_lge, "drift_ms_per_min_at_10min": rate,
         "statement": (f"null_ti_ms is the myocardial null ON THE SCOUT (Look-Locker). The LGE TI applies the "
                       f"segmented IR-GRE relation (T1 {t1_ms:.0f} ms, inversion every {every} RR of {rr:.0f} ms, "
-                      f"readout {readout:g} ms) and +{drift:.1f} ms drift for {to_lge:g} min more at "
+                      f"readout {readout:g} ms) as a shift of {shift:+.1f} ms added to the scout null, and +{drift:.1f} ms drift for {to_lge:g} min more at "
                       f"{since:.1f} min after injection, then +{C.RECOMMEND_MARGIN_MS:g} ms into the optimal "
                       f"range [null{C.OPTIMAL_RANGE_MS[0]:+g}, null{C.OPTIMAL_RANGE_MS[1]:+g}] ms. " + PSIR_NOTE),
         "assumptions": notes,

@@ -108,12 +108,19 @@ def _comment_ti(ds) -> Optional[float]:
     return float(match.group(1)) if match else None
 
 
+MIDNIGHT_WRAP_S = 6 * 3600.0   # a negative interval is taken as crossing midnight only within this of it
+
+
 def _minutes_between(later_s, earlier_s) -> Optional[float]:
+    """Minutes from ``earlier_s`` to ``later_s`` (seconds of the day); a negative interval wraps only
+    when it plausibly crossed midnight (both times within 6 h of it), else None (unknown)."""
     if later_s is None or earlier_s is None:
         return None
     delta = later_s - earlier_s
     if delta < 0:
-        delta += 86400.0   # crossed midnight
+        if later_s > MIDNIGHT_WRAP_S or earlier_s < 86400.0 - MIDNIGHT_WRAP_S:
+            return None
+        delta += 86400.0
     return delta / 60.0
 
 
@@ -127,9 +134,14 @@ def _series_meta(ds) -> dict:
         rr = 60000.0 / hr
     acq = parse_dicom_time(ds.get("AcquisitionTime")) or parse_dicom_time(ds.get("SeriesTime"))
     bolus = parse_dicom_time(ds.get("ContrastBolusStartTime"))
-    return {"rr_ms": rr or None, "field_strength_t": _float(ds.get("MagneticFieldStrength")),
+    since = _minutes_between(acq, bolus)
+    notes = []
+    if since is None and acq is not None and bolus is not None:
+        notes.append("ContrastBolusStartTime is after AcquisitionTime (not across midnight): time since injection "
+                     "unknown, the drift rule assumes its default")
+    return {"time_warnings": notes,"rr_ms": rr or None, "field_strength_t": _float(ds.get("MagneticFieldStrength")),
             "manufacturer": str(ds.get("Manufacturer", "") or ""),
-            "minutes_since_injection": _minutes_between(acq, bolus),
+            "minutes_since_injection": since,
             "series_description": str(ds.get("SeriesDescription", "") or ""),
             "image_type": [str(v) for v in (ds.get("ImageType") or [])]}
 
@@ -189,10 +201,10 @@ def load_dicom_scouts(path, first_ti_ms: Optional[float] = None) -> list[TIScout
         records = []
         for fr, ds in items:
             records.append({"inversion": fr.inversion_time, "trigger": fr.trigger_time,
-                            "comment": _comment_ti(ds) if fr.inversion_time is None else None,
+                            "comment": None,
                             "instance": fr.instance_number if ds.get("NumberOfFrames") in (None, 1, "1")
                             else (_int(ds.get("InstanceNumber")) or 0) * 100000 + fr.index})
-        if all(r["inversion"] is None for r in records):
+        if len({r["inversion"] for r in records}) < 2:   # absent or constant InversionTime: try the comments
             for r, (fr, ds) in zip(records, items):
                 r["comment"] = _comment_ti(ds)
         ti, ti_source, relative, warnings = _pick_ti(records, first_ti_ms, f"series {uid or '?'}")
@@ -204,6 +216,7 @@ def load_dicom_scouts(path, first_ti_ms: Optional[float] = None) -> list[TIScout
         reference, _ = assemble([frames[0]])
         ds0 = items[0][1]
         meta = _series_meta(ds0)
+        warnings += meta.pop("time_warnings")
         if len(groups) > 1 and pos is not None:
             meta["slice_position_lps"] = list(pos)
         scouts.append(TIScout(
