@@ -27,6 +27,23 @@ def test_bundled_model_is_small_synthetic_and_documented(bundled):
     assert card["metrics"]["frame_accuracy"] > 1 / 6 + 0.05     # better than chance on held-out phantoms
 
 
+def test_card_metrics_are_measured_on_validation_scouts_not_the_test_seed(bundled):
+    """The card's metrics come from VALIDATION_SEED scouts, disjoint from the scouts the model trained on
+    and from the TEST_SEED scouts of `make reproduce-ti` (whose CNN rows are then the card's held-out check);
+    CONTROL: the test seed's scouts would be named differently."""
+    from slicercad.ti.evaluate import TEST_SEED, VALIDATION_SEED
+
+    _, card = bundled
+    m, cfg = card["metrics"], card["model_config"]
+    n = m["n_patients"]
+    assert m["test_data"] == f"SYNTHETIC phantom, {n} scouts, seed {VALIDATION_SEED}"
+    assert f"validation seed {VALIDATION_SEED}" in m["card_split"] and "recipe was chosen on test-seed" in m["card_split"]
+    assert m["test_data"] != f"SYNTHETIC phantom, {n} scouts, seed {TEST_SEED}"        # CONTROL
+    trained = {cfg["data_seed"] * 1_000_003 + i for i in range(cfg["n_patients"])}    # task.phantom_samples
+    validation, test = set(range(VALIDATION_SEED, VALIDATION_SEED + n)), set(range(TEST_SEED, TEST_SEED + n))
+    assert not trained & validation and not trained & test and not validation & test
+
+
 def test_bundled_model_is_built_with_the_task_recipe_and_input(bundled):
     """The card says the recipe on the TaskSpec trained it, on the input the product path feeds; a card of
     a whole-frame model (no crop) is refused rather than fed the cropped input."""

@@ -55,5 +55,7 @@ DEFAULT_MINUTES_SCOUT_TO_LGE = 2.0    # the LGE is acquired this long after the 
 FIELD_STRENGTHS_T = (1.5, 3.0)
 # physics null sd (slicercad/ti/uncertainty.py): fit sd, ROI pixel bootstrap, ROI-halves gap, model floor
 ROI_BOOTSTRAP_N = 12
+ROI_BOOTSTRAP_GN_STEPS = 2             # Gauss–Newton steps of each resample's linearised refit (>= 2)
+ROI_BOOTSTRAP_GN_TOL_MS = 0.25         # a resample whose last step moved its null more: refitted in full
 PHYSICS_MODEL_FLOOR_MS = 4.5          # ~68 % coverage at 1 sd on validation phantoms (not the test seed)
 ROI_HALVES_FLAG_MS = 20.0             # the two halves of the ROI null this far apart: fit flagged

@@ -44,17 +44,34 @@ class IRFit:
     n_points: int
     good: bool
     reasons: list
+    floor: float = float("nan")   # noise floor c of sqrt((A - B e)² + c²), signal units
 
     def as_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                 for k, v in dataclasses.asdict(self).items()}
 
 
+def floored_ir(ti, p, jac: bool = False):
+    """The fitted model ``sqrt((A - B e)² + c²)``, ``e = exp(-TI / exp(g))``, for parameters
+    ``p = (A, B, g = log T1*, c)`` of shape (..., 4): values (..., m), and with ``jac`` also the
+    Jacobian (..., m, 4) (``fit_ir`` and the linearised ROI bootstrap share it)."""
+    p = np.asarray(p, float)
+    a, b, g, c = (p[..., i, None] for i in range(4))
+    e = np.exp(-ti / np.exp(g))
+    u = a - b * e
+    f = np.sqrt(u * u + c * c)
+    if not jac:
+        return f
+    s = np.maximum(f, 1e-12)
+    return f, np.stack([u, -u * e, -u * b * e * ti * np.exp(-g), np.broadcast_to(c, u.shape)], -1) / s[..., None]
+
+
 def _varpro_start(ti, y):
     """(A, B, T1*) of the best linear fit over the T1* grid and every polarity split, or None.
 
     For each grid T1* the model ``A - B e`` is linear: the 2x2 normal equations are solved in closed
-    form for every grid value and split at once (one vectorised pass)."""
+    form for every grid value and split at once, and so is each residual sum of squares (one vectorised
+    pass, no (grid, split, frame) array)."""
     lo, hi, n = C.T1STAR_GRID_MS
     grid = np.geomspace(lo, hi, int(n))
     m = len(ti)
@@ -67,7 +84,7 @@ def _varpro_start(ti, y):
     safe = np.where(det > 1e-12, det, np.inf)[:, None]
     a = (s2[:, None] * r0[None, :] - s1[:, None] * r1) / safe                        # (G, K)
     b = (s1[:, None] * r0[None, :] - m * r1) / safe
-    resid = ((a[..., None] - b[..., None] * e[:, None, :] - ys[None]) ** 2).sum(-1)
+    resid = float(y @ y) - (a * r0[None, :] - b * r1)        # RSS of a least-squares fit: y.y - theta.X'y
     resid = np.where((a > 0) & (b > a) & np.isfinite(safe), resid, np.inf)
     g, k = np.unravel_index(int(np.argmin(resid)), resid.shape)
     return None if not np.isfinite(resid[g, k]) else (a[g, k], b[g, k], grid[g])
@@ -96,13 +113,10 @@ def fit_ir(ti_ms, signal, start=None) -> IRFit:
     a0, b0, g0 = start
 
     def resid(p):
-        return np.sqrt((p[0] - p[1] * np.exp(-ti / np.exp(p[2]))) ** 2 + p[3] ** 2) - yn
+        return floored_ir(ti, p) - yn
 
     def jac(p):
-        e = np.exp(-ti / np.exp(p[2]))
-        u = p[0] - p[1] * e
-        s = np.maximum(np.sqrt(u * u + p[3] ** 2), 1e-12)
-        return np.stack([u, -u * e, -u * p[1] * e * ti * np.exp(-p[2]), np.full_like(u, p[3])], 1) / s[:, None]
+        return floored_ir(ti, p, jac=True)[1]
 
     floor0 = 0.5 * float(np.min(yn))
     sol = optimize.least_squares(resid, [a0, b0, math.log(g0), floor0], jac=jac, method="lm", xtol=1e-10,
@@ -135,7 +149,8 @@ def fit_ir(ti_ms, signal, start=None) -> IRFit:
         reasons.append(f"null TI uncertain (sd {sd:.0f} ms > {C.BAD_FIT_MAX_UNCERTAINTY_MS:g} ms)")
     if math.isfinite(null) and not (ti[0] <= null <= ti[-1]):
         reasons.append(f"null {null:.0f} ms lies outside the scout's TIs {ti[0]:g}–{ti[-1]:g} ms (extrapolated)")
-    return IRFit(a * scale, b * scale, t1s, null, sd, t1s * (b / a - 1.0), nrmse, n, not reasons, reasons)
+    return IRFit(a * scale, b * scale, t1s, null, sd, t1s * (b / a - 1.0), nrmse, n, not reasons, reasons,
+                 abs(float(p[3])) * scale)
 
 
 def roi_curve(frames, mask) -> np.ndarray:
