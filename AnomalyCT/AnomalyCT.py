@@ -22,7 +22,8 @@ from slicer.util import VTKObservationMixin
 
 import AnomalyCTLib
 from AnomalyCTLib import logic as anomaly
-from SlicerCADLib import dependencies
+from AnomalyCTLib.training import NormalsTrainingJob
+from SlicerCADLib import dependencies, train_job
 
 
 class AnomalyCT(ScriptedLoadableModule):
@@ -50,6 +51,7 @@ class AnomalyCTParameterNode:
     segmentation: slicer.vtkMRMLSegmentationNode
     normalsFolder: pathlib.Path
     trainOutputFolder: pathlib.Path
+    resultsFolder: pathlib.Path
 
 
 def _isSet(path) -> bool:
@@ -63,9 +65,9 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
         self._jobTimer = None
-        self._score = None
+        self._score = None          # the last ScoreResult, and the volume node it was computed on
+        self._scoredVolume = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -81,6 +83,8 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
         self.ui.cancelTrainButton.connect("clicked(bool)", self.onCancelTrain)
+        self.ui.saveDicomButton.connect("clicked(bool)", self.onSaveDicom)
+        self.ui.mapThresholdSliderWidget.connect("valueChanged(double)", self.onThresholdChanged)
         self._jobTimer = qt.QTimer()
         self._jobTimer.setInterval(500)
         self._jobTimer.connect("timeout()", self._pollJob)
@@ -99,13 +103,22 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self._clearScore()
+
+    def _clearScore(self) -> None:
+        self._score, self._scoredVolume = None, None
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        from SlicerCADLib.dicom_results import default_results_folder
+
+        p = self.logic.getParameterNode()
+        if not _isSet(p.resultsFolder):
+            p.resultsFolder = default_results_folder("AnomalyCT")
+        self.setParameterNode(p)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -119,10 +132,13 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
+        if self._score is not None and (not p or p.inputVolume is not self._scoredVolume):
+            self._clearScore()   # the input changed: the last score and map belong to another volume
         self.ui.loadStudyButton.enabled = bool(p) and _isSet(p.dicomFolder)
         self.ui.scoreButton.enabled = bool(p) and p.inputVolume is not None
         self.ui.segmentButton.enabled = self._score is not None
-        running = self._job is not None and self._job.running
+        self.ui.saveDicomButton.enabled = self._score is not None
+        running = self.logic.training.running
         self.ui.trainButton.enabled = bool(p) and _isSet(p.normalsFolder) and _isSet(p.trainOutputFolder) and not running
         self.ui.cancelTrainButton.enabled = running
 
@@ -135,10 +151,21 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Scoring failed."), waitCursor=True):
             p = self._parameterNode
-            self._score = self.logic.score(p)
+            self._clearScore()
+            score = self.logic.score(p)
+            self._score, self._scoredVolume = score, p.inputVolume
             p.mapThreshold = float(self._score.default_threshold)
             self.ui.scoreStatusLabel.text = self._score.summary()
         self._checkCanApply()
+
+    def onThresholdChanged(self, value) -> None:
+        if self._score is not None:
+            anomaly.set_map_threshold(self._score.map_node, value)
+
+    def onSaveDicom(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not save the results as DICOM."), waitCursor=True):
+            self.ui.saveDicomStatusLabel.text = self.logic.saveDicom(self._parameterNode, self._score,
+                                                                      self._scoredVolume)
 
     def onSegment(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not make the anomaly segment."), waitCursor=True):
@@ -148,29 +175,21 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._dependenciesReady(self.ui.trainStatusLabel):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
-            self._job = self.logic.startTraining(self._parameterNode)
+            self.logic.startTraining(self._parameterNode)
             self.ui.trainStatusLabel.text = _("Training started (runs in the background; Cancel stops it).")
             self._jobTimer.start()
         self._checkCanApply()
 
     def onCancelTrain(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self.ui.trainStatusLabel.text = _("Training cancelled.")
-        self._checkCanApply()
+        self.logic.training.cancel()
+        self._pollJob()
 
     def _pollJob(self) -> None:
-        if self._job is None:
+        _percent, text, running = self.logic.pollTraining(self._parameterNode)
+        if text:
+            self.ui.trainStatusLabel.text = text
+        if not running:
             self._jobTimer.stop()
-            return
-        code = self._job.poll()
-        progress = self._job.progress or {}
-        if progress.get("message"):
-            self.ui.trainStatusLabel.text = str(progress["message"])
-        if code is not None:
-            self._jobTimer.stop()
-            self.ui.trainStatusLabel.text = self.logic.trainingSummary(self._job)
-            self._job = None
         self._checkCanApply()
 
     def onLoadStudy(self) -> None:
@@ -185,6 +204,7 @@ class AnomalyCTLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._detector = None   # (model path, kind, device, detector) of the last one used
+        self.training = train_job.PanelTraining()   # the background training job (one at a time)
 
     @staticmethod
     def ensureDependencies() -> None:
@@ -205,28 +225,24 @@ class AnomalyCTLogic(ScriptedLoadableModuleLogic):
         return anomaly.score_volume(p.inputVolume, p.inputKind, detector=self.detector(p))
 
     def segment(self, p, score) -> str:
+        name = (score.result.card.get("name") or score.result.card["task"]) if score else ""
         node, segment_id = anomaly.map_to_segment(score.map_node if score else None, p.inputVolume,
-                                                  p.mapThreshold, p.segmentation)
+                                                  p.mapThreshold, p.segmentation, algorithm=name)
         p.segmentation = node
         return _("Map above {t:.2f} SD added as segment {s}.").format(t=p.mapThreshold, s=segment_id)
 
     def startTraining(self, p):
-        """Train on a folder of normal studies as a cancellable subprocess; returns the JobRunner."""
-        from slicercad.engine.runner import JobRunner, slicercad_command
+        """Train on a folder of normal studies as a cancellable subprocess (``<output>/runs/<timestamp>``)."""
+        return self.training.start(lambda: NormalsTrainingJob(p.normalsFolder, p.trainOutputFolder,
+                                                              p.inputKind).start())
 
-        args = slicercad_command("anomaly", "train", str(p.normalsFolder), "--out", str(p.trainOutputFolder),
-                                 "--kind", p.inputKind)
-        return JobRunner(args).start()
+    def pollTraining(self, p) -> tuple:
+        """``(progress %, status line, running)``; a finished run's card becomes the panel's model."""
+        return self.training.poll(p)
 
-    @staticmethod
-    def trainingSummary(job) -> str:
-        if job.cancelled:
-            return _("Training cancelled.")
-        if job.returncode == 0:
-            card = (job.progress or {}).get("card", "")
-            return _("Training finished: {card}. Choose it as the model to use it.").format(card=card)
-        tail = "\n".join(list(job.lines)[-3:])
-        return _("Training failed (exit code {code}): {tail}").format(code=job.returncode, tail=tail)
+    def saveDicom(self, p, score, volume) -> str:
+        """The scored case's map, thresholded map and case score as DICOM on the volume's series."""
+        return anomaly.save_dicom(score, volume, p.resultsFolder, p.mapThreshold)
 
     def getParameterNode(self):
         return AnomalyCTParameterNode(super().getParameterNode())

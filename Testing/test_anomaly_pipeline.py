@@ -76,17 +76,19 @@ def test_score_cli_ranks_cases_and_writes_maps(head_card, tmp_path):
     mr = sitk.GetImageFromArray(np.random.default_rng(0).uniform(0, 900, (20, 40, 40)).astype(np.float32))
     write_image(mr, folder / "c_mr.nrrd")
     out = tmp_path / "out"
-    assert main(["anomaly", "score", str(folder), "--out", str(out), "--model", str(head_card)]) == 0
+    assert main(["anomaly", "score", str(folder), "--out", str(out), "--model", str(head_card), "--rank-by",
+                 "bpd"]) == 0
     rows = list(csv.DictReader(open(out / "scores.csv")))
     assert [r["rank"] for r in rows] == ["1", "2", ""]
     assert "Hounsfield" in rows[2]["error"] and rows[2]["case"] == "c_mr"
     for r in rows[:2]:
         assert sitk.ReadImage(r["map"]).GetSize() == ph.image.GetSize()
-    assert float(rows[0]["percentile_among_normals"]) >= float(rows[1]["percentile_among_normals"])
+    assert rows[0]["case"] == "b_bleed"        # the inserted haemorrhage (higher bits/dim) is triaged first
+    assert float(rows[0]["score"]) > float(rows[1]["score"])
 
 
 def test_smoke_reproduce_tables(tmp_path):
-    from slicercad.anomaly.experiment import reproduce
+    from slicercad.anomaly.experiment import reproduce, verdicts
 
     res = reproduce(tmp_path, smoke=True, kinds=("cxr",), log=lambda *a: None,
                     overrides={"n_train": 4, "n_val": 2, "n_test": 3, "n_boot": 20})
@@ -100,4 +102,11 @@ def test_smoke_reproduce_tables(tmp_path):
     assert set(r["normal_variation_flagged"]) >= {"rotated", "all"}
     text = (tmp_path / "report.md").read_text()
     assert "SYNTHETIC" in text and "Pixel AUROC" in text
+    assert "| normal-variation limit (15%) |" in text and "random weights at chance" in text
+    v = verdicts(r)
+    for m, f in r["normal_variation_flagged"]["all"].items():
+        assert v["normal_variation"][m] == ("PASS" if f["rate"] <= 0.15 else "FAIL")
+    assert set(v["random_at_chance"]) == {"glow_random", "glow_random_map"}
+    pixel_header = next(line for line in text.splitlines() if line.startswith("| type |"))
+    assert pixel_header.count("glow map") == 1 and "glow_complexity" not in pixel_header   # one column per map
     assert json.loads((tmp_path / "results.json").read_text())["smoke"] is True

@@ -118,3 +118,16 @@ def test_haemorrhage_inserted_into_the_real_background(cranium):
         les = pp.resample_to_grid(m, s.grid, True)
         assert les.sum() >= 5 and (les & s.mask).sum() / les.sum() > 0.8
         assert s.x[0][les].mean() > base.x[0][les].mean() + 0.1, kind
+
+
+def test_intracranial_volume_stable_at_clinical_5mm_slices(cranium):
+    """Resampled to 0.5 x 0.5 x 5 mm (a routine head CT) the mask must not leak through the skull base: the
+    closing radius is in mm per axis (before, 7 iterations of the 0.5 mm pixel closed 35 mm along z: +10 %)."""
+    img, _hu, icm = cranium
+    native = icm.sum() * np.prod(img.GetSpacing()) / 1000.0
+    sp = (0.5, 0.5, 5.0)
+    size = [int(round(n * o / s)) for n, o, s in zip(img.GetSize(), img.GetSpacing(), sp)]
+    thick = sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), sp, img.GetDirection(),
+                          -1000.0)
+    icv = pp.intracranial_mask(sitk.GetArrayFromImage(thick), sp[::-1]).sum() * np.prod(sp) / 1000.0
+    assert 0.85 * native <= icv <= 1.03 * native, (native, icv)

@@ -186,7 +186,11 @@ def test_fine_tune_subprocess_starts_from_the_model_and_selects_its_new_card(dat
 
 def test_fine_tune_cancel_kills_the_process_tree_and_bad_datasets_are_named(dataset, tmp_path):
     folder, start_card = dataset
-    job = training.FineTuneJob(folder, start_card, epochs=500, batch_size=1, device="cpu")
+    class NoEarlyStop(training.FineTuneJob):   # a tiny set stops early; on a loaded machine before the first poll
+        def extra_args(self, out):
+            return [*super().extra_args(out), "--patience", "500"]
+
+    job = NoEarlyStop(folder, start_card, epochs=500, batch_size=1, device="cpu")
     assert (job.overrides["size_jitter"], job.overrides["max_offset"]) == (0.1, 0.25)   # the card's, as exported
     job.start()
     status, _ = poll_until(job, lambda s: s.get("epoch") is not None or s["state"] != "running")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from SlicerCADLib.dicom_nodes import FILES_ATTRIBUTE, UIDS_ATTRIBUTE
 from SlicerCADLib.overlays import show_float_overlay
 from SlicerCADLib.segmentations import label_array_to_segment
 from SlicerCADLib.volumes import volume_node_to_sitk
@@ -15,6 +16,27 @@ from slicercad.errors import InputError
 KINDS = ("head_ct", "cxr")
 MAP_NAME = "AnomalyCT map"
 SEGMENT_COLOR = (1.0, 0.55, 0.1)
+ORIGIN_TAG = "SlicerCAD.algorithm"   # segment tag read by SlicerCADLib.dicom_results (MODEL_TAGS): AUTOMATIC
+GRID_NOTE = (" The model grid is aligned by the head's centre only (no registration): real scans differ from "
+             "the phantoms in position and anatomy, so they tend to score at the top of the normal range.")
+
+
+def photometric_interpretation(volume_node) -> str:
+    """PhotometricInterpretation of the DICOM file behind a node loaded by Slicer's DICOM module
+    (``DICOM.instanceUIDs``); "" for other nodes. Nodes loaded by ``SlicerCADLib.study`` (``SlicerCAD.files``)
+    are already inverted to MONOCHROME2 by ``slicercad.dicom.volume``."""
+    if volume_node.GetAttribute(FILES_ATTRIBUTE) or not (volume_node.GetAttribute(UIDS_ATTRIBUTE) or "").strip():
+        return ""
+    import pydicom
+
+    from SlicerCADLib.dicom_nodes import volume_files
+
+    files = volume_files(volume_node)
+    try:
+        header = pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["PhotometricInterpretation"])
+    except Exception as exc:  # pydicom raises several types for damaged files
+        raise InputError(f"cannot read PhotometricInterpretation ({type(exc).__name__}: {exc})", files[0]) from None
+    return str(getattr(header, "PhotometricInterpretation", "")).strip().upper()
 
 
 def input_image(volume_node, kind: str) -> sitk.Image:
@@ -28,7 +50,11 @@ def input_image(volume_node, kind: str) -> sitk.Image:
         if image.GetSize()[2] != 1:
             raise InputError(f"a chest X-ray is one 2D image; {volume_node.GetName()} has {image.GetSize()[2]} "
                              "slices (choose the head CT model for volumes)", volume_node.GetName())
-        return image[:, :, 0]
+        image = image[:, :, 0]
+        if photometric_interpretation(volume_node) == "MONOCHROME1":   # Slicer's DICOM plugin does not invert
+            stats = sitk.MinimumMaximumImageFilter()
+            stats.Execute(image)
+            image = sitk.Cast(image, sitk.sitkFloat32) * -1.0 + float(stats.GetMinimum() + stats.GetMaximum())
     return image
 
 
@@ -55,7 +81,8 @@ class ScoreResult:
         return (f"Case score {r.score:.4f} {unit}: {r.percentile:.0f}th percentile among held-out normal cases "
                 f"(complexity-corrected: {r.variant_percentile:.0f}th; map score {r.map_score:.2f} SD, top 1% of "
                 f"the map: {r.map_percentile:.0f}th). Map peak {r.map_max:.1f} SD; "
-                f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f}.{synth}")
+                f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f} (about 1% of a "
+                f"normal case's mask is above it by construction).{synth}{GRID_NOTE}")
 
 
 def score_volume(volume_node, kind: str = "head_ct", detector=None, card_path=None, device="cpu",
@@ -66,8 +93,7 @@ def score_volume(volume_node, kind: str = "head_ct", detector=None, card_path=No
     image = input_image(volume_node, kind)
     det = detector or load_detector(card_path or None, kind, device)
     result = det.score_image(image, volume_node.GetName())
-    map_img = result.map_image(volume_node_to_sitk(volume_node))
-    arr = sitk.GetArrayFromImage(map_img).astype(np.float32)
+    arr = sitk.GetArrayFromImage(result.map_image(volume_node_to_sitk(volume_node)))
     node = show_float_overlay(arr, volume_node, MAP_NAME, colormap="Inferno", opacity=opacity,
                               window=(0.0, max(float(result.threshold) * 2.0, float(arr.max()), 1e-3)),
                               threshold=float(result.threshold))
@@ -75,8 +101,18 @@ def score_volume(volume_node, kind: str = "head_ct", detector=None, card_path=No
     return ScoreResult(result, node, kind)
 
 
-def map_to_segment(map_node, volume_node, threshold: float, segmentation_node=None, name="Anomaly"):
-    """Voxels of the map above ``threshold`` as a new segment on the input volume's grid."""
+def set_map_threshold(map_node, threshold: float) -> None:
+    """Show only map values above ``threshold`` (the panel's slider) in the overlay."""
+    if map_node is None or map_node.GetDisplayNode() is None:
+        return
+    display = map_node.GetDisplayNode()
+    display.SetThreshold(float(threshold), max(float(display.GetUpperThreshold()), float(threshold)))
+
+
+def map_to_segment(map_node, volume_node, threshold: float, segmentation_node=None, name="Anomaly",
+                   algorithm: str = ""):
+    """Voxels of the map above ``threshold`` as a new segment on the input volume's grid, tagged with the
+    model name (``ORIGIN_TAG``) so a DICOM SEG of it says AUTOMATIC."""
     if map_node is None:
         raise InputError("score the case first (no anomaly map)", "map")
     import slicer
@@ -85,4 +121,21 @@ def map_to_segment(map_node, volume_node, threshold: float, segmentation_node=No
     mask = arr > float(threshold)
     if not mask.any():
         raise InputError(f"no voxel of the map is above {threshold:.2f}; lower the threshold", "threshold")
-    return label_array_to_segment(mask.astype(np.uint8), volume_node, segmentation_node, name, SEGMENT_COLOR)
+    node, segment_id = label_array_to_segment(mask.astype(np.uint8), volume_node, segmentation_node, name,
+                                              SEGMENT_COLOR)
+    if algorithm:
+        node.GetSegmentation().GetSegment(segment_id).SetTag(ORIGIN_TAG, str(algorithm))
+    return node, segment_id
+
+
+def save_dicom(score, volume_node, results_folder_path, threshold: float, database=True) -> str:
+    """The scored case as DICOM (Parametric Map, SEG of the map above ``threshold``, SR with the case score) on
+    the volume's series in ``SlicerCADLib.dicom_results.results_folder``, added to the DICOM database."""
+    from SlicerCADLib.dicom_results import anomaly_map_to_dicom, results_folder, written_summary
+
+    if score is None or volume_node is None:
+        raise InputError("score the case first", "score")
+    folder = results_folder(results_folder_path, "AnomalyCT", volume_node)
+    return written_summary(anomaly_map_to_dicom(score.map_node, volume_node, score, folder, threshold=threshold,
+                                                database=database), database)
+

@@ -24,6 +24,9 @@ def add_arguments(parser) -> None:
     s.add_argument("--kind", choices=("head_ct", "cxr"), default="head_ct")
     s.add_argument("--model", help="model card (.json); default: the bundled SYNTHETIC Glow for --kind")
     s.add_argument("--device", default="cpu")
+    s.add_argument("--rank-by", choices=tuple(RANK_BY), default=DEFAULT_RANK,
+                   help="triage order: percentile among held-out normals of the top-1%% map score (map, default), "
+                   "the bits/dim (bpd) or the complexity-corrected variant")
     t = sub.add_parser("train", help="train a detector on a folder of NORMAL studies (one study per entry)")
     t.add_argument("folder")
     t.add_argument("--out", required=True, help="folder for <name>.safetensors + <name>.json")
@@ -42,6 +45,26 @@ def add_arguments(parser) -> None:
     r.add_argument("--n-train", type=int)
 
 
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+RANK_BY = {"bpd": ("percentile_among_normals", "score"), "variant": ("variant_percentile", "variant_score"),
+           "map": ("map_percentile", "map_score")}
+DEFAULT_RANK = "map"   # the top-1% map score: the best case-level separation on the SYNTHETIC phantoms
+
+
+def case_names(paths) -> list:
+    """One unique case name per study: folders keep their whole name (DICOM UIDs hold dots), files lose only
+    a known image suffix; repeats get ``-2``, ``-3``, ..."""
+    names, seen = [], {}
+    for p in paths:
+        name = p.name
+        if not p.is_dir():
+            suffix = next((s for s in IMAGE_SUFFIXES if name.lower().endswith(s)), "")
+            name = name[:len(name) - len(suffix)] if suffix else name
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return names
+
+
 def _cases(folder: Path) -> list:
     if not folder.is_dir():
         raise InputError("not a folder", folder)
@@ -49,7 +72,7 @@ def _cases(folder: Path) -> list:
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        if p.is_dir() or p.suffix.lower() in (".nrrd", ".nii", ".gz", ".mha", ".mhd", ".dcm"):
+        if p.is_dir() or p.name.lower().endswith(IMAGE_SUFFIXES):
             items.append(p)
     if not items:
         raise InputError("no studies found (sub-folders with DICOM series, or .nrrd/.nii.gz/.mha/.dcm files)",
@@ -68,21 +91,28 @@ def read_case(path: Path):
             return load_volume([str(path)])[0]
         vols = [v for v in scan_folder(path).volumes()]
         if len(vols) != 1:
-            raise InputError(f"the folder holds {len(vols)} image series; give one per study folder", path)
+            names = "; ".join(f"{getattr(v, 'description', '') or '?'} ({len(getattr(v, 'files', []) or [])} "
+                              "files)" for v in vols[:6])
+            raise InputError(f"the folder holds {len(vols)} image series ({names}); put the one to score (the "
+                             "axial soft-tissue / brain series) alone in its study folder", path)
         return vols[0].load()
     return read_image(path)
 
 
-def score_folder(folder, out, kind="head_ct", model=None, device="cpu") -> list:
+def score_folder(folder, out, kind="head_ct", model=None, device="cpu", rank_by=DEFAULT_RANK) -> list:
+    """Score every study of ``folder``; rows ranked most anomalous first by ``rank_by`` (``RANK_BY``: the
+    percentile among held-out normals of the bits/dim, the complexity variant or the top-1% map score)."""
     from ..imageio import write_image
     from .detector import load_detector
 
     out = Path(out)
     (out / "maps").mkdir(parents=True, exist_ok=True)
+    if rank_by not in RANK_BY:
+        raise InputError(f"rank_by must be one of {tuple(RANK_BY)}, got {rank_by!r}", "rank_by")
     det = load_detector(model, kind, device)
     rows = []
-    for path in _cases(Path(folder)):
-        case = path.name.split(".")[0]
+    paths = _cases(Path(folder))
+    for path, case in zip(paths, case_names(paths)):
         row = {"case": case, "path": str(path), "kind": kind}
         try:
             image = read_case(path)
@@ -96,7 +126,8 @@ def score_folder(folder, out, kind="head_ct", model=None, device="cpu") -> list:
         except SlicerCADError as exc:
             row["error"] = str(exc)
         rows.append(row)
-    ok = sorted([r for r in rows if "score" in r], key=lambda r: -r["percentile_among_normals"] - 1e-6 * r["score"])
+    pct, raw = RANK_BY[rank_by]
+    ok = sorted([r for r in rows if "score" in r], key=lambda r: (-r[pct], -r[raw]))
     bad = [r for r in rows if "score" not in r]
     for i, r in enumerate(ok, 1):
         r["rank"] = i
@@ -120,11 +151,13 @@ def train_folder(folder, out, kind="head_ct", family="glow", name=None, epochs=N
     from . import task as T
 
     cases = _cases(Path(folder))
-    xs, used = [], []
+    xs, used, patients = [], [], []
     for i, path in enumerate(cases, 1):
         try:
-            xs.append(T.sample_of(read_case(path), kind, str(path)).stacked())
+            image = read_case(path)
+            xs.append(T.sample_of(image, kind, str(path)).stacked())
             used.append(path.name)
+            patients.append(_patient_id(image, path))
         except SlicerCADError as exc:
             progress.emit("train", message=f"skipped {path.name}: {exc}")
         progress.emit("train", fraction=0.2 * i / len(cases), message=f"read {path.name}")
@@ -136,25 +169,68 @@ def train_folder(folder, out, kind="head_ct", family="glow", name=None, epochs=N
     cfg = spec.config()
     model = spec.build_model(cfg)
     x = torch.from_numpy(np.stack(xs))
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    train_idx, val_idx = patient_split(patients, n_val, seed)
+    if len(train_idx) < 2 or len(val_idx) < 1:
+        raise InputError(f"{len(set(patients))} patient(s) among {len(xs)} normal studies: a patient-level split "
+                         "needs at least 3 patients", folder)
+    n_val = len(val_idx)
     epochs = epochs or T.epochs_for_steps(len(x) - n_val, T.RECIPE["batch_size"], T.STEP_BUDGET)
 
     def report(epoch, loss=None, **kw):
         progress.emit("train", epoch=epoch, epochs=epochs, loss=loss, fraction=0.2 + 0.8 * epoch / epochs,
                       message=f"epoch {epoch} done")
 
-    info = T.fit_detector(model, x[perm[n_val:]], x[perm[:n_val]], epochs, T.RECIPE["batch_size"], T.RECIPE["lr"],
+    info = T.fit_detector(model, x[train_idx], x[val_idx], epochs, T.RECIPE["batch_size"], T.RECIPE["lr"],
                           seed, report)
     name = name or f"{task_name}_{Path(folder).name}"
     card = {"name": name, "task": task_name, "kind": "likelihood", "model_config": cfg,
             "input_spec": spec.spec_for(cfg), "classes": ["normal", "anomalous"],
             "training_data": {"synthetic": False, "folder": str(folder), "n_train": len(x) - n_val,
-                              "n_calibration": n_val, "studies": used},
+                              "n_calibration": n_val, "studies": used, "split_by": "patient",
+                            "n_patients": len(set(patients))},
             "metrics": {"map_threshold": info["map_threshold"]}, "temperature": 1.0,
             "training": {"epochs": epochs, "recipe": T.RECIPE}}
     path = save_model(model, card, out)
     progress.emit("train", fraction=1.0, message="training finished", card=str(path))
     return path
+
+
+def _patient_id(image, path: Path) -> str:
+    """PatientID of a DICOM study (``read_case`` keeps it in the image's metadata where it can), else the
+    study's own name (each file or folder its own patient)."""
+    for key in ("0010|0020", "PatientID"):
+        if image.HasMetaDataKey(key) and image.GetMetaData(key).strip():
+            return image.GetMetaData(key).strip()
+    if path.is_dir() or path.suffix.lower() == ".dcm":
+        import pydicom
+
+        first = path if path.is_file() else next((f for f in sorted(path.rglob("*")) if f.is_file()), None)
+        try:
+            pid = str(pydicom.dcmread(first, stop_before_pixels=True, specific_tags=["PatientID"]).get(
+                "PatientID", "")).strip() if first else ""
+        except Exception:  # a non-DICOM file first in the folder: fall back to the study name
+            pid = ""
+        if pid:
+            return pid
+    return path.name
+
+
+def patient_split(patients, n_val: int, seed: int = 0) -> tuple:
+    """(train indices, calibration indices): whole patients go to calibration (seeded order) until it holds
+    ``n_val`` studies or more; no patient is on both sides."""
+    import numpy as np
+
+    groups = sorted(set(patients))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    val_patients, count = set(), 0
+    for g in order:
+        if count >= n_val:
+            break
+        val_patients.add(groups[g])
+        count += sum(1 for p in patients if p == groups[g])
+    val = [i for i, p in enumerate(patients) if p in val_patients]
+    train = [i for i, p in enumerate(patients) if p not in val_patients]
+    return train, val
 
 
 def run(args) -> int:
@@ -164,7 +240,7 @@ def run(args) -> int:
         print(f"wrote {path}")
         return 0
     if args.anomaly_command == "score":
-        rows = score_folder(args.folder, args.out, args.kind, args.model, args.device)
+        rows = score_folder(args.folder, args.out, args.kind, args.model, args.device, args.rank_by)
         n_bad = sum(1 for r in rows if r.get("error"))
         print(f"scored {len(rows) - n_bad} case(s), {n_bad} refused; {Path(args.out) / 'scores.csv'}")
         return 0 if len(rows) > n_bad else 2

@@ -217,6 +217,26 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+CHANCE_BAND = 0.1      # random-weights control: overall case ROC-AUC within 0.5 +- this is "at chance"
+PIXEL_MAPS = (("glow map", "glow_bpd"), ("GAN map", "gan"), ("atlas z", "atlas_z"), ("HU threshold", "hu_threshold"),
+              ("random-weights Glow map", "glow_random"))   # one column per distinct map (the Glow scores share one)
+
+
+def verdicts(r: dict) -> dict:
+    """PASS/FAIL of the stated controls per method: ``normal_variation`` (all healthy variants flagged at most
+    ``normal_variation_limit``) and, for the random-weights methods, ``random_at_chance`` (overall case ROC-AUC
+    within 0.5 +- CHANCE_BAND)."""
+    limit = r["normal_variation_limit"]
+    out = {"normal_variation": {m: "PASS" if f["rate"] <= limit else "FAIL"
+                                for m, f in r["normal_variation_flagged"]["all"].items()}}
+    out["random_at_chance"] = {}
+    for m, _model, _key in RANDOM:
+        auc = (r["case_auc"].get(m) or {}).get("all") or {}
+        if auc.get("auc") is not None:
+            out["random_at_chance"][m] = "PASS" if abs(auc["auc"] - 0.5) <= CHANCE_BAND else "FAIL"
+    return out
+
+
 def _fmt(r):
     if r is None or r.get("auc") is None:
         return "-"
@@ -239,11 +259,13 @@ def report_markdown(results: dict) -> str:
                   "| stratum | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for label in r["case_auc"][methods[0]]:
             lines.append(f"| {label} | " + " | ".join(_fmt(r["case_auc"][m].get(label)) for m in methods) + " |")
-        lines += ["", "Pixel AUROC of the maps (mean over cases [case bootstrap CI]; peak-in-lesion rate)", "",
-                  "| type | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        maps = [(label, m) for label, m in PIXEL_MAPS if m in r["pixel_auc"]]
+        lines += ["", "Pixel AUROC of the maps (mean over cases [case bootstrap CI]; peak-in-lesion rate); the "
+                  "three Glow scores share one map, as do the two GAN scores", "",
+                  "| type | " + " | ".join(label for label, _ in maps) + " |", "|---|" + "---|" * len(maps)]
         for a_type in r["pixel_auc"][methods[0]]:
             cells = []
-            for m in methods:
+            for _label, m in maps:
                 p = r["pixel_auc"][m][a_type]
                 cells.append("-" if p["auc"] is None else f"{_fmt(p)}; peak {p['peak_in_lesion']:.2f}")
             lines.append(f"| {a_type} | " + " | ".join(cells) + " |")
@@ -254,6 +276,11 @@ def report_markdown(results: dict) -> str:
             _rate(r["test_normals_flagged"][m]) for m in methods) + " |")
         for v, d in r["normal_variation_flagged"].items():
             lines.append(f"| normal variation `{v}` flagged | " + " | ".join(_rate(d[m]) for m in methods) + " |")
+        v = verdicts(r)
+        lines.append(f"| normal-variation limit ({r['normal_variation_limit']:.0%}) | " + " | ".join(
+            v["normal_variation"].get(m, "-") for m in methods) + " |")
+        lines.append(f"| random weights at chance (case AUROC 0.5 ± {CHANCE_BAND}) | " + " | ".join(
+            v["random_at_chance"].get(m, "") for m in methods) + " |")
         lines.append("| simple (smoothed) normals flagged | " + " | ".join(f"{r['simple_image_flagged'][m]:.2f}"
                                                                         for m in methods) + " |")
         lines += ["", f"Threshold: 95th percentile of each method on the held-out calibration normals (map scores "

@@ -41,7 +41,9 @@ HEAD_CHANNELS = ("brain_40_80", "subdural_80_200")
 AIR_MAX_HU = -500.0                  # 1st percentile of a head CT (air around the head) is at most this
 BONE_MIN_HU = 300.0                  # 99.5th percentile (skull) is at least this
 BONE_HU = 200.0                      # skull threshold of the intracranial mask
+CLOSE_RADIUS_MM = 3.0               # skull gaps (foramina, sutures) closed up to this radius, in mm per axis
 INTRACRANIAL_MIN_HU = -200.0         # air (sinuses, mastoid cells) enclosed by bone is not intracranial
+HEAD_EXTENT_MM = (90.0, 230.0)       # intracranial bounding box per axis (adult skull ~120-200 mm)
 ICV_RANGE_ML = (500.0, 2600.0)       # intracranial volume of an adult head (phantoms: ~900-1700 mL)
 MAX_SPACING_MM = 10.0                # coarser input is refused
 HEAD_GRID_SIZE = (36, 44, 32)        # (x, y, z) voxels; each divisible by 4 (2 Glow levels)
@@ -110,17 +112,28 @@ def _fill_slices(closed: np.ndarray, tissue: np.ndarray, axis: int) -> np.ndarra
     return np.moveaxis(np.stack(out), 0, axis)
 
 
+def closing_element(plane_spacing_mm, radius_mm: float = CLOSE_RADIUS_MM) -> np.ndarray:
+    """2D structuring element closing skull gaps up to ``radius_mm`` in mm along each in-plane axis: the L1
+    ball (diamond) of that radius in mm, so a 5 mm slice axis closes one slice, not 35 mm (on an isotropic grid
+    it is the 4-connected cross iterated radius/spacing times)."""
+    r = [max(0, int(round(radius_mm / max(float(s), 0.1)))) for s in plane_spacing_mm]
+    if max(r) == 0:
+        r = [1 if float(s) == min(map(float, plane_spacing_mm)) else 0 for s in plane_spacing_mm]
+    i, j = np.mgrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1]
+    return (np.abs(i) / max(r[0], 1e-9) * (r[0] > 0) + np.abs(j) / max(r[1], 1e-9) * (r[1] > 0) <= 1.0 + 1e-9) & (
+        ((i == 0) | (r[0] > 0)) & ((j == 0) | (r[1] > 0)))
+
+
 def intracranial_mask(hu: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Mask (same shape, k j i) of the space inside the skull, up to the inner table (see module doc)."""
     bone = hu >= BONE_HU
     tissue = hu > AIR_MAX_HU
-    st = ndimage.generate_binary_structure(2, 1)
     filled = np.zeros_like(bone)
     for axis in range(3) if min(hu.shape) > 2 else (0,):
         plane = [s for a, s in enumerate(spacing_zyx) if a != axis]
-        close_r = max(1, int(round(3.0 / max(min(plane), 0.1))))
+        st = closing_element(plane)
         moved = np.moveaxis(bone, axis, 0)
-        closed = np.stack([ndimage.binary_closing(b, st, iterations=close_r, border_value=0) | b for b in moved])
+        closed = np.stack([ndimage.binary_closing(b, st, border_value=0) | b for b in moved])
         filled |= _fill_slices(np.moveaxis(closed, 0, axis), tissue, axis)
     if min(hu.shape) > 2:                     # boxes no orthogonal plane closes, enclosed by filled voxels in 3D
         filled = ndimage.binary_fill_holes(filled | bone)
@@ -130,6 +143,18 @@ def intracranial_mask(hu: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray
         return inside
     sizes = ndimage.sum(inside, labels, index=np.arange(1, n + 1))
     return labels == (1 + int(np.argmax(sizes)))
+
+
+def check_head_extent(icm: np.ndarray, spacing_xyz, source="image") -> None:
+    """The intracranial mask's bounding box must look like a skull (HEAD_EXTENT_MM along every axis; phantoms
+    and the real Cranium span 115-184 mm): a bone-enclosed space of another body part is refused."""
+    idx = np.argwhere(icm)
+    extent = (idx.max(0) - idx.min(0) + 1) * np.asarray(spacing_xyz, float)[::-1]
+    lo, hi = HEAD_EXTENT_MM
+    if not ((extent >= lo) & (extent <= hi)).all():
+        mm = " x ".join(f"{e:.0f}" for e in extent[::-1])
+        raise InputError(f"the bone-enclosed region spans {mm} mm (x y z), outside {lo:.0f}-{hi:.0f} mm per axis: "
+                         "not a head CT (or not the whole head)", source)
 
 
 def _grid(center_lps, size, spacing) -> sitk.Image:
@@ -163,6 +188,7 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
         raise InputError(f"intracranial volume {icv_ml:.0f} mL is outside {ICV_RANGE_ML} mL: not a whole adult head "
                          "(a partial scan, a child, or a skull that is not closed), outside the training "
                          "distribution", source)
+    check_head_extent(icm, sp, source)
     mask_img = sitk.GetImageFromArray(icm.astype(np.uint8))
     mask_img.CopyInformation(image)
     # extracranial voxels -> NEUTRAL_HU before smoothing: skull partial volume must not leak into the mask
@@ -218,6 +244,20 @@ def _otsu(values: np.ndarray) -> float:
     return float(centers[int(np.argmax(w0 * w1 * (m0 - m1) ** 2))])
 
 
+def check_cxr_polarity(a: np.ndarray, source="image") -> None:
+    """A frontal CXR in the MONOCHROME2 convention has lateral lung bands darker than the central (mediastinum,
+    spine) column; an inverted image (MONOCHROME1 not inverted on loading) is refused with that reason."""
+    rows, cols = a.shape
+    mid = a[int(0.25 * rows):int(0.75 * rows)]
+    central = float(np.median(mid[:, int(0.45 * cols):int(0.55 * cols)]))
+    lateral = float(np.median(np.concatenate([mid[:, int(0.15 * cols):int(0.35 * cols)],
+                                              mid[:, int(0.65 * cols):int(0.85 * cols)]], axis=1)))
+    if lateral >= central:
+        raise InputError(f"the lung bands (median {lateral:.4g}) are not darker than the central column (median "
+                         f"{central:.4g}): the image looks inverted (MONOCHROME1 shown as stored?) or is not a "
+                         "frontal chest X-ray; invert it or load it with the panel's Load study", source)
+
+
 def cxr_sample(image: sitk.Image, source="image", size=CXR_SIZE) -> Sample:
     """A frontal chest radiograph (2D, MONOCHROME2 convention) -> lung-field-normalised fixed-size channel."""
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -239,6 +279,7 @@ def cxr_sample(image: sitk.Image, source="image", size=CXR_SIZE) -> Sample:
     sig = (max(0.0, a.shape[0] / rows / 2.0), max(0.0, a.shape[1] / cols / 2.0))
     small = ndimage.zoom(ndimage.gaussian_filter(a, sig), (rows / a.shape[0], cols / a.shape[1]), order=1)
     small = small[:rows, :cols]
+    check_cxr_polarity(small, source)
     t = int(round(CXR_CENTRAL * rows)), int(round(CXR_CENTRAL * cols))
     box = small[t[0]:rows - t[0], t[1]:cols - t[1]]
     thr = _otsu(box.ravel())
@@ -257,7 +298,8 @@ def cxr_sample(image: sitk.Image, source="image", size=CXR_SIZE) -> Sample:
     mask = (raw > 0.0) & (raw < 1.0)
     grid = sitk.Image([cols, rows], sitk.sitkUInt8)
     sp = image.GetSpacing()
-    grid.SetSpacing([sp[0] * a.shape[1] / cols, sp[1] * a.shape[0] / rows])
+    # ndimage.zoom (grid_mode False) aligns the corner pixel centres: spacing sp * (in - 1) / (out - 1)
+    grid.SetSpacing([sp[0] * (a.shape[1] - 1) / (cols - 1), sp[1] * (a.shape[0] - 1) / (rows - 1)])
     grid.SetOrigin(image.GetOrigin())
     grid.SetDirection(image.GetDirection())
     return Sample(x[None].astype(np.float32), mask, grid, "cxr",
