@@ -64,7 +64,8 @@ def build(kind: str, out: Path, n_train=96, n_val=32, epochs=None, seed=0) -> Pa
             "metrics": {"synthetic": True, "product_path_auc": auc, "product_path_map_auc": map_auc, "eval": f"{N_EVAL} held-out normals vs the same "
                         f"with {lesion[0]} {lesion[1]} mm / {lesion[2]}", "map_threshold": info["map_threshold"],
                         "check_cases": checks},
-            "training": {"epochs": epochs, "recipe": T.RECIPE, "final_train_bpd": info["history"][-1]["train_bpd"]},
+            "training": {"epochs": epochs, "step_budget": T.STEP_BUDGET,
+                         "recipe": {k: v for k, v in T.RECIPE.items() if k != "epochs"}, "final_train_bpd": info["history"][-1]["train_bpd"]},
             "temperature": 1.0,
             "score": "bits/dim over the likelihood mask (slicercad.anomaly.scoring); variant = bpd - zlib complexity; "
                      "map score = top 1% mean of the standardised map"}

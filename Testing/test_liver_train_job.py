@@ -60,7 +60,11 @@ def test_panel_training_finishes_with_progress_and_selects_a_loadable_card(datas
 
 
 def test_cancel_after_first_progress_kills_the_process_tree_and_writes_no_card(dataset):
-    job = train_job.TrainingJob(dataset, epochs=200, batch_size=2, overrides=TINY).start()
+    class NoEarlyStop(train_job.TrainingJob):   # a tiny set stops early; on a loaded machine before the first poll
+        def extra_args(self, out):
+            return [*super().extra_args(out), "--patience", "200"]
+
+    job = NoEarlyStop(dataset, epochs=200, batch_size=2, overrides=TINY).start()
     status, _ = poll_until(job, lambda s: s.get("epoch") is not None or s["state"] != "running")
     assert status["state"] == "running" and 0.0 < status["fraction"] < 1.0
     assert train_job.status_text(status).startswith(f"epoch {status['epoch']}/200")
