@@ -32,16 +32,11 @@ from slicercad.anomaly.detector import Detector, bundled_card, load_detector  # 
 from slicercad.anomaly.scoring import AnomalyGlow  # noqa: E402
 from slicercad.engine.tasks import get_task  # noqa: E402
 from slicercad.synth.anomaly_head import PHANTOM_SIZE, normal_head  # noqa: E402
+from timing import timed_runs  # noqa: E402
 
 
 def _time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(timed_runs(fn, repeats))
 
 
 def _peak_mb(fn):

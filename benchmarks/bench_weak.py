@@ -36,18 +36,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from slicercad.synth.weak_lesions import generate_weak_lesions  # noqa: E402  (no torch)
+from timing import timed_runs  # noqa: E402
 
 CROP = 64
 LESION = dict(n=1, seed=0, kind="brain_t1c", diameter_range=(18.0, 20.0))
 
 
 def _time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
+    times = [1000 * t for t in timed_runs(fn, repeats)]
     return statistics.median(times), float(np.percentile(times, 90))
 
 
