@@ -130,6 +130,19 @@ def test_randomised_weights_control_is_near_chance_and_far_below_the_model(bundl
     assert t["frame_clean"]["in_range"] > t["random_weights_frame"]["in_range"] + 30
 
 
+def test_card_metrics_equal_the_product_path(bundled):
+    """The card's per-frame metrics are recomputed through the product path (``frame_probabilities``, the
+    function ``correct_scout`` serves) on the card's validation scouts."""
+    from slicercad.ti.evaluate import VALIDATION_SEED, evaluate_cnn_quick
+
+    model, card = bundled
+    m = card["metrics"]
+    again = evaluate_cnn_quick(model, card, m["n_patients"], VALIDATION_SEED)
+    assert again["n"] == m["n"]
+    for key in ("in_range", "under", "over", "frame_accuracy"):
+        assert again[key] == pytest.approx(m[key], abs=1e-3), key
+
+
 def test_card_validity_range_and_vendor_are_checked(bundled):
     from slicercad.ti.correct import correct_frames
 
