@@ -31,7 +31,7 @@ from slicercad.dicomio.terms import Algorithm, lesion_type_key
 from slicercad.errors import InputError
 
 from .dicom_nodes import tags_for_volume_node, volume_files
-from .segmentations import segment_to_label_array
+from .segmentations import segment_tag, segment_to_label_array
 from .volumes import volume_node_to_sitk
 
 CORRECTED_TAG = "SlicerCAD.corrected"       # segment tag: the user edited the model's output
@@ -41,17 +41,11 @@ _DEFAULT_TYPE = "85756007"                  # Slicer's default terminology for a
 _FIELDS = ("category", "type", "type_modifier", None, "region", "region_modifier")
 
 
-def _tag(segment, name: str) -> str:
-    import vtk
-
-    ref = vtk.reference("")
-    return str(ref) if segment.GetTag(name, ref) else ""
-
-
 def segment_terminology(segment) -> dict | None:
     """A segment's Slicer terminology as {"category", "type", "type_modifier", "region", "region_modifier":
     (scheme, value, meaning) or None}; None without one (or with Slicer's default Tissue / Tissue)."""
-    entry = segment.GetTerminology() if hasattr(segment, "GetTerminology") else _tag(segment, "TerminologyEntry")
+    entry = (segment.GetTerminology() if hasattr(segment, "GetTerminology")
+             else segment_tag(segment, "TerminologyEntry"))
     parts = str(entry or "").split("~")[1:]        # context ~ category ~ type ~ modifier ~ anatomic context ~ ...
     out = {}
     for key, text in zip(_FIELDS, parts):
@@ -68,7 +62,7 @@ def segment_algorithm(segment, algorithm) -> Algorithm | None:
     """The segment's algorithm: ``algorithm`` (an Algorithm, or a dict {model tag value: Algorithm}, e.g. per
     weak-labeller method) when a model added it (``MODEL_TAGS``), corrected when it was edited
     (``CORRECTED_TAG``); None (MANUAL) for a hand-drawn segment."""
-    made_by = next((value for value in (_tag(segment, t) for t in MODEL_TAGS) if value), "")
+    made_by = next((value for value in (segment_tag(segment, t) for t in MODEL_TAGS) if value), "")
     if not made_by:
         return None
     if isinstance(algorithm, dict):
@@ -76,7 +70,7 @@ def segment_algorithm(segment, algorithm) -> Algorithm | None:
             raise InputError(f"no algorithm given for a segment made by {made_by!r} (known: {sorted(algorithm)})",
                              segment.GetName())
         algorithm = algorithm[made_by]
-    return algorithm.corrected() if _tag(segment, CORRECTED_TAG).lower() in ("1", "true", "yes") else algorithm
+    return algorithm.corrected() if segment_tag(segment, CORRECTED_TAG).lower() in ("1", "true", "yes") else algorithm
 
 
 def write_segmentation_seg(segmentation_node, reference_volume_node, path, algorithm, *,

@@ -76,3 +76,11 @@ def label_array_to_segment(array, reference_volume_node, segmentation_node=None,
     finally:
         scene.RemoveNode(labelmap)
     return segmentation_node, segment_id
+
+
+def segment_tag(segment, name: str) -> str:
+    """A segment tag's value ("" when unset)."""
+    import vtk
+
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(name, value) else ""

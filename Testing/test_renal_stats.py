@@ -7,7 +7,8 @@ import numpy as np
 
 from slicercad.renal import study
 from slicercad.renal.clinical import permutation_p_text
-from slicercad.renal.logistic import collinearity, holm
+from slicercad.engine.metrics import holm
+from slicercad.renal.logistic import collinearity
 from slicercad.renal.tables import results_markdown
 
 

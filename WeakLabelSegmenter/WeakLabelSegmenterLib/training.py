@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import vtk
 
 from SlicerCADLib import train_job
 from SlicerCADLib.markups import lesion_from_segment
-from SlicerCADLib.segmentations import segment_to_label_array
+from SlicerCADLib.segmentations import segment_tag, segment_to_label_array
 from SlicerCADLib.source_tags import source_identifiers
 from SlicerCADLib.volumes import volume_node_to_sitk
 from slicercad.engine.export import export_lesion
@@ -59,12 +58,6 @@ def read_card(card_path) -> dict:
     return dict(card, card_path=str(path))
 
 
-def _tag(segment, name: str) -> str:
-    """A segment tag's value ("" when unset)."""
-    value = vtk.reference("")
-    return str(value) if segment.GetTag(name, value) else ""
-
-
 def segment_prompt(segmentation_node, segment_id: str, volume_node) -> dict:
     """The segment's ``center_lps`` and ``diameter_mm`` (its centroid and equivalent diameter), ``prompt``
     (the centre / diameter that made it, None when drawn by hand), ``method`` (``manual`` when drawn by
@@ -75,11 +68,11 @@ def segment_prompt(segmentation_node, segment_id: str, volume_node) -> dict:
     mask = segment_to_label_array(segmentation_node, segment_id, volume_node)
     if not mask.any():
         raise InputError("the segment is empty on the source volume's grid: nothing to export", segment.GetName())
-    method = _tag(segment, METHOD_TAG) or "manual"
-    text = _tag(segment, PROMPT_TAG)
+    method = segment_tag(segment, METHOD_TAG) or "manual"
+    text = segment_tag(segment, PROMPT_TAG)
     prompt = json.loads(text) if text else None
     mark = lesion_from_segment(segmentation_node, segment_id, volume_node)
-    edited = _tag(segment, DIGEST_TAG) != mask_digest(mask)
+    edited = segment_tag(segment, DIGEST_TAG) != mask_digest(mask)
     return {"center_lps": np.asarray(mark.center_lps, float), "diameter_mm": float(mark.diameter_mm),
             "prompt": prompt, "method": method, "edited": bool(edited), "mask": mask,
             "name": segment.GetName() or segment_id}

@@ -364,3 +364,13 @@ def evaluate_segmentation(pred_masks, true_masks, spacings_mm=None, sizes_mm=Non
                                                                   _subset(codes, m), n_boot, rng))
                              for name, m in size_bins(sizes, bins)]
     return result
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone) of {name: p}; None stays None."""
+    named = sorted(((p, k) for k, p in pvalues.items() if p is not None), key=lambda pk: pk[0])
+    out, running, m = {k: None for k in pvalues}, 0.0, len(named)
+    for i, (p, k) in enumerate(named):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.gradcam import grad_cam
-from ..engine.metrics import evaluate_classification
+from ..engine.metrics import evaluate_classification, holm
 from .controls import focus_scores, occlusion_test, randomised_copy
 from .fitting import dataset_tensor, predict_proba, train_network
 from .model import GRADCAM_LAYER
@@ -125,16 +125,6 @@ def paired_cluster_bootstrap(arm: dict, ref: dict, labels, groups, n_classes: in
         result[measure] = {"mean_difference": obs, "ci95": percentile_ci(diff), "p_bootstrap": float(p)}
     result.update(n_boot=int(n_boot), resampling="test patients (cluster) x training seeds, paired across arms")
     return result
-
-
-def holm(pvalues: dict) -> dict:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone) of {name: p}."""
-    names = sorted(pvalues, key=lambda k: pvalues[k])
-    m, running, out = len(names), 0.0, {}
-    for i, name in enumerate(names):
-        running = max(running, min(1.0, (m - i) * pvalues[name]))
-        out[name] = running
-    return out
 
 
 def _arm_scores(model, t, x_test, test_ds, null_seed: int) -> dict:

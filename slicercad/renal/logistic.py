@@ -121,16 +121,6 @@ def collinearity(X, names, corr_of=None) -> dict:
     return {"correlation": corr, "vif": vif}
 
 
-def holm(pvalues: dict) -> dict:
-    """Holm-Bonferroni adjusted p-values of {name: p} (None stays None)."""
-    named = sorted(((p, k) for k, p in pvalues.items() if p is not None))
-    out, running, m = {k: None for k in pvalues}, 0.0, len(named)
-    for i, (p, k) in enumerate(named):
-        running = max(running, min(1.0, (m - i) * p))
-        out[k] = running
-    return out
-
-
 def agreement(table: dict, X, y, names) -> dict:
     """Largest |statsmodels - scikit-learn| coefficient difference (intercept included)."""
     b0, b, _ = sklearn_fit(X, y, names)

@@ -29,10 +29,10 @@ import time
 
 import numpy as np
 
-from ..engine.metrics import bootstrap_weights, percentile_ci, weighted_auc
+from ..engine.metrics import bootstrap_weights, holm, percentile_ci, weighted_auc
 from ..errors import InputError
 from .constants import CLINICAL_FEATURES, CV_FOLDS, PHASES
-from .logistic import collinearity, fit_table, holm, nested_fit, predict, youden_cutoff
+from .logistic import collinearity, fit_table, nested_fit, predict, youden_cutoff
 
 RECIPE = {"epochs": 15, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "channels": (16, 32, 64),
           "dropout": 0.2, "arch": "small", "imagenet_weights": None}   # arch 'inception_v3': per-phase nets only
