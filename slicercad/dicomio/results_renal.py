@@ -80,7 +80,6 @@ def renal_results(study_folder, masses, out_folder, card_path, *, clinical: dict
     """Assess ``masses`` (``liver.roi.Lesion``) of the 4-phase CT study in ``study_folder`` with the renal model
     at ``card_path`` (age/sex from the tags unless ``clinical`` {"age_years", "male"} is given) and write the
     SEG + SR on the ``reference_phase`` series. Returns {"seg", "sr", "findings", "rows"}."""
-    from ..dicom.scan import scan_folder
     from ..engine.registry import load_model
     from ..renal import task  # noqa: F401  (registers the renal tasks)
     from ..renal.inference import BUNDLE_TASK, assess_masses
@@ -97,7 +96,6 @@ def renal_results(study_folder, masses, out_folder, card_path, *, clinical: dict
     info = {k: v for k, v in study.clinical.items() if k in ("age_years", "male")}
     info.update({k: v for k, v in (clinical or {}).items() if v is not None})
     rows = assess_masses(bundle, card, study.images, masses, {m.lesion_id: info for m in masses}, with_cam=False)
-    volume_id = study.assignments[reference_phase].volume_id
-    files = next(v.files for v in scan_folder(study_folder).volumes() if v.volume_id == volume_id)
-    out = write_renal_results(rows, masses, study.images[reference_phase], files, out_folder, card)
+    out = write_renal_results(rows, masses, study.images[reference_phase], study.files[reference_phase], out_folder,
+                              card)
     return {**out, "rows": rows}

@@ -19,6 +19,7 @@ class RenalStudy:
     assignments: dict            # phase -> PhaseAssignment
     clinical: dict
     notes: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)   # phase -> the DICOM files of its volume
 
 
 def load_renal_study(folder, protocol: str = "renal_ct", overrides: dict | None = None, strict=False) -> RenalStudy:
@@ -44,4 +45,5 @@ def load_renal_study(folder, protocol: str = "renal_ct", overrides: dict | None 
     notes = [f"{p}: confidence {best[p].confidence:.2f} ({best[p].reason})" for p in PHASES
              if best[p].confidence < 0.6]
     clinical = clinical_from_file(by_id[best[PHASES[0]].volume_id].files[0])
-    return RenalStudy(images, {p: best[p] for p in PHASES}, clinical, notes)
+    files = {p: list(by_id[best[p].volume_id].files) for p in PHASES}
+    return RenalStudy(images, {p: best[p] for p in PHASES}, clinical, notes, files)
