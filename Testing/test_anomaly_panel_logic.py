@@ -54,7 +54,8 @@ def test_monochrome1_from_slicers_dicom_module_is_inverted(scene, monkeypatch):
 def test_threshold_segment_tag_and_save_dicom(scene, tmp_path):
     import slicer
 
-    from SlicerCADLib.dicom_results import MODEL_TAGS, _tag
+    from SlicerCADLib.dicom_results import MODEL_TAGS
+    from SlicerCADLib.segmentations import segment_tag as _tag
     from SlicerCADLib.study import load_study
 
     study = data.head_ct(tmp_path / "head")
