@@ -32,7 +32,7 @@ def head():
 def test_head_sample_grid_and_mask(head):
     s = pp.head_ct_sample(head.image)
     assert s.x.shape == (2, 32, 44, 36) and s.mask.shape == (32, 44, 36)
-    assert s.grid.GetSpacing() == (5.0, 5.0, 5.0)
+    assert np.allclose(s.grid.GetSpacing(), 5.0 * np.asarray(s.info["scale_xyz"]))    # the canonical head's grid
     assert 0.0 <= s.x.min() and s.x.max() <= 1.0
     assert 900 < s.info["icv_ml"] < 2200
     assert s.stacked().shape == (3, 32, 44, 36)
@@ -114,3 +114,18 @@ def test_cxr_phantom_and_anomalies():
     flat = sitk.GetImageFromArray(np.full((80, 80), 5.0, np.float32))
     with pytest.raises(InputError, match="constant"):
         pp.cxr_sample(flat)
+
+
+def test_adult_population_has_atrophy_and_calcification_at_stated_rates():
+    assert anomaly_head.AGE_RANGE == (18.0, 90.0)
+    pops = [anomaly_head.population(s) for s in range(400)]
+    ages, atrophy = np.array([p["age"] for p in pops]), np.array([p["atrophy"] for p in pops])
+    assert (atrophy[ages <= 55] == 0).all() and (atrophy[ages > 70] > 0.2).all() and atrophy.max() <= 1.0
+    pineal = np.array(["pineal" in p["calcifications"] for p in pops])
+    old = ages > 78
+    assert pineal[old].mean() == pytest.approx(0.65, abs=0.15) and pineal[ages < 30].mean() < 0.35
+    rv = [rv for p in pops for rv in p["calcifications"].values()]
+    assert all(1.5 <= r <= 3.0 and 90 <= v <= 200 for r, v in rv)
+    tail = anomaly_head.population(5, "atrophy"), anomaly_head.population(5, "calcification")
+    assert tail[0]["atrophy"] == 1.0 and len(tail[1]["calcifications"]) == 3
+    assert all(v >= 150 for _, v in tail[1]["calcifications"].values())

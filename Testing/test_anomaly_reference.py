@@ -10,35 +10,44 @@ from slicercad.anomaly.baselines import TOP_MIN, top_fraction_mean
 from slicercad.anomaly.scoring import smooth_in_mask
 
 
-def _raw(n=6, shape=(4, 6, 5), seed=0):
+def _raw(n=6, shape=(4, 6, 5), channels=2, seed=0):
     rng = np.random.default_rng(seed)
-    raw = rng.normal(size=(n,) + shape)
-    raw[:, 0] = np.nan                                        # a slab outside every mask
-    raw[1, 1, 1, 1] = np.nan                                  # one case's own hole
+    raw = rng.normal(size=(n, channels) + shape)
+    raw[:, :, 0] = np.nan                                     # a slab outside every mask
+    raw[1, :, 1, 1, 1] = np.nan                               # one case's own hole
     return raw
 
 
-def test_leave_one_out_equals_explicit_recomputation():
-    raw = _raw()
+@pytest.mark.parametrize("channels", [1, 2])
+def test_leave_one_out_equals_explicit_recomputation(channels):
+    raw = _raw(channels=channels)
     _, _, floor = T._map_stats(raw)
     loo = T.leave_one_out_maps(raw, floor)
     for i in (0, 1, 4):
         others = np.delete(raw, i, 0)
         mean, std, _ = T._map_stats(others)
-        z = (np.nan_to_num(raw[i]) - mean) / np.maximum(std, floor)
-        valid = ~np.isnan(raw[i])
+        z = np.abs((np.nan_to_num(raw[i]) - mean) / np.maximum(std, floor)).max(0)    # two-sided, max over C'
+        valid = ~np.isnan(raw[i, 0])
         want = smooth_in_mask(torch.from_numpy(z[None].astype(np.float32)), torch.from_numpy(valid[None]))[0]
         assert np.allclose(loo[i], want.numpy(), atol=1e-5)
 
 
+def test_std_floor_ignores_voxels_outside_every_mask():
+    raw = np.full((5, 1, 10, 10, 10), np.nan)
+    raw[:, :, :2] = np.random.default_rng(2).normal(scale=0.01, size=(5, 1, 2, 10, 10))   # 20 % of the grid
+    _, std, floor = T._map_stats(raw)
+    inside = std[:, :2]
+    assert floor == pytest.approx(0.5 * np.median(inside)) and floor < 0.01 and std[:, 2:].min() == 1.0
+
+
 def _standardised(raw, mean, std, floor):
-    z = ((raw - mean) / np.maximum(std, floor)).astype(np.float32)
-    return smooth_in_mask(torch.from_numpy(z), torch.ones(raw.shape, dtype=torch.bool)).numpy()
+    z = np.abs((raw - mean) / np.maximum(std, floor)).max(1).astype(np.float32)
+    return smooth_in_mask(torch.from_numpy(z), torch.ones(z.shape, dtype=torch.bool)).numpy()
 
 
 def test_in_sample_standardisation_is_biased_low_and_leave_one_out_is_not():
     rng = np.random.default_rng(1)
-    raw_val, fresh = rng.normal(size=(8, 4, 8, 8)), rng.normal(size=(200, 4, 8, 8))
+    raw_val, fresh = rng.normal(size=(8, 1, 4, 8, 8)), rng.normal(size=(200, 1, 4, 8, 8))
     mean, std, floor = T._map_stats(raw_val)
     score = lambda maps: np.median(top_fraction_mean(maps, np.ones(maps.shape, bool)))  # noqa: E731
     target = score(_standardised(fresh, mean, std, floor))        # what new normals score

@@ -17,8 +17,8 @@ KINDS = ("head_ct", "cxr")
 MAP_NAME = "AnomalyCT map"
 SEGMENT_COLOR = (1.0, 0.55, 0.1)
 ORIGIN_TAG = "SlicerCAD.algorithm"   # segment tag read by SlicerCADLib.dicom_results (MODEL_TAGS): AUTOMATIC
-GRID_NOTE = (" The model grid is aligned by the head's centre only (no registration): real scans differ from "
-             "the phantoms in position and anatomy, so they tend to score at the top of the normal range.")
+GRID_NOTE = (" The head's intracranial space is registered to a template head (pose and size), but the "
+             "bundled model learned SYNTHETIC anatomy: real scans tend to score at the top of the normal range.")
 
 
 def photometric_interpretation(volume_node) -> str:
@@ -81,8 +81,9 @@ class ScoreResult:
         return (f"Case score {r.score:.4f} {unit}: {r.percentile:.0f}th percentile among held-out normal cases "
                 f"(complexity-corrected: {r.variant_percentile:.0f}th; map score {r.map_score:.2f} SD, top 1% of "
                 f"the map: {r.map_percentile:.0f}th). Map peak {r.map_max:.1f} SD; "
-                f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f} (about 1% of a "
-                f"normal case's mask is above it by construction).{synth}{GRID_NOTE}")
+                f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f} (set so that 5% "
+                f"of held-out normal cases show any voxel above it).{synth}"
+                f"{GRID_NOTE if r.sample.kind == 'head_ct' else ''}")
 
 
 def score_volume(volume_node, kind: str = "head_ct", detector=None, card_path=None, device="cpu",

@@ -15,10 +15,14 @@ held-out normals, then score test normals + anomalies inserted into **other test
   bootstrap CI; stated limit NORMAL_VARIATION_LIMIT;
 * simple-image control: held-out normals smoothed (sigma 1 voxel) -- flagged by bits/dim vs by the variant;
 * randomised-weights control: the same Glow, actnorm-initialised but untrained (expected near 0.5);
+* head CT, population control: the atlas z-score built from the training normals **without atrophy** only
+  (``atlas_z_no_atrophy``): the atrophy variant is outside its normals, so it must flag them (shows the
+  normal-variation control can fail);
 * head CT, real background (``experiment_real``): the one real head CT of invesalius-examples, a few small
   rigid transforms of it, with SYNTHETIC bleeds inserted -- one patient, so no CI.
 Methods: glow_bpd, glow_complexity (the variant), glow_map (top 1 % mean of the standardised map), gan
-(f-AnoGAN), gan_map, atlas_z, hu_threshold (head), glow_random / glow_random_map (untrained).
+(f-AnoGAN), gan_map, atlas_z, atlas_z_no_atrophy (head), hu_threshold (head), glow_random / glow_random_map
+(untrained).
 Training budget: STEP_BUDGET optimiser steps per model (``task.epochs_for_steps``) unless ``epochs`` is given.
 """
 from __future__ import annotations
@@ -98,16 +102,17 @@ LEARNED = (("glow_bpd", "glow", "score"), ("glow_complexity", "glow", "variant")
 RANDOM = (("glow_random", "glow_random", "score"), ("glow_random_map", "glow_random", "map_score"))
 
 
-def method_outputs(models, atlas, kind, x, reference=False):
-    """{method: (scores, maps)} for stacked ``x``; ``reference``: the held-out-normal scores for thresholds
-    (map scores leave-one-out)."""
+def method_outputs(models, atlases, kind, x, reference=False):
+    """{method: (scores, maps)} for stacked ``x``; ``atlases``: {method: AtlasZ}; ``reference``: the
+    held-out-normal scores for thresholds (map scores leave-one-out)."""
     out, raw = {}, {}
     for name, model in models.items():
         raw[name] = (T.held_out_reference(model, torch.from_numpy(x), set_stats=False) if reference else
                      T.raw_scores(model, torch.from_numpy(x)))
     for method, model, key in LEARNED:
         out[method] = (raw[model][key], raw[model]["map"])
-    out["atlas_z"] = (atlas.scores(x), atlas.maps(x))
+    for method, atlas in atlases.items():
+        out[method] = (atlas.scores(x), atlas.maps(x))
     if kind == T.HEAD:
         out["hu_threshold"] = (hu_threshold_scores(x), hu_threshold_maps(x))
     for method, model, key in RANDOM:
@@ -147,7 +152,12 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     rnd.glow.initialise(T.model_input(xt[:16], torch.Generator().manual_seed(seed)))
     T.calibrate(rnd.eval(), xv)
     models["glow_random"] = rnd
-    atlas = AtlasZ(x["train"])
+    atlas = {"atlas_z": AtlasZ(x["train"])}
+    if kind == T.HEAD:                # the control that must fail: the atlas of the normals without atrophy
+        from ..synth.anomaly_head import population
+        young = [i for i, s in enumerate(seeds["train"]) if population(s)["atrophy"] == 0.0]
+        if len(young) >= 2:
+            atlas["atlas_z_no_atrophy"] = AtlasZ(x["train"][young])
     anomalies = _anomalies(kind, seeds["test"], cfg["per_cell"], seed, cfg.get("cells"))
     xa = np.stack([a[0] for a in anomalies])
     log(f"[{kind}] {len(anomalies)} anomalous cases ({time.perf_counter() - t0:.0f} s)")
@@ -224,11 +234,15 @@ PIXEL_MAPS = (("glow map", "glow_bpd"), ("GAN map", "gan"), ("atlas z", "atlas_z
 
 def verdicts(r: dict) -> dict:
     """PASS/FAIL of the stated controls per method: ``normal_variation`` (all healthy variants flagged at most
-    ``normal_variation_limit``) and, for the random-weights methods, ``random_at_chance`` (overall case ROC-AUC
-    within 0.5 +- CHANCE_BAND)."""
+    ``normal_variation_limit``), ``population_control`` (head: the atlas without atrophic normals flags the
+    atrophy variant above that limit) and, for the random-weights methods, ``random_at_chance`` (overall case
+    ROC-AUC within 0.5 +- CHANCE_BAND)."""
     limit = r["normal_variation_limit"]
     out = {"normal_variation": {m: "PASS" if f["rate"] <= limit else "FAIL"
                                 for m, f in r["normal_variation_flagged"]["all"].items()}}
+    atrophy = r["normal_variation_flagged"].get("atrophy", {}).get("atlas_z_no_atrophy")
+    if atrophy is not None:         # the population control must flag the variant its normals lack
+        out["population_control"] = {"atlas_z_no_atrophy": "PASS" if atrophy["rate"] > limit else "FAIL"}
     out["random_at_chance"] = {}
     for m, _model, _key in RANDOM:
         auc = (r["case_auc"].get(m) or {}).get("all") or {}
@@ -279,6 +293,10 @@ def report_markdown(results: dict) -> str:
         v = verdicts(r)
         lines.append(f"| normal-variation limit ({r['normal_variation_limit']:.0%}) | " + " | ".join(
             v["normal_variation"].get(m, "-") for m in methods) + " |")
+        if "population_control" in v:
+            lines.append(f"| population control: atrophy flagged above {r['normal_variation_limit']:.0%} by the "
+                         "atlas without atrophic normals | " + " | ".join(
+                             v["population_control"].get(m, "") for m in methods) + " |")
         lines.append(f"| random weights at chance (case AUROC 0.5 ± {CHANCE_BAND}) | " + " | ".join(
             v["random_at_chance"].get(m, "") for m in methods) + " |")
         lines.append("| simple (smoothed) normals flagged | " + " | ".join(f"{r['simple_image_flagged'][m]:.2f}"

@@ -1,7 +1,9 @@
 """f-AnoGAN-style detector (Schlegl et al. 2019) in 2D or 3D: a generator G(z) and a discriminator D trained on
 normal images, then an encoder E trained with G and D frozen (izi_f: image residual + discriminator-feature
 residual). Score A(x) = mean_M (x - G(E(x)))^2 + KAPPA * mean (f(x) - f(G(E(x))))^2 (f: D's last conv
-features), per-voxel map = channel-summed squared residual, standardised voxel-wise over held-out normals.
+features), per-voxel map = the signed residual x - G(E(x)) per channel, standardised voxel-wise over held-out
+normals, two-sided, max over channels (``scoring.standardised_map``: a region darker than the reconstruction,
+e.g. a hypodense infarct, counts as much as a brighter one; the squared residual hid it).
 Inputs: stacked (N, C + 1, *grid) tensors (channels, then the likelihood mask); outside the mask channels are 0.
 GAN loss: non-saturating with spectral-normalised D (stabler on CPU-sized runs than WGAN-GP, same role).
 """
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from .scoring import add_reference_buffers, smooth_in_mask, split
+from .scoring import add_reference_buffers, split, standardised_map
 
 KAPPA = 1.0
 
@@ -48,8 +50,8 @@ class AnomalyGAN(nn.Module):
         self.e_feat = _Down(channels, ch, dims)
         self.e_head = nn.Linear(n_low, z_dim)
         self.ch = ch
-        self.register_buffer("map_mean", torch.zeros(self.grid))
-        self.register_buffer("map_std", torch.ones(self.grid))
+        self.register_buffer("map_mean", torch.zeros((channels, *self.grid)))
+        self.register_buffer("map_std", torch.ones((channels, *self.grid)))
         add_reference_buffers(self)
 
     def generate(self, z):
@@ -73,20 +75,19 @@ class AnomalyGAN(nn.Module):
         rec = self.generate(self.encode(ch)) * mask[:, None]
         _, f_x = self.discriminate(ch)
         _, f_r = self.discriminate(rec)
-        r2 = ((ch - rec) ** 2).sum(1)
+        d = ch - rec
         m = mask.float()
-        img = (r2 * m).flatten(1).sum(1) / (m.flatten(1).sum(1).clamp_min(1) * self.channels)
+        img = ((d ** 2).sum(1) * m).flatten(1).sum(1) / (m.flatten(1).sum(1).clamp_min(1) * self.channels)
         feat = ((f_x - f_r) ** 2).flatten(1).mean(1)
-        return img + KAPPA * feat, r2, mask
+        return img + KAPPA * feat, d, mask
 
     def forward(self, x):
         return self.residuals(x)[0]
 
     @torch.no_grad()
     def score(self, x) -> dict:
-        s, r2, mask = self.residuals(x)
-        std_map = (r2 - self.map_mean) / self.map_std.clamp_min(1e-4)
-        return {"score": s, "map": smooth_in_mask(std_map, mask)}
+        s, d, mask = self.residuals(x)
+        return {"score": s, "map": standardised_map(d, self.map_mean, self.map_std, mask)}
 
 
 def train_gan(model: AnomalyGAN, x: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,

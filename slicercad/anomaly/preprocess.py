@@ -11,8 +11,10 @@ Head CT (``head_ct_sample``)
      intracranial = filled & ~bone & HU >
      INTRACRANIAL_MIN_HU (no sinus / mastoid air), largest component. No erosion: a
      tight brain strip would cut subdural blood off. Its volume must lie in ICV_RANGE_ML (an adult head).
-  3. Fixed grid: HEAD_GRID_SIZE voxels (x, y, z) of HEAD_SPACING_MM, axes along LPS, centred on the mask's
-     centroid (physical space: any input direction, tilt already resampled by ``slicercad.dicom``).
+  3. Fixed grid: HEAD_GRID_SIZE voxels (x, y, z) of HEAD_SPACING_MM on the **canonical head** of
+     ``normalise`` (the intracranial mask registered to a template: rotation, isotropic and per-axis scale,
+     translation), i.e. the grid follows the head's pose and size (physical space: any input direction, tilt
+     already resampled by ``slicercad.dicom``).
      Extracranial voxels are set to NEUTRAL_HU (30) before the area-averaging resample, so skull partial
      volume does not leak into intracranial voxels next to the inner table (where subdural blood lies).
   4. Channels: brain window BRAIN_WINDOW (level 40, width 80 HU: 0..80 HU; acute blood sits at its top) and
@@ -34,6 +36,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
+from .normalise import normalised_grid, normalising_transform
 
 BRAIN_WINDOW = (40.0, 80.0)          # (level, width) HU -> 0..80 HU
 SUBDURAL_WINDOW = (80.0, 200.0)      # (level, width) HU -> -20..180 HU
@@ -157,14 +160,6 @@ def check_head_extent(icm: np.ndarray, spacing_xyz, source="image") -> None:
                          "not a head CT (or not the whole head)", source)
 
 
-def _grid(center_lps, size, spacing) -> sitk.Image:
-    ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
-    ref.SetSpacing([float(spacing)] * len(size))
-    origin = np.asarray(center_lps, float) - (np.asarray(size, float) - 1) / 2.0 * spacing
-    ref.SetOrigin(origin.tolist())
-    return ref
-
-
 def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
                    spacing_mm=HEAD_SPACING_MM) -> Sample:
     """A head CT (HU) on the fixed grid: channels (brain, subdural window) + likelihood mask."""
@@ -195,11 +190,11 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
     neutral = np.where(icm, hu, np.float32(NEUTRAL_HU)).astype(np.float32)
     work = sitk.GetImageFromArray(neutral)
     work.CopyInformation(image)
-    idx = np.argwhere(icm).mean(0)[::-1]
-    center = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in idx])
-    ref = _grid(center, grid_size, spacing_mm)
-    # area-average before the coarse resample: a Gaussian of sigma ~ half the output spacing
-    sigma = [max(0.0, (spacing_mm / 2.0) ** 2 - (s / 2.0) ** 2) ** 0.5 for s in sp]
+    norm = normalising_transform(mask_img, icm, source)
+    ref = normalised_grid(norm, grid_size, spacing_mm)
+    # area-average before the coarse resample: a Gaussian of sigma ~ half the (finest) output spacing
+    out_sp = min(ref.GetSpacing())
+    sigma = [max(0.0, (out_sp / 2.0) ** 2 - (s / 2.0) ** 2) ** 0.5 for s in sp]
     smooth = sitk.SmoothingRecursiveGaussian(work, sigma) if max(sigma) > 0 else work
     hu_g = sitk.GetArrayFromImage(sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, NEUTRAL_HU,
                                                 sitk.sitkFloat32))
@@ -210,7 +205,8 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
     mask = m_g & (hu_g > lo) & (hu_g < hi)
     if mask.sum() < 100:
         raise InputError("too few intracranial voxels on the model grid", source)
-    info.update(icv_ml=icv_ml, center_lps=[float(c) for c in center], n_mask=int(mask.sum()))
+    info.update(icv_ml=icv_ml, center_lps=[float(c) for c in norm["translation"]], n_mask=int(mask.sum()),
+                scale_xyz=[float(v) for v in norm["scale"]], rotation_deg=norm["rotation_deg"])
     grid = sitk.Image(ref)
     return Sample(x.astype(np.float32), mask, grid, "head_ct", info)
 

@@ -15,7 +15,8 @@ Inputs are (N, C + 1, *grid) tensors: C channels in [0, 1] and the likelihood ma
   background set to 0, divided by |M| C. Likelihoods favour simple inputs; subtracting the complexity removes
   that bias (a smooth, simple normal no longer looks "more normal" than a textured one).
 * Per-voxel map: -l(v) / (C ln 2) + log2 K (bits/dim at the voxel), then standardised voxel-wise by the mean
-  and standard deviation over held-out normals (``map_mean``, ``map_std`` buffers), then smoothed inside the
+  and standard deviation over held-out normals (``map_mean``, ``map_std`` buffers), **two-sided** (|z|: a
+  region the flow finds unusually likely, e.g. a smooth hypodense infarct, is atypical too), then smoothed inside the
   mask with a Gaussian of MAP_SMOOTH_SIGMA_VOX voxels (normalised convolution: the mask's edge voxels, which
   are the noisiest single voxels, no longer hold the peak), 0 outside the mask.
 """
@@ -78,6 +79,14 @@ def smooth_in_mask(maps: torch.Tensor, mask: torch.Tensor, sigma: float = MAP_SM
     return torch.from_numpy(out).to(maps.device)
 
 
+def standardised_map(raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Two-sided map of (N, C', *S) raw maps: max over C' of |raw - mean| / std (normal voxel-wise statistics,
+    shape (C', *S)), smoothed in the mask (``smooth_in_mask``). Two-sided: a region unusually *likely* (or
+    darker than the reconstruction) is as atypical as an unlikely one -- the per-voxel typicality."""
+    z = ((raw - mean) / std.clamp_min(1e-4)).abs().amax(1)
+    return smooth_in_mask(torch.nan_to_num(z, nan=0.0), mask)
+
+
 def complexity_bpd(x: np.ndarray, bins: int = N_BINS) -> float:
     """L(x): zlib bits/dim of one stacked sample (C + 1, ...) over its mask (see module doc)."""
     ch, mask = x[:-1], x[-1] > 0.5
@@ -92,8 +101,9 @@ N_REF = 41   # held-out normal score quantiles kept with the weights (0, 2.5, ..
 
 def add_reference_buffers(module: nn.Module, n_ref: int = N_REF) -> None:
     """Held-out normal reference kept in the weights: case-score quantiles (``ref_scores``; the variant's in
-    ``ref_variant``, the map score's in ``ref_map``) and the map threshold (``map_threshold``: 99th percentile
-    of the normals' map in mask)."""
+    ``ref_variant``, the map score's in ``ref_map``) and the case-level map threshold (``map_threshold``: the
+    MAP_THRESHOLD_PCT percentile of the held-out normals' map maxima, so that share of normals shows no
+    flagged voxel)."""
     module.register_buffer("ref_scores", torch.zeros(n_ref))
     module.register_buffer("ref_variant", torch.zeros(n_ref))
     module.register_buffer("ref_map", torch.zeros(n_ref))
@@ -119,8 +129,8 @@ class AnomalyGlow(nn.Module):
         super().__init__()
         self.channels, self.dims = channels, dims
         self.glow = Glow(channels, dims, levels, steps, hidden, seed, tuple(grid) if positional_prior else None)
-        self.register_buffer("map_mean", torch.zeros(tuple(grid)))
-        self.register_buffer("map_std", torch.ones(tuple(grid)))
+        self.register_buffer("map_mean", torch.zeros((1, *grid)))
+        self.register_buffer("map_std", torch.ones((1, *grid)))
         add_reference_buffers(self)
 
     def forward(self, x, generator=None):
@@ -135,6 +145,5 @@ class AnomalyGlow(nn.Module):
         vl = self.glow.voxel_log_density(y)
         bpd = bits_per_dim(vl, mask, self.channels)
         voxel = -vl / (self.channels * math.log(2.0)) + math.log2(N_BINS)
-        std_map = (voxel - self.map_mean) / self.map_std.clamp_min(1e-3)
         return {"bpd": bpd, "voxel_bpd": torch.where(mask, voxel, torch.nan),
-                "map": smooth_in_mask(std_map, mask)}
+                "map": standardised_map(voxel[:, None], self.map_mean, self.map_std, mask)}

@@ -8,7 +8,8 @@ Without a manifest they train on SYNTHETIC normal phantoms; with one, every case
 study (labels ignored). The task's ``fit`` splits off the engine's validation patients, trains, then
 **calibrates on those held-out normals**: voxel-wise map mean / std, the case-score quantiles (for the
 percentile the panel shows) of bits/dim, its complexity variant and the map score (top 1 % mean of the
-standardised map, ``baselines.top_fraction_mean``), and the map threshold (99th percentile of normal map values);
+standardised map, ``baselines.top_fraction_mean``), and the case-level map threshold (95th percentile of the
+normals' map maxima);
 the map-based references are leave-one-out (each normal standardised by the others). All kept in the
 weights' buffers so any trained model carries them. Training budget: STEP_BUDGET optimiser steps
 (``epochs_for_steps``) for the bundled models, the reproduction and ``slicercad anomaly train``.
@@ -32,7 +33,7 @@ from ..errors import InputError
 from . import preprocess as pp
 from .gan import AnomalyGAN, train_gan
 from .baselines import top_fraction_mean
-from .scoring import N_REF, AnomalyGlow, complexity_bpd, smooth_in_mask
+from .scoring import N_REF, AnomalyGlow, complexity_bpd, standardised_map
 
 HEAD, CXR = "head_ct", "cxr"
 GRID = {HEAD: tuple(pp.HEAD_GRID_SIZE[::-1]), CXR: tuple(pp.CXR_SIZE)}      # (k j i) / (rows, cols)
@@ -43,7 +44,7 @@ STEP_BUDGET = 400                    # optimiser steps: bundled models, the repr
 GLOW_DEFAULT = {"levels": 2, "steps": 4, "hidden": 24, "positional_prior": 1, "n_normals": 96, "data_seed": 0,
                 "model_seed": 0}
 GAN_DEFAULT = {"z_dim": 16, "ch": 8, "n_normals": 96, "data_seed": 0, "model_seed": 0}
-MAP_THRESHOLD_PCT = 99.0
+MAP_THRESHOLD_PCT = 95.0       # of the held-out normals' map maxima (case-level)
 
 
 def sample_of(image, kind: str, source="image") -> pp.Sample:
@@ -163,7 +164,8 @@ def model_input(x, gen):
 
 @torch.no_grad()
 def raw_scores(model, x: torch.Tensor, batch_size: int = 8) -> dict:
-    """{'score', 'variant', 'map_score', 'map' (standardised), 'raw_map'} per case, batched (numpy)."""
+    """{'score', 'variant', 'map_score', 'map' (standardised), 'raw_map' (N, C', *grid: Glow bits/dim C' = 1,
+    GAN signed residual per channel)} per case, batched (numpy)."""
     model.eval()
     out = {"score": [], "variant": [], "map": [], "raw_map": []}
     for s in range(0, len(x), batch_size):
@@ -171,7 +173,7 @@ def raw_scores(model, x: torch.Tensor, batch_size: int = 8) -> dict:
         r = model.score(xb)
         if isinstance(model, AnomalyGlow):
             sc = r["bpd"].numpy()
-            raw = torch.nan_to_num(r["voxel_bpd"], nan=0.0).numpy()
+            raw = torch.nan_to_num(r["voxel_bpd"], nan=0.0)[:, None].numpy()
             var = sc - np.array([complexity_bpd(v) for v in xb.numpy()])
         else:
             sc = r["score"].numpy()
@@ -187,28 +189,33 @@ def raw_scores(model, x: torch.Tensor, batch_size: int = 8) -> dict:
 
 
 def _map_stats(raw: np.ndarray):
-    """Voxel-wise mean / std (NaN = outside a case's mask) and the std floor (half the median std)."""
+    """Voxel-wise mean / std over cases (axis 0; NaN = outside a case's mask) and the std floor: half the median
+    std over voxels inside some case's mask (voxels outside every mask, std 1 by convention, do not count)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)       # voxels outside every normal's mask
         mean = np.nan_to_num(np.nanmean(raw, 0), nan=0.0)
-        std = np.nan_to_num(np.nanstd(raw, 0), nan=1.0)
-    floor = max(float(np.nanmedian(std[std > 0])) * 0.5, 1e-4) if (std > 0).any() else 1.0
-    return mean, std, floor
+        std = np.nanstd(raw, 0)
+    seen = ~np.isnan(std) & (std > 0)
+    floor = max(float(np.median(std[seen])) * 0.5, 1e-4) if seen.any() else 1.0
+    return mean, np.nan_to_num(std, nan=1.0), floor
 
 
 def leave_one_out_maps(raw: np.ndarray, floor: float) -> np.ndarray:
-    """Each held-out normal's map standardised by the *other* normals' voxel mean / std (then smoothed in its
-    mask like ``model.score``): reference scores not biased low by a standardisation they took part in."""
+    """Each held-out normal's (N, C', *grid) raw map standardised by the *other* normals' voxel mean / std, then
+    made two-sided and smoothed like ``model.score`` (``scoring.standardised_map``): reference scores not biased
+    low by a standardisation they took part in."""
     valid = ~np.isnan(raw)
     v = np.nan_to_num(raw)
     n, s1, s2 = valid.sum(0), v.sum(0), (v ** 2).sum(0)
-    out = np.zeros_like(v)
+    out = np.zeros((len(v),) + v.shape[2:], np.float32)
     for i in range(len(v)):
         c = n - valid[i]
         mean = np.where(c > 0, (s1 - v[i]) / np.maximum(c, 1), 0.0)
         var = np.where(c > 0, (s2 - v[i] ** 2) / np.maximum(c, 1) - mean ** 2, 1.0)
-        out[i] = (v[i] - mean) / np.maximum(np.sqrt(np.maximum(var, 0.0)), floor)
-    return smooth_in_mask(torch.from_numpy(out.astype(np.float32)), torch.from_numpy(valid)).numpy()
+        std = np.maximum(np.sqrt(np.maximum(var, 0.0)), floor)
+        out[i] = standardised_map(torch.from_numpy(v[i:i + 1]), torch.from_numpy(mean), torch.from_numpy(std),
+                                  torch.from_numpy(valid[i:i + 1, 0])).numpy()[0]
+    return out
 
 
 @torch.no_grad()
@@ -220,23 +227,26 @@ def held_out_reference(model, x_val: torch.Tensor, set_stats: bool = True) -> di
         raise InputError("calibration needs at least 2 held-out normal cases", "val_fraction")
     r = raw_scores(model, x_val)
     mask = x_val[:, -1].numpy() > 0.5
-    mean, std, floor = _map_stats(np.where(mask, r["raw_map"], np.nan))
+    raw = np.where(mask[:, None], r["raw_map"], np.nan)
+    mean, std, floor = _map_stats(raw)
     if set_stats:
         model.map_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
         model.map_std.copy_(torch.from_numpy(np.maximum(std, floor).astype(np.float32)))
-    loo = leave_one_out_maps(np.where(mask, r["raw_map"], np.nan), floor)
+    loo = leave_one_out_maps(raw, floor)
     return {"score": r["score"], "variant": r["variant"], "map": loo, "mask": mask,
             "map_score": top_fraction_mean(loo, mask)}
 
 
 @torch.no_grad()
 def calibrate(model, x_val: torch.Tensor) -> dict:
-    """Set the held-out-normal buffers (map mean/std, score quantiles, map threshold) from ``x_val``."""
+    """Set the held-out-normal buffers (map mean/std, score quantiles, map threshold) from ``x_val``. The map
+    threshold is case-level: the MAP_THRESHOLD_PCT percentile of the normals' (leave-one-out) map maxima, so
+    that share of normal cases has no voxel above it (a voxel-level percentile flags ~1 % of every case)."""
     r = held_out_reference(model, x_val)
     levels = np.linspace(0, 100, N_REF)
     for buf, key in (("ref_scores", "score"), ("ref_variant", "variant"), ("ref_map", "map_score")):
         getattr(model, buf).copy_(torch.from_numpy(np.percentile(r[key], levels).astype(np.float32)))
-    thr = float(np.percentile(r["map"][r["mask"]], MAP_THRESHOLD_PCT))
+    thr = float(np.percentile([m[k].max() for m, k in zip(r["map"], r["mask"])], MAP_THRESHOLD_PCT))
     model.map_threshold.fill_(thr)
     return {"n_val": int(len(x_val)), "map_threshold": thr, "val_score_median": float(np.median(r["score"]))}
 

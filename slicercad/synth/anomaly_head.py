@@ -7,9 +7,14 @@ Normal head (HU, 2.5 mm isotropic grid PHANTOM_SIZE, LPS axes, random small rota
   boundary), lateral ventricles (two ellipsoids, size varies), third ventricle, sulci (thresholded smooth noise
   in the cortical shell, CSF), falx (thin midline 50 HU), CT noise (sigma 3.5 HU) plus low-frequency drift.
   Head size x U(0.9, 1.1) per axis, ventricle scale x U(0.8, 1.25), sulcal width varies.
-Normal-variation controls (healthy but unusual, ``variant=``): ``atrophy`` (ventricles x1.8, wide sulci),
-  ``calcification`` (choroid plexus / pineal calcifications, 150-300 HU), ``asymmetric`` (elongated, rotated
-  head), ``large`` (head x1.15).
+  **Adult population** (own random stream, ``population``): age U(18, 90); age-related atrophy
+  a = clip((age - 55) / 35, 0, 1) x U(0.6, 1) widens the CSF rim x (1 + 0.6 a), the sulci (threshold - 0.4 a)
+  and the ventricles x (1 + 0.8 a); physiological calcification (pineal with probability
+  0.15 + 0.5 clip((age - 18) / 60, 0, 1), each choroid plexus with half that; radius 1.5-3 mm, 90-200 HU).
+  The prevalences are chosen, not fitted to a cohort: normal heads of an emergency population include the old.
+Normal-variation controls (healthy but unusual: the tails of that population, ``variant=``): ``atrophy``
+  (a = 1: ventricles x1.8, wide sulci and rim), ``calcification`` (all three sites, 2.5-4 mm, 150-300 HU),
+  ``asymmetric`` (elongated, rotated head), ``large`` (head x1.12).
 Anomalies (``insert_anomaly``; mask returned; any isotropic LPS grid -- also the real backgrounds of
   ``real_anatomy.real_head_background``; sizes in mm):
   ``ich``  intracerebral haemorrhage: lobulated blob in parenchyma, brain + contrast HU, thin oedema rim -6 HU;
@@ -35,6 +40,7 @@ SWEEP = {"ich": {"size_mm": (8.0, 14.0, 22.0), "contrast_hu": (12.0, 25.0, 40.0)
          "sdh": {"size_mm": (4.0, 7.0, 11.0), "contrast_hu": (12.0, 25.0, 40.0)},
          "infarct": {"size_mm": (15.0, 25.0, 35.0), "contrast_hu": (4.0, 8.0, 14.0)}}
 VARIANTS = ("atrophy", "calcification", "asymmetric", "large")
+AGE_RANGE = (18.0, 90.0)
 
 
 @dataclass
@@ -60,11 +66,38 @@ def _coords(shape, rot_deg, center_off):
     return xr, yr, z
 
 
+def population(seed: int, variant: str | None = None) -> dict:
+    """Age-related draws of one normal head (own random stream, see module doc): age, atrophy in [0, 1] and the
+    physiological calcifications present ({site: (radius mm, HU)})."""
+    rng = np.random.default_rng([seed, 23])
+    age = float(rng.uniform(*AGE_RANGE))
+    atrophy = float(np.clip((age - 55.0) / 35.0, 0.0, 1.0) * rng.uniform(0.6, 1.0))
+    p_pineal = 0.15 + 0.5 * min(max((age - 18.0) / 60.0, 0.0), 1.0)
+    calc = {}
+    for site, p in (("pineal", p_pineal), ("choroid_left", p_pineal / 2), ("choroid_right", p_pineal / 2)):
+        draw = rng.uniform(size=3)
+        if draw[0] < p:
+            calc[site] = (1.5 + 1.5 * float(draw[1]), 90.0 + 110.0 * float(draw[2]))
+    if variant == "atrophy":
+        atrophy = 1.0
+    if variant == "calcification":
+        calc = {site: (2.5 + 1.5 * float(rng.uniform()), 150.0 + 150.0 * float(rng.uniform()))
+                for site in ("pineal", "choroid_left", "choroid_right")}
+    return {"age": age, "atrophy": atrophy, "calcifications": calc}
+
+
+def _calcifications(pop, x, y, z, sep):
+    sites = {"pineal": (0.0, 22.0, -2.0), "choroid_left": (sep + 2.0, 8.0, 6.0),
+             "choroid_right": (-(sep + 2.0), 8.0, 6.0)}
+    return [(sites[name], rv) for name, rv in pop["calcifications"].items()]
+
+
 def normal_head(seed: int, variant: str | None = None, patient_id: str | None = None) -> HeadPhantom:
     """One SYNTHETIC normal head CT (see module doc)."""
     if variant is not None and variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}; known {VARIANTS}", "variant")
     rng = np.random.default_rng([seed, 17])
+    pop = population(seed, variant)
     shape = PHANTOM_SIZE[::-1]
     scale = rng.uniform(0.9, 1.1, 3)
     rot = rng.normal(0, 4)
@@ -89,7 +122,8 @@ def normal_head(seed: int, variant: str | None = None, patient_id: str | None = 
     diploe = skull & (np.abs(d_in - thick / 2) < thick / 5)
     hu[diploe] = bone_hu * 0.6
     inner = d_in <= 0
-    csf_rim = rng.uniform(1.0, 3.0) * (1.6 if variant == "atrophy" else 1.0)
+    a = pop["atrophy"]
+    csf_rim = rng.uniform(1.0, 3.0) * (1.0 + 0.6 * a)
     hu[inner] = 8.0
     brain = inner & (d_in <= -csf_rim)
     hu[brain] = 38.0
@@ -98,11 +132,11 @@ def normal_head(seed: int, variant: str | None = None, patient_id: str | None = 
     hu[wm] = 27.0
     # sulci: thresholded smooth noise in the cortical shell
     shell = brain & (r_in > wm_b)
-    sulc_thr = rng.uniform(1.1, 1.5) - (0.4 if variant == "atrophy" else 0.0)
+    sulc_thr = rng.uniform(1.1, 1.5) - 0.4 * a
     sulci = shell & (_smooth_noise(rng, shape, 1.5) > sulc_thr * 1.5 ** 1.5 * 0.35)
     hu[sulci] = 8.0
     # ventricles
-    vs = rng.uniform(0.8, 1.25) * (1.8 if variant == "atrophy" else 1.0)
+    vs = rng.uniform(0.8, 1.25) * (1.0 + 0.8 * a)
     sep = rng.uniform(6, 9)
     vent = np.zeros(shape, bool)
     for side in (-1, 1):
@@ -112,12 +146,8 @@ def normal_head(seed: int, variant: str | None = None, patient_id: str | None = 
     hu[vent] = 8.0
     falx = inner & (np.abs(x) < 1.3) & (z > -10) & ~vent
     hu[falx] = 50.0
-    if variant == "calcification":
-        for side in (-1, 1):
-            c = ((x - side * (sep + 2)) ** 2 + (y - 8) ** 2 + (z - 6) ** 2) < rng.uniform(2.5, 4.0) ** 2
-            hu[c & brain] = rng.uniform(150, 300)
-        pin = (x ** 2 + (y - 22) ** 2 + (z + 2) ** 2) < 3.0 ** 2
-        hu[pin & brain] = rng.uniform(150, 300)
+    for centre, (radius, value) in _calcifications(pop, x, y, z, sep):
+        hu[(((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2) < radius ** 2) & brain] = value
     tissue = hu > -500
     hu += (4.0 * _smooth_noise(rng, shape, 8.0) / 8.0 ** 1.5 * tissue).astype(np.float32)
     hu += rng.normal(0, NOISE_HU, shape).astype(np.float32) * tissue
@@ -126,7 +156,7 @@ def normal_head(seed: int, variant: str | None = None, patient_id: str | None = 
     image.SetOrigin([-(s - 1) / 2 * PHANTOM_SPACING_MM for s in PHANTOM_SIZE])
     pid = patient_id or f"HEAD{seed:05d}"
     parenchyma = brain & ~vent & ~sulci & ~falx
-    return HeadPhantom(image, pid, {"seed": seed, "variant": variant, "scale": scale.tolist(),
+    return HeadPhantom(image, pid, {"seed": seed, "variant": variant, "scale": scale.tolist(), **pop,
                                     "rotation_deg": float(rot), "ventricle_scale": float(vs)},
                        parenchyma, inner)
 
