@@ -73,3 +73,16 @@ def test_large_head_variant_is_not_cropped_by_the_grid():
     inner = np.zeros_like(m)
     inner[1:-1, 1:-1, 1:-1] = True
     assert m.sum() > 1000 and not (m & ~inner).any()
+
+
+def test_paired_auroc_difference_against_the_atlas():
+    from slicercad.anomaly.experiment import delta_vs
+    rng = np.random.default_rng(3)
+    pos = np.r_[np.zeros(30, bool), np.ones(30, bool)]
+    noise = rng.normal(size=60)
+    groups = [f"p{i % 30}" for i in range(60)]              # each anomalous case shares its background patient
+    d = delta_vs("atlas_z", pos, {"atlas_z": noise, "same": noise.copy(), "better": noise + 3.0 * pos,
+                                  "worse": noise - 3.0 * pos}, groups, 200, 0)
+    assert d["same"]["delta"] == 0 and d["same"]["ci"] == [0.0, 0.0] and d["same"]["p_le_0"] == 1.0
+    assert d["better"]["ci"][0] > 0 and d["better"]["p_le_0"] == 0.0
+    assert d["worse"]["ci"][1] < 0 and d["worse"]["p_le_0"] == 1.0

@@ -8,6 +8,8 @@ held-out normals, then score test normals + anomalies inserted into **other test
 * pixel AUROC of the maps (per anomalous case, lesion voxels vs the other mask voxels; mean with a case
   bootstrap CI) and how often the map's peak lies inside the lesion (dilated by one voxel);
 * paired check: the inserted case scores higher than the same background without it (fraction of pairs);
+* paired difference of each method's overall case ROC-AUC against the atlas z-score (``delta_vs``: the same
+  patient-cluster bootstrap resamples for both, so the CI is of the difference);
 * thresholds at 95% specificity: the 95th percentile of each method's scores on the held-out (calibration)
   normals -- map scores leave-one-out (``task.held_out_reference``), so not biased low by the calibration;
   the test normals' own flagged rate at that threshold is reported beside it (nominal 5%, bootstrap CI);
@@ -78,6 +80,23 @@ def auc_ci(pos, score, groups, n_boot, seed=0):
     auc = float(weighted_auc(pos, score, np.ones((1, len(pos))))[0])
     boots = weighted_auc(pos, score, bootstrap_weights(len(pos), groups, n_boot, seed))
     return {"auc": auc, "ci": percentile_ci(boots), "n_pos": int(pos.sum()), "n_neg": int((~pos).sum())}
+
+
+def delta_vs(reference, pos, scores: dict, groups, n_boot, seed=0) -> dict:
+    """Paired case-AUROC difference of each method against ``reference`` on the same patient-cluster bootstrap
+    resamples: {method: {'delta', 'ci', 'p_le_0'}} (p_le_0: share of resamples where the method is not above)."""
+    pos = np.asarray(pos, bool)
+    w = bootstrap_weights(len(pos), groups, n_boot, seed)
+    ref_full, ref_boot = weighted_auc(pos, scores[reference], np.ones((1, len(pos))))[0], weighted_auc(
+        pos, scores[reference], w)
+    out = {}
+    for m, sc in scores.items():
+        if m == reference:
+            continue
+        d = weighted_auc(pos, sc, w) - ref_boot
+        out[m] = {"delta": float(weighted_auc(pos, sc, np.ones((1, len(pos))))[0] - ref_full),
+                  "ci": percentile_ci(d), "p_le_0": float(np.mean(d[np.isfinite(d)] <= 0)) if len(d) else None}
+    return out
 
 
 def _pixel(maps, lesions, masks, n_boot, seed=0):
@@ -181,6 +200,9 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
             pos = np.r_[np.zeros(len(out_n[m][0]), bool), np.ones(int(sel.sum()), bool)]
             g = pids["test"] + [groups[len(pids["test"]) + i] for i in np.flatnonzero(sel)]
             case[m][label] = auc_ci(pos, scores, g, cfg["n_boot"], seed)
+    pos_all = np.r_[np.zeros(len(pids["test"]), bool), np.ones(len(anomalies), bool)]
+    delta = delta_vs("atlas_z", pos_all, {m: np.concatenate([out_n[m][0], out_a[m][0]]) for m in out_n}, groups,
+                     cfg["n_boot"], seed)
     lesions, masks = [a[1] for a in anomalies], [a[0][-1] > 0.5 for a in anomalies]
     pixel = {}
     for m in out_a:
@@ -219,7 +241,7 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
         real = real_background_rows(lambda xx: method_outputs(models, atlas, kind, xx), thr, cfg["n_real"], seed,
                                     log)
     return {"kind": kind, "config": cfg, "n_cases": {"test_normals": len(x["test"]), "anomalous": len(anomalies)},
-            "case_auc": case, "pixel_auc": pixel, "paired_higher": paired, "threshold_95": thr,
+            "case_auc": case, "delta_vs_atlas": delta, "pixel_auc": pixel, "paired_higher": paired, "threshold_95": thr,
             "test_normals_flagged": test_rate, "normal_variation_flagged": nv,
             "normal_variation_limit": NORMAL_VARIATION_LIMIT, "simple_image_flagged": simple, "real_background": real,
             "training": {k: {kk: vv for kk, vv in v.items() if kk != "history"} | {
@@ -273,6 +295,14 @@ def report_markdown(results: dict) -> str:
                   "| stratum | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for label in r["case_auc"][methods[0]]:
             lines.append(f"| {label} | " + " | ".join(_fmt(r["case_auc"][m].get(label)) for m in methods) + " |")
+        lines += ["", "Overall case ROC-AUC minus the atlas z-score's, paired on the same patient-cluster bootstrap "
+                  "resamples [95% CI] (share of resamples not above the atlas):", "",
+                  "| method | Δ AUROC vs atlas_z | share ≤ 0 |", "|---|---|---|"]
+        for m, d in r["delta_vs_atlas"].items():
+            lo, hi = d["ci"]
+            ci = f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None else ""
+            share = "-" if d["p_le_0"] is None else f"{d['p_le_0']:.3f}"
+            lines.append(f"| {m} | {d['delta']:+.3f}{ci} | {share} |")
         maps = [(label, m) for label, m in PIXEL_MAPS if m in r["pixel_auc"]]
         lines += ["", "Pixel AUROC of the maps (mean over cases [case bootstrap CI]; peak-in-lesion rate); the "
                   "three Glow scores share one map, as do the two GAN scores", "",

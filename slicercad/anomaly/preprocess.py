@@ -103,16 +103,63 @@ def _as_3d(image: sitk.Image, source) -> sitk.Image:
     return image
 
 
+def _at(axis: int, index) -> tuple:
+    """Index tuple selecting ``index`` along ``axis`` of a 3D array."""
+    return tuple(index if a == axis else slice(None) for a in range(3))
+
+
+def _shift_into(acc: np.ndarray, src: np.ndarray, axis: int, k: int, dilate: bool) -> None:
+    """In place: acc[p] |= src[p - k] (dilate), or acc[p] &= src[p - k] with False where p - k lies outside."""
+    n = acc.shape[axis]
+    k = max(-n, min(n, k))
+    dst, s = (slice(k, None), slice(0, n - k)) if k >= 0 else (slice(0, n + k), slice(-k, None))
+    (np.bitwise_or if dilate else np.bitwise_and)(acc[_at(axis, dst)], src[_at(axis, s)], out=acc[_at(axis, dst)])
+    if not dilate:
+        acc[_at(axis, slice(0, k) if k >= 0 else slice(n + k, None))] = False
+
+
+def _morph(x: np.ndarray, st: np.ndarray, axes, dilate: bool) -> np.ndarray:
+    """Binary dilation or erosion (border 0, as ``ndimage`` with border_value=0) of the 3D ``x`` by the 2D
+    symmetric element ``st`` laid on ``axes``, slice by slice across the third axis: each row of ``st`` is a
+    centred run, so the runs grow along axes[1] by unit steps and the rows are combined by shifts along axes[0]
+    (a few whole-array operations instead of one pass per element voxel)."""
+    c, half = st.shape[0] // 2, {}
+    for i, row in enumerate(st):
+        if row.any():
+            half[i - c] = w = int(row.sum()) // 2
+            if not np.array_equal(row, np.abs(np.arange(row.size) - row.size // 2) <= w):
+                raise ValueError("closing element rows must be centred runs")
+    out, run, grown = np.full(x.shape, not dilate), x.copy(), 0
+    for w in sorted(set(half.values())):
+        for _ in range(w - grown):
+            prev = run.copy()
+            _shift_into(run, prev, axes[1], 1, dilate)
+            _shift_into(run, prev, axes[1], -1, dilate)
+        grown = w
+        for i in (i for i, hw in half.items() if hw == w):
+            _shift_into(out, run, axes[0], i, dilate)
+    return out
+
+
+def _fill_open(solid: np.ndarray, structure: np.ndarray, faces) -> np.ndarray:
+    """``solid`` with its holes filled: background regions (connected by ``structure``) that reach an open
+    border voxel are outside, the others are holes (one labelling, as ``binary_fill_holes``). ``faces``:
+    (index of a border face, where on it the background is open: a mask, or ``...`` for all of it)."""
+    labels, n = ndimage.label(~solid, structure)
+    hole = np.ones(n + 1, bool)
+    for index, is_open in faces:
+        hole[labels[index][is_open]] = False
+    hole[0] = True                             # label 0: the solid itself
+    return hole[labels]
+
+
 def _fill_slices(closed: np.ndarray, tissue: np.ndarray, axis: int) -> np.ndarray:
-    """Holes of ``closed`` filled slice by slice along ``axis``; where tissue touches the array border (a head
-    cut by the field of view) the border acts as a wall, where air does it stays open."""
-    out = []
-    for b, t in zip(np.moveaxis(closed, axis, 0), np.moveaxis(tissue, axis, 0)):
-        p = np.pad(b, 1)
-        wall = np.pad(t, 1, mode="edge")
-        p[[0, -1], :], p[:, [0, -1]] = wall[[0, -1], :], wall[:, [0, -1]]
-        out.append(ndimage.binary_fill_holes(p)[1:-1, 1:-1])
-    return np.moveaxis(np.stack(out), 0, axis)
+    """Holes of ``closed`` (3D) filled slice by slice along ``axis``; where tissue touches the array border (a
+    head cut by the field of view) the border acts as a wall, where air does it stays open."""
+    plane = np.zeros((3, 3, 3), bool)
+    plane[_at(axis, 1)] = ndimage.generate_binary_structure(2, 1)
+    faces = [(_at(a, end), ~tissue[_at(a, end)]) for a in range(3) if a != axis for end in (0, -1)]
+    return _fill_open(closed, plane, faces)
 
 
 def closing_element(plane_spacing_mm, radius_mm: float = CLOSE_RADIUS_MM) -> np.ndarray:
@@ -127,25 +174,45 @@ def closing_element(plane_spacing_mm, radius_mm: float = CLOSE_RADIUS_MM) -> np.
         ((i == 0) | (r[0] > 0)) & ((j == 0) | (r[1] > 0)))
 
 
+def _tissue_box(tissue: np.ndarray, margin: int) -> tuple | None:
+    """Slices of the bounding box of ``tissue`` grown by ``margin`` voxels per side (clipped); None if empty."""
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(tissue.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(max(0, hit[0] - margin), min(tissue.shape[axis], hit[-1] + 1 + margin)))
+    return tuple(box)
+
+
 def intracranial_mask(hu: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """Mask (same shape, k j i) of the space inside the skull, up to the inner table (see module doc)."""
-    bone = hu >= BONE_HU
-    tissue = hu > AIR_MAX_HU
+    """Mask (same shape, k j i) of the space inside the skull, up to the inner table (see module doc). Worked
+    on the tissue bounding box grown by twice the closing radius (outside it nothing changes the result)."""
+    volume = min(hu.shape) > 2
+    elements = {axis: closing_element([s for a, s in enumerate(spacing_zyx) if a != axis])
+                for axis in (range(3) if volume else (0,))}
+    out = np.zeros(hu.shape, bool)
+    box = _tissue_box(hu > AIR_MAX_HU, 2 + 2 * max(max(st.shape) // 2 for st in elements.values()))
+    if box is None:
+        return out
+    hu = hu[box]
+    bone, tissue = hu >= BONE_HU, hu > AIR_MAX_HU
     filled = np.zeros_like(bone)
-    for axis in range(3) if min(hu.shape) > 2 else (0,):
-        plane = [s for a, s in enumerate(spacing_zyx) if a != axis]
-        st = closing_element(plane)
-        moved = np.moveaxis(bone, axis, 0)
-        closed = np.stack([ndimage.binary_closing(b, st, border_value=0) | b for b in moved])
-        filled |= _fill_slices(np.moveaxis(closed, 0, axis), tissue, axis)
-    if min(hu.shape) > 2:                     # boxes no orthogonal plane closes, enclosed by filled voxels in 3D
-        filled = ndimage.binary_fill_holes(filled | bone)
+    for axis, st in elements.items():
+        plane = [a for a in range(3) if a != axis]
+        closed = _morph(_morph(bone, st, plane, True), st, plane, False) | bone
+        filled |= _fill_slices(closed, tissue, axis)
+    del tissue
+    if volume:                                # boxes no orthogonal plane closes, enclosed by filled voxels in 3D
+        faces = [(_at(a, end), ...) for a in range(3) for end in (0, -1)]
+        filled = _fill_open(filled | bone, ndimage.generate_binary_structure(3, 1), faces)
     inside = filled & ~bone & (hu > INTRACRANIAL_MIN_HU)
+    del filled, bone
     labels, n = ndimage.label(inside)
-    if n == 0:
-        return inside
-    sizes = ndimage.sum(inside, labels, index=np.arange(1, n + 1))
-    return labels == (1 + int(np.argmax(sizes)))
+    if n:
+        inside = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    out[box] = inside
+    return out
 
 
 def check_head_extent(icm: np.ndarray, spacing_xyz, source="image") -> None:
