@@ -22,11 +22,12 @@ class StudyPhases:
 
 
 def load_study_phases(folder, protocol: str = "liver_mri") -> StudyPhases:
-    """Scan ``folder`` (one study), assign phases; DWI is the volume with the highest b-value."""
+    """Scan ``folder`` (one study), assign phases; one volume per phase by ``phases.best_by_phase`` (the most
+    confident; DWI the highest b-value)."""
     import pydicom
 
     from ..dicom.scan import scan_folder
-    from ..dicom.scan_cli import study_phases
+    from ..phases import assign_phases, best_by_phase
 
     scan = scan_folder(folder)
     if len(scan.studies) != 1:
@@ -34,14 +35,8 @@ def load_study_phases(folder, protocol: str = "liver_mri") -> StudyPhases:
                          + (f" ({scan.empty_reason()})" if not scan.studies else ""), str(folder))
     study = scan.studies[0]
     volumes = {v.volume_id: v for v in study.volumes()}
-    chosen = {}
-    for row in study_phases(study, protocol)["volumes"]:
-        phase = row["phase"]
-        if not phase or phase == "unknown":
-            continue
-        if phase == "DWI" and phase in chosen and (row["b_value"] or 0) <= (chosen[phase][1] or 0):
-            continue
-        chosen[phase] = (volumes[row["volume_id"]], row["b_value"])
+    best = best_by_phase(assign_phases([(v.volume_id, v.tags) for v in volumes.values()], protocol))
+    chosen = {p: (volumes[a.volume_id], a.b_value) for p, a in best.items() if p != "unknown"}
     images = {p: v.load() for p, (v, _) in chosen.items()}
     files = {p: list(v.files) for p, (v, _) in chosen.items()}
     headers = {p: pydicom.dcmread(str(v.files[0]), stop_before_pixels=True) for p, (v, _) in chosen.items()}
