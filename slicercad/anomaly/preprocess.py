@@ -129,10 +129,10 @@ def _morph(x: np.ndarray, st: np.ndarray, axes, dilate: bool) -> np.ndarray:
             half[i - c] = w = int(row.sum()) // 2
             if not np.array_equal(row, np.abs(np.arange(row.size) - row.size // 2) <= w):
                 raise ValueError("closing element rows must be centred runs")
-    out, run, grown = np.full(x.shape, not dilate), x.copy(), 0
+    out, run, prev, grown = np.full(x.shape, not dilate), x.copy(), np.empty_like(x), 0
     for w in sorted(set(half.values())):
         for _ in range(w - grown):
-            prev = run.copy()
+            np.copyto(prev, run)
             _shift_into(run, prev, axes[1], 1, dilate)
             _shift_into(run, prev, axes[1], -1, dilate)
         grown = w
@@ -191,16 +191,17 @@ def intracranial_mask(hu: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray
     volume = min(hu.shape) > 2
     elements = {axis: closing_element([s for a, s in enumerate(spacing_zyx) if a != axis])
                 for axis in (range(3) if volume else (0,))}
-    out = np.zeros(hu.shape, bool)
-    box = _tissue_box(hu > AIR_MAX_HU, 2 + 2 * max(max(st.shape) // 2 for st in elements.values()))
+    shape, margin = hu.shape, 2 + 2 * max(max(st.shape) // 2 for st in elements.values())
+    box = _tissue_box(hu > AIR_MAX_HU, margin)
     if box is None:
-        return out
+        return np.zeros(shape, bool)
     hu = hu[box]
     bone, tissue = hu >= BONE_HU, hu > AIR_MAX_HU
     filled = np.zeros_like(bone)
     for axis, st in elements.items():
         plane = [a for a in range(3) if a != axis]
-        closed = _morph(_morph(bone, st, plane, True), st, plane, False) | bone
+        closed = _morph(_morph(bone, st, plane, True), st, plane, False)
+        closed |= bone
         filled |= _fill_slices(closed, tissue, axis)
     del tissue
     if volume:                                # boxes no orthogonal plane closes, enclosed by filled voxels in 3D
@@ -210,7 +211,10 @@ def intracranial_mask(hu: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> np.ndarray
     del filled, bone
     labels, n = ndimage.label(inside)
     if n:
-        inside = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+        flat, chunk = labels.ravel(), 1 << 22          # bincount casts to int64: in chunks, not 8 B/voxel at once
+        sizes = sum(np.bincount(flat[i:i + chunk], minlength=n + 1) for i in range(0, flat.size, chunk))
+        inside = labels == 1 + int(np.argmax(sizes[1:]))
+    out = np.zeros(shape, bool)
     out[box] = inside
     return out
 
