@@ -129,3 +129,32 @@ def test_adult_population_has_atrophy_and_calcification_at_stated_rates():
     tail = anomaly_head.population(5, "atrophy"), anomaly_head.population(5, "calcification")
     assert tail[0]["atrophy"] == 1.0 and len(tail[1]["calcifications"]) == 3
     assert all(v >= 150 for _, v in tail[1]["calcifications"].values())
+
+
+def _full_smoothing(image, icm, out_sp):
+    """The former area average: the whole volume, no block means (the reference)."""
+    hu = sitk.GetArrayFromImage(image)
+    work = sitk.GetImageFromArray(np.where(icm, hu, np.float32(pp.NEUTRAL_HU)).astype(np.float32))
+    work.CopyInformation(image)
+    sigma = [max(0.0, (out_sp / 2) ** 2 - (s / 2) ** 2) ** 0.5 for s in image.GetSpacing()]
+    return sitk.SmoothingRecursiveGaussian(work, sigma)
+
+
+def test_area_average_on_the_mask_box_equals_the_whole_volume_and_block_means_stay_close(head):
+    ref = sitk.Image([36, 44, 32], sitk.sitkUInt8)
+    ref.SetSpacing([5.0] * 3)
+    ref.SetOrigin([-87.5, -107.5, -77.5])
+    hu = sitk.GetArrayFromImage(head.image)
+    icm = pp.intracranial_mask(hu, head.image.GetSpacing()[::-1])
+    on_grid = lambda img: sitk.GetArrayFromImage(sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear,  # noqa
+                                                               pp.NEUTRAL_HU, sitk.sitkFloat32))
+    cropped = on_grid(pp._area_averaged(head.image, hu, icm, 5.0))
+    assert np.abs(cropped - on_grid(_full_smoothing(head.image, icm, 5.0))).max() < 1e-3    # 2.5 mm: no blocks
+    fine = sitk.Resample(head.image, [144, 176, 64], sitk.Transform(), sitk.sitkLinear, head.image.GetOrigin(),
+                         (1.25, 1.25, 2.5), head.image.GetDirection(), -1000.0, sitk.sitkFloat32)
+    hu_f = sitk.GetArrayFromImage(fine)
+    icm_f = pp.intracranial_mask(hu_f, fine.GetSpacing()[::-1])
+    blocks = pp._area_averaged(fine, hu_f, icm_f, 5.0)
+    assert blocks.GetSpacing() == (2.5, 2.5, 2.5)                                   # 2 x 2 x 1 block means
+    diff = np.abs(on_grid(blocks) - on_grid(_full_smoothing(fine, icm_f, 5.0)))
+    assert np.median(diff) < 0.5 and np.percentile(diff, 99) < 3.0                  # HU

@@ -231,6 +231,28 @@ def check_head_extent(icm: np.ndarray, spacing_xyz, source="image") -> None:
                          "not a head CT (or not the whole head)", source)
 
 
+def _area_averaged(image: sitk.Image, hu: np.ndarray, icm: np.ndarray, out_sp: float) -> sitk.Image:
+    """The intracranial HU (extracranial voxels -> NEUTRAL_HU: skull partial volume must not leak into the mask)
+    area-averaged for a resample to ``out_sp`` mm: on the mask's bounding box plus 4 sigma (outside it the image
+    is the constant NEUTRAL_HU, the resample's default), block means of whole voxels up to out_sp / 2 (a fine
+    clinical grid; none on a grid already that coarse), then a Gaussian of the remaining sigma, sigma^2 =
+    (out_sp / 2)^2 - (spacing / 2)^2."""
+    sp = np.asarray(image.GetSpacing(), float)
+    shrink = np.maximum(1, np.floor(out_sp / 2.0 / sp)).astype(int)
+    sigma = np.sqrt(np.maximum(0.0, (out_sp / 2.0) ** 2 - (sp * shrink / 2.0) ** 2))
+    idx = np.argwhere(icm)
+    pad = (np.ceil(4.0 * sigma / sp) + 2 * shrink).astype(int)[::-1]
+    lo, hi = np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad + 1, icm.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    work = sitk.GetImageFromArray(np.where(icm[box], hu[box], np.float32(NEUTRAL_HU)).astype(np.float32))
+    work.SetSpacing(image.GetSpacing())
+    work.SetDirection(image.GetDirection())
+    work.SetOrigin(image.TransformIndexToPhysicalPoint([int(v) for v in lo[::-1]]))
+    if shrink.max() > 1:
+        work = sitk.BinShrink(work, [int(v) for v in shrink])
+    return sitk.SmoothingRecursiveGaussian(work, [float(v) for v in sigma]) if sigma.max() > 0 else work
+
+
 def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
                    spacing_mm=HEAD_SPACING_MM) -> Sample:
     """A head CT (HU) on the fixed grid: channels (brain, subdural window) + likelihood mask."""
@@ -257,16 +279,9 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
     check_head_extent(icm, sp, source)
     mask_img = sitk.GetImageFromArray(icm.astype(np.uint8))
     mask_img.CopyInformation(image)
-    # extracranial voxels -> NEUTRAL_HU before smoothing: skull partial volume must not leak into the mask
-    neutral = np.where(icm, hu, np.float32(NEUTRAL_HU)).astype(np.float32)
-    work = sitk.GetImageFromArray(neutral)
-    work.CopyInformation(image)
     norm = normalising_transform(mask_img, icm, source)
     ref = normalised_grid(norm, grid_size, spacing_mm)
-    # area-average before the coarse resample: a Gaussian of sigma ~ half the (finest) output spacing
-    out_sp = min(ref.GetSpacing())
-    sigma = [max(0.0, (out_sp / 2.0) ** 2 - (s / 2.0) ** 2) ** 0.5 for s in sp]
-    smooth = sitk.SmoothingRecursiveGaussian(work, sigma) if max(sigma) > 0 else work
+    smooth = _area_averaged(image, hu, icm, min(ref.GetSpacing()))
     hu_g = sitk.GetArrayFromImage(sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, NEUTRAL_HU,
                                                 sitk.sitkFloat32))
     m_g = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(mask_img, sitk.sitkFloat32), ref, sitk.Transform(),
