@@ -14,7 +14,24 @@ from slicercad.synth.anomaly_head import normal_head
 
 def test_pinned_template_and_limits():
     assert nz.TEMPLATE_SEMI_AXES_MM == (68.0, 84.0, 62.0) and nz.REGISTRATION_SPACING_MM == 6.0
-    assert nz.SCALE_RANGE == (0.75, 1.35) and nz.MAX_ROTATION_DEG == 60.0 and nz.ITERATIONS == 150
+    assert nz.COARSE_SPACING_MM == 12.0 and nz.ITERATIONS == 150
+    assert nz.SCALE_RANGE == (0.75, 1.35) and nz.MAX_ROTATION_DEG == 60.0 and nz.MIN_DICE == 0.80
+    assert nz.FLIP_MM == 10.0
+
+
+def test_the_template_itself_is_the_identity():
+    m = sitk.Cast(nz.template(2.0, smooth=False) > 0.5, sitk.sitkUInt8)
+    n = nz.normalising_transform(m, sitk.GetArrayFromImage(m).astype(bool))
+    assert np.allclose(n["scale"], 1.0, atol=0.01) and n["rotation_deg"] < 0.5 and n["fit_dice"] > 0.97
+    assert np.allclose(n["translation"], 0.0, atol=0.5)
+
+
+def test_yaw_is_recovered_on_training_phantoms():
+    for seed in range(1000, 1006):
+        ph = normal_head(seed)
+        info = pp.head_ct_sample(ph.image).info
+        assert info["rotation_deg"] == pytest.approx(abs(ph.params["rotation_deg"]), abs=2.0)
+        assert info["fit_dice"] > 0.95 and not info["orientation_checked"]    # a phantom has no face or neck
 
 
 @pytest.mark.parametrize("seed,variant", [(3, "large"), (4, "asymmetric")])
@@ -35,7 +52,8 @@ def _posed(image, pitch_deg, roll_deg, shift):
 def _centroid_only(mask_img, icm, source="image"):
     """The former alignment: axis-aligned, unscaled, centred on the mask centroid (the control)."""
     centre = mask_img.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.argwhere(icm).mean(0)[::-1]])
-    return {"translation": np.asarray(centre), "rotation": np.eye(3), "scale": np.ones(3), "rotation_deg": 0.0}
+    return {"translation": np.asarray(centre), "rotation": np.eye(3), "scale": np.ones(3), "rotation_deg": 0.0,
+            "fit_dice": 1.0}
 
 
 def _dice(head, posed):

@@ -105,6 +105,26 @@ def test_sample_path_on_the_real_head(cranium):
     rim = icm & ndimage.binary_dilation(bone, iterations=2)
     assert (rim & (hu < 15)).sum() > 1000                          # CSF next to the inner table kept (no strip)
     assert s.mask.sum() > 5000 and s.x.shape == (2, 32, 44, 36)
+    assert s.info["fit_dice"] > 0.85 and s.info["orientation_checked"]      # skull base / neck inferior
+    assert s.info["extracranial_offset_mm"][2] < -20
+
+
+def _header_flipped(img, axis):
+    """The same voxels with one LPS axis reversed in the header (a mislabelled file)."""
+    f = np.eye(3)
+    f[axis, axis] = -1
+    out = sitk.Image(img)
+    out.SetDirection((f @ np.asarray(img.GetDirection()).reshape(3, 3)).ravel().tolist())
+    out.SetOrigin((f @ np.asarray(img.GetOrigin())).tolist())
+    return out
+
+
+def test_an_upside_down_header_is_refused_and_mirrors_are_not_detected(cranium):
+    img = cranium[0]
+    with pytest.raises(InputError, match="looks flipped"):
+        pp.head_ct_sample(_header_flipped(img, 2), "Cranium.inv3")
+    for axis in (0, 1):                       # left-right and front-back mirrors: not detectable (README)
+        assert pp.head_ct_sample(_header_flipped(img, axis)).info["fit_dice"] > 0.85
 
 
 def test_haemorrhage_inserted_into_the_real_background(cranium):

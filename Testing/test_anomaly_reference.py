@@ -1,6 +1,8 @@
 """Held-out-normal reference of the AnomalyCT detectors: leave-one-out standardised maps equal an explicit
 recomputation without the case, are not biased low the way in-sample standardisation is (the control), the
 map-based case score, the step budget, and the grid holding the large-head variant uncropped."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -21,23 +23,34 @@ def _raw(n=6, shape=(4, 6, 5), channels=2, seed=0):
 @pytest.mark.parametrize("channels", [1, 2])
 def test_leave_one_out_equals_explicit_recomputation(channels):
     raw = _raw(channels=channels)
-    _, _, floor = T._map_stats(raw)
-    loo = T.leave_one_out_maps(raw, floor)
+    _, _, floor, prior = T._map_stats(raw)
+    loo = T.leave_one_out_maps(raw, floor, prior)
     for i in (0, 1, 4):
         others = np.delete(raw, i, 0)
-        mean, std, _ = T._map_stats(others)
+        n = (~np.isnan(others)).sum(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, var = np.nan_to_num(np.nanmean(others, 0)), np.nan_to_num(np.nanvar(others, 0))
+        std = np.where(n > 0, np.sqrt((n * var + T.PRIOR_COUNT * prior) / (n + T.PRIOR_COUNT)), 1.0)
         z = np.abs((np.nan_to_num(raw[i]) - mean) / np.maximum(std, floor)).max(0)    # two-sided, max over C'
         valid = ~np.isnan(raw[i, 0])
         want = smooth_in_mask(torch.from_numpy(z[None].astype(np.float32)), torch.from_numpy(valid[None]))[0]
         assert np.allclose(loo[i], want.numpy(), atol=1e-5)
 
 
-def test_std_floor_ignores_voxels_outside_every_mask():
+def test_std_floor_and_shrinkage_ignore_voxels_outside_every_mask():
+    assert T.PRIOR_COUNT == 4
     raw = np.full((5, 1, 10, 10, 10), np.nan)
     raw[:, :, :2] = np.random.default_rng(2).normal(scale=0.01, size=(5, 1, 2, 10, 10))   # 20 % of the grid
-    _, std, floor = T._map_stats(raw)
-    inside = std[:, :2]
-    assert floor == pytest.approx(0.5 * np.median(inside)) and floor < 0.01 and std[:, 2:].min() == 1.0
+    raw[0, :, 2, 0, 0] = 5.0                                  # an edge voxel inside one mask only: var 0
+    mean, std, floor, prior = T._map_stats(raw)
+    seen = ~np.isnan(raw).all(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert prior == pytest.approx(np.median(np.nanvar(raw, 0)[seen]))
+    assert floor == pytest.approx(0.5 * np.median(std[std != 1.0])) and floor < 0.01
+    assert std[0, 2, 0, 0] == pytest.approx(np.sqrt(4 * prior / 5))        # shrunk from 0 towards the prior
+    assert std[:, 3:].min() == 1.0 and std[0, 2, 1, 1] == 1.0
 
 
 def _standardised(raw, mean, std, floor):
@@ -48,11 +61,11 @@ def _standardised(raw, mean, std, floor):
 def test_in_sample_standardisation_is_biased_low_and_leave_one_out_is_not():
     rng = np.random.default_rng(1)
     raw_val, fresh = rng.normal(size=(8, 1, 4, 8, 8)), rng.normal(size=(200, 1, 4, 8, 8))
-    mean, std, floor = T._map_stats(raw_val)
+    mean, std, floor, prior = T._map_stats(raw_val)
     score = lambda maps: np.median(top_fraction_mean(maps, np.ones(maps.shape, bool)))  # noqa: E731
     target = score(_standardised(fresh, mean, std, floor))        # what new normals score
     in_sample = score(_standardised(raw_val, mean, std, floor))
-    loo = score(T.leave_one_out_maps(raw_val, floor))
+    loo = score(T.leave_one_out_maps(raw_val, floor, prior))
     assert in_sample < 0.9 * target                                # the bias the reference must avoid
     assert abs(loo - target) < abs(in_sample - target)
 
@@ -86,3 +99,15 @@ def test_paired_auroc_difference_against_the_atlas():
     assert d["same"]["delta"] == 0 and d["same"]["ci"] == [0.0, 0.0] and d["same"]["p_le_0"] == 1.0
     assert d["better"]["ci"][0] > 0 and d["better"]["p_le_0"] == 0.0
     assert d["worse"]["ci"][1] < 0 and d["worse"]["p_le_0"] == 1.0
+
+
+def test_population_control_an_atlas_without_atrophic_normals_flags_atrophy():
+    from slicercad.anomaly.baselines import AtlasZ
+    from slicercad.synth.anomaly_head import population
+
+    young = [s for s in range(2000, 2100) if population(s)["atrophy"] == 0.0][:6]
+    x = np.stack([T.phantom_normal(T.HEAD, s)[0] for s in young])
+    atlas = AtlasZ(x[:3])
+    threshold = atlas.scores(x[3:]).max()                                  # young calibration normals
+    atrophic = np.stack([T.phantom_normal(T.HEAD, s, "atrophy")[0] for s in (2200, 2201)])
+    assert (atlas.scores(atrophic) > threshold).all()

@@ -36,7 +36,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from .normalise import normalised_grid, normalising_transform
+from .normalise import check_orientation, normalised_grid, normalising_transform
 
 BRAIN_WINDOW = (40.0, 80.0)          # (level, width) HU -> 0..80 HU
 SUBDURAL_WINDOW = (80.0, 200.0)      # (level, width) HU -> -20..180 HU
@@ -280,6 +280,7 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
     mask_img = sitk.GetImageFromArray(icm.astype(np.uint8))
     mask_img.CopyInformation(image)
     norm = normalising_transform(mask_img, icm, source)
+    info.update(check_orientation(hu, icm, image, norm, source))
     ref = normalised_grid(norm, grid_size, spacing_mm)
     smooth = _area_averaged(image, hu, icm, min(ref.GetSpacing()))
     hu_g = sitk.GetArrayFromImage(sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, NEUTRAL_HU,
@@ -292,7 +293,8 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
     if mask.sum() < 100:
         raise InputError("too few intracranial voxels on the model grid", source)
     info.update(icv_ml=icv_ml, center_lps=[float(c) for c in norm["translation"]], n_mask=int(mask.sum()),
-                scale_xyz=[float(v) for v in norm["scale"]], rotation_deg=norm["rotation_deg"])
+                scale_xyz=[float(v) for v in norm["scale"]], rotation_deg=norm["rotation_deg"],
+                fit_dice=norm["fit_dice"])
     grid = sitk.Image(ref)
     return Sample(x.astype(np.float32), mask, grid, "head_ct", info)
 

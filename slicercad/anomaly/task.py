@@ -14,8 +14,8 @@ the map-based references are leave-one-out (each normal standardised by the othe
 weights' buffers so any trained model carries them. Training budget: STEP_BUDGET optimiser steps
 (``epochs_for_steps``) for the bundled models, the reproduction and ``slicercad anomaly train``.
 
-Memory budget (3D head, CPU, batch 1 when scoring): input volume float32 + ~6 working copies for the mask
-(e.g. 512 x 512 x 300 -> ~1.9 GB peak), the model grid 2 x 32 x 44 x 36 = 101,376 dims; Glow activations
+Memory budget (3D head, CPU, batch 1 when scoring): the input volume float32 + the mask's working copies on the
+tissue box (about 10 B per input voxel; see README for measured peaks), the model grid 2 x 32 x 44 x 36 = 101,376 dims; Glow activations
 for one case < 100 MB; training batch 8 < 1 GB.
 """
 from __future__ import annotations
@@ -44,6 +44,8 @@ STEP_BUDGET = 400                    # optimiser steps: bundled models, the repr
 GLOW_DEFAULT = {"levels": 2, "steps": 4, "hidden": 24, "positional_prior": 1, "n_normals": 96, "data_seed": 0,
                 "model_seed": 0}
 GAN_DEFAULT = {"z_dim": 16, "ch": 8, "n_normals": 96, "data_seed": 0, "model_seed": 0}
+SAMPLE_PATH = {HEAD: "head_ct/2: template-registered 5 mm grid, two-sided maps, case-level map threshold",
+               CXR: "cxr/2: two-sided maps, case-level map threshold"}   # a card of another version is refused
 MAP_THRESHOLD_PCT = 95.0       # of the held-out normals' map maxima (case-level)
 
 
@@ -106,9 +108,12 @@ def per_sample_loss(class_weights=None):
 
 def input_spec_of(kind):
     def spec(cfg):
-        out = {"phases": list(CHANNELS[kind]), "roi_px": list(GRID[kind]), "kind": kind, "valid_ranges": {}}
+        out = {"phases": list(CHANNELS[kind]), "roi_px": list(GRID[kind]), "kind": kind, "valid_ranges": {},
+               "sample_path": SAMPLE_PATH[kind]}
         if kind == HEAD:
             out.update(spacing_mm=[pp.HEAD_SPACING_MM] * 3, grid_xyz=list(pp.HEAD_GRID_SIZE),
+                       grid="on the canonical head: the intracranial mask registered to the template "
+                            "(normalise.py); spacing in canonical mm",
                        normalisation=f"brain window L/W {pp.BRAIN_WINDOW}, subdural window {pp.SUBDURAL_WINDOW} HU "
                                      "-> [0, 1]; intracranial mask to the inner table; extracranial -> "
                                      f"{pp.NEUTRAL_HU} HU before resampling", units="HU",
@@ -188,22 +193,36 @@ def raw_scores(model, x: torch.Tensor, batch_size: int = 8) -> dict:
     return out
 
 
+PRIOR_COUNT = 4      # pseudo-normals of the median variance mixed into each voxel's variance (edge voxels)
+
+
+def shrunk_std(var: np.ndarray, n: np.ndarray, prior_var: float) -> np.ndarray:
+    """sqrt((n var + PRIOR_COUNT prior_var) / (n + PRIOR_COUNT)): a voxel inside few normals' masks (the mask
+    edge) gets a std near the typical one instead of its own noisy estimate from 1-2 values."""
+    return np.sqrt((n * var + PRIOR_COUNT * prior_var) / (n + PRIOR_COUNT))
+
+
 def _map_stats(raw: np.ndarray):
-    """Voxel-wise mean / std over cases (axis 0; NaN = outside a case's mask) and the std floor: half the median
-    std over voxels inside some case's mask (voxels outside every mask, std 1 by convention, do not count)."""
+    """Voxel-wise mean / std over cases (axis 0; NaN = outside a case's mask; std shrunk by ``shrunk_std``
+    towards the median variance of the voxels inside some mask, std 1 outside every mask), the floor (half the
+    median std inside) and that prior variance."""
+    valid = ~np.isnan(raw)
+    n = valid.sum(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)       # voxels outside every normal's mask
         mean = np.nan_to_num(np.nanmean(raw, 0), nan=0.0)
-        std = np.nanstd(raw, 0)
-    seen = ~np.isnan(std) & (std > 0)
+        var = np.nan_to_num(np.nanvar(raw, 0), nan=0.0)
+    seen = n > 0
+    prior = float(np.median(var[seen])) if seen.any() else 1.0
+    std = np.where(seen, shrunk_std(var, n, prior), 1.0)
     floor = max(float(np.median(std[seen])) * 0.5, 1e-4) if seen.any() else 1.0
-    return mean, np.nan_to_num(std, nan=1.0), floor
+    return mean, std, floor, prior
 
 
-def leave_one_out_maps(raw: np.ndarray, floor: float) -> np.ndarray:
-    """Each held-out normal's (N, C', *grid) raw map standardised by the *other* normals' voxel mean / std, then
-    made two-sided and smoothed like ``model.score`` (``scoring.standardised_map``): reference scores not biased
-    low by a standardisation they took part in."""
+def leave_one_out_maps(raw: np.ndarray, floor: float, prior: float) -> np.ndarray:
+    """Each held-out normal's (N, C', *grid) raw map standardised by the *other* normals' voxel mean / std
+    (shrunk as in ``_map_stats``), then made two-sided and smoothed like ``model.score``
+    (``scoring.standardised_map``): reference scores not biased low by a standardisation they took part in."""
     valid = ~np.isnan(raw)
     v = np.nan_to_num(raw)
     n, s1, s2 = valid.sum(0), v.sum(0), (v ** 2).sum(0)
@@ -211,8 +230,8 @@ def leave_one_out_maps(raw: np.ndarray, floor: float) -> np.ndarray:
     for i in range(len(v)):
         c = n - valid[i]
         mean = np.where(c > 0, (s1 - v[i]) / np.maximum(c, 1), 0.0)
-        var = np.where(c > 0, (s2 - v[i] ** 2) / np.maximum(c, 1) - mean ** 2, 1.0)
-        std = np.maximum(np.sqrt(np.maximum(var, 0.0)), floor)
+        var = np.where(c > 0, np.maximum((s2 - v[i] ** 2) / np.maximum(c, 1) - mean ** 2, 0.0), 0.0)
+        std = np.maximum(np.where(c > 0, shrunk_std(var, c, prior), 1.0), floor)
         out[i] = standardised_map(torch.from_numpy(v[i:i + 1]), torch.from_numpy(mean), torch.from_numpy(std),
                                   torch.from_numpy(valid[i:i + 1, 0])).numpy()[0]
     return out
@@ -228,11 +247,11 @@ def held_out_reference(model, x_val: torch.Tensor, set_stats: bool = True) -> di
     r = raw_scores(model, x_val)
     mask = x_val[:, -1].numpy() > 0.5
     raw = np.where(mask[:, None], r["raw_map"], np.nan)
-    mean, std, floor = _map_stats(raw)
+    mean, std, floor, prior = _map_stats(raw)
     if set_stats:
         model.map_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
         model.map_std.copy_(torch.from_numpy(np.maximum(std, floor).astype(np.float32)))
-    loo = leave_one_out_maps(raw, floor)
+    loo = leave_one_out_maps(raw, floor, prior)
     return {"score": r["score"], "variant": r["variant"], "map": loo, "mask": mask,
             "map_score": top_fraction_mean(loo, mask)}
 

@@ -14,7 +14,9 @@ Normal head (HU, 2.5 mm isotropic grid PHANTOM_SIZE, LPS axes, random small rota
   The prevalences are chosen, not fitted to a cohort: normal heads of an emergency population include the old.
 Normal-variation controls (healthy but unusual: the tails of that population, ``variant=``): ``atrophy``
   (a = 1: ventricles x1.8, wide sulci and rim), ``calcification`` (all three sites, 2.5-4 mm, 150-300 HU),
-  ``asymmetric`` (elongated, rotated head), ``large`` (head x1.12).
+  ``asymmetric`` (elongated, rotated head), ``large`` (head x1.12); and two healthy variants **outside** the
+  training population (``SUPPORT``): ``cavum_septum`` (a CSF slit between the frontal horns) and
+  ``ventricle_asymmetry`` (the left lateral ventricle x1.5).
 Anomalies (``insert_anomaly``; mask returned; any isotropic LPS grid -- also the real backgrounds of
   ``real_anatomy.real_head_background``; sizes in mm):
   ``ich``  intracerebral haemorrhage: lobulated blob in parenchyma, brain + contrast HU, thin oedema rim -6 HU;
@@ -39,7 +41,9 @@ ANOMALY_TYPES = ("ich", "sdh", "infarct")
 SWEEP = {"ich": {"size_mm": (8.0, 14.0, 22.0), "contrast_hu": (12.0, 25.0, 40.0)},
          "sdh": {"size_mm": (4.0, 7.0, 11.0), "contrast_hu": (12.0, 25.0, 40.0)},
          "infarct": {"size_mm": (15.0, 25.0, 35.0), "contrast_hu": (4.0, 8.0, 14.0)}}
-VARIANTS = ("atrophy", "calcification", "asymmetric", "large")
+VARIANTS = ("atrophy", "calcification", "asymmetric", "large", "cavum_septum", "ventricle_asymmetry")
+SUPPORT = {"atrophy": "tail", "calcification": "tail", "asymmetric": "pose/shape", "large": "size",
+           "cavum_septum": "outside", "ventricle_asymmetry": "outside"}
 AGE_RANGE = (18.0, 90.0)
 
 
@@ -140,7 +144,11 @@ def normal_head(seed: int, variant: str | None = None, patient_id: str | None = 
     sep = rng.uniform(6, 9)
     vent = np.zeros(shape, bool)
     for side in (-1, 1):
-        vent |= ((x - side * sep) / (7 * vs)) ** 2 + ((y + 4) / (28 * vs)) ** 2 + ((z - 8) / (9 * vs)) ** 2 < 1
+        v_side = vs * (1.5 if variant == "ventricle_asymmetry" and side == 1 else 1.0)
+        vent |= ((x - side * sep) / (7 * v_side)) ** 2 + ((y + 4) / (28 * v_side)) ** 2 + \
+            ((z - 8) / (9 * v_side)) ** 2 < 1
+    if variant == "cavum_septum":                      # a CSF slit between the frontal horns
+        vent |= (np.abs(x) < 2.0) & (y > -4 - 22 * vs) & (y < -4) & (np.abs(z - 8) < 6 * vs)
     vent |= (x / (2.0 * vs)) ** 2 + ((y + 2) / (12 * vs)) ** 2 + ((z + 6) / (7 * vs)) ** 2 < 1
     vent &= brain
     hu[vent] = 8.0
