@@ -37,6 +37,9 @@ class AnomalyCT(ScriptedLoadableModule):
         self.parent.acknowledgementText = _("Methods from the SlicerCAD source reports; see the extension README.")
 
 
+MAX_THRESHOLD = 200.0      # SD; the slider's range (a model with few calibration normals can set a high one)
+
+
 @parameterNodeWrapper
 class AnomalyCTParameterNode:
     """Panel state, saved with the scene."""
@@ -47,7 +50,7 @@ class AnomalyCTParameterNode:
     inputKind: Annotated[str, Choice(["head_ct", "cxr"])] = "head_ct"
     modelPath: pathlib.Path
     device: Annotated[str, Choice(["cpu", "cuda"])] = "cpu"
-    mapThreshold: Annotated[float, WithinRange(0.0, 50.0)] = 3.0
+    mapThreshold: Annotated[float, WithinRange(0.0, MAX_THRESHOLD)] = 3.0
     segmentation: slicer.vtkMRMLSegmentationNode
     normalsFolder: pathlib.Path
     trainOutputFolder: pathlib.Path
@@ -94,6 +97,8 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         if self._jobTimer:
             self._jobTimer.stop()
+        if self.logic:
+            self.logic.training.cancel()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -106,6 +111,10 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._clearScore()
 
     def _clearScore(self) -> None:
+        from SlicerCADLib.overlays import hide_overlay
+
+        if self._score is not None:
+            hide_overlay(self._score.map_node)
         self._score, self._scoredVolume = None, None
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -153,9 +162,11 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             self._clearScore()
             score = self.logic.score(p)
+            p.mapThreshold = min(float(score.default_threshold), MAX_THRESHOLD)
             self._score, self._scoredVolume = score, p.inputVolume
-            p.mapThreshold = float(self._score.default_threshold)
-            self.ui.scoreStatusLabel.text = self._score.summary()
+            clamped = _(" (the model's threshold is above the slider's range)") \
+                if score.default_threshold > MAX_THRESHOLD else ""
+            self.ui.scoreStatusLabel.text = self._score.summary() + clamped
         self._checkCanApply()
 
     def onThresholdChanged(self, value) -> None:
@@ -185,7 +196,7 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollJob()
 
     def _pollJob(self) -> None:
-        _percent, text, running = self.logic.pollTraining(self._parameterNode)
+        _percent, text, running = self.logic.pollTraining(self.logic.getParameterNode())   # also while exited
         if text:
             self.ui.trainStatusLabel.text = text
         if not running:

@@ -96,3 +96,14 @@ def show_float_overlay(image_or_array, reference_volume_node, name: str, colorma
         composite.SetForegroundVolumeID(node.GetID())
         composite.SetForegroundOpacity(float(opacity))
     return node
+
+
+def hide_overlay(node) -> None:
+    """Take ``node`` off the foreground of every slice view showing it (a stale map must not stay on screen)."""
+    if node is None or node.GetScene() is None:
+        return
+    composites = node.GetScene().GetNodesByClass("vtkMRMLSliceCompositeNode")
+    for i in range(composites.GetNumberOfItems()):
+        composite = composites.GetItemAsObject(i)
+        if composite.GetForegroundVolumeID() == node.GetID():
+            composite.SetForegroundVolumeID(None)

@@ -4,7 +4,7 @@ import pytest
 import SimpleITK as sitk
 
 from slicercad.errors import InputError
-from SlicerCADLib.overlays import show_float_overlay
+from SlicerCADLib.overlays import hide_overlay, show_float_overlay
 from SlicerCADLib.volumes import sitk_to_volume_node
 
 
@@ -25,6 +25,11 @@ def test_overlay_is_foreground_everywhere_and_updates_in_place(scene, oblique_im
     again = show_float_overlay(heat * 3, reference, "GradCAM", window=(1.0, 4.0))
     assert again is node
     assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx((1.0, 4.0))
+    other = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    other.SetForegroundVolumeID(reference.GetID())
+    hide_overlay(node)                                   # a stale map leaves every view; other layers stay
+    assert all(c.GetForegroundVolumeID() is None for c in composites)
+    assert other.GetForegroundVolumeID() == reference.GetID() and composites[0].GetBackgroundVolumeID()
 
 
 def test_sitk_overlay_keeps_its_own_geometry(scene, oblique_image):

@@ -21,6 +21,15 @@ GRID_NOTE = (" The head's intracranial space is registered to a template head (p
              "bundled model learned SYNTHETIC anatomy: real scans tend to score at the top of the normal range.")
 
 
+def pose_note(info: dict) -> str:
+    """The head's registration to the template (rotation, per-axis scale, fit) and the orientation check."""
+    scale = " x ".join(f"{v:.2f}" for v in info["scale_xyz"])
+    checked = "checked (skull base / neck inferior)" if info["orientation_checked"] else \
+        "not verifiable in this field of view (flips would go unnoticed)"
+    return (f" Registered to the template head: rotation {info['rotation_deg']:.0f} deg, scale {scale}, fit Dice "
+            f"{info['fit_dice']:.2f}; orientation {checked}.{GRID_NOTE}")
+
+
 def photometric_interpretation(volume_node) -> str:
     """PhotometricInterpretation of the DICOM file behind a node loaded by Slicer's DICOM module
     (``DICOM.instanceUIDs``); "" for other nodes. Nodes loaded by ``SlicerCADLib.study`` (``SlicerCAD.files``)
@@ -83,7 +92,7 @@ class ScoreResult:
                 f"the map: {r.map_percentile:.0f}th). Map peak {r.map_max:.1f} SD; "
                 f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f} (set so that 5% "
                 f"of held-out normal cases show any voxel above it).{synth}"
-                f"{GRID_NOTE if r.sample.kind == 'head_ct' else ''}")
+                f"{pose_note(r.sample.info) if r.sample.kind == 'head_ct' else ''}")
 
 
 def score_volume(volume_node, kind: str = "head_ct", detector=None, card_path=None, device="cpu",

@@ -12,7 +12,19 @@ from ..errors import InputError, SlicerCADError
 HELP = ("anomaly detection trained on normals only: score a folder of head CT / chest X-ray studies (ranked CSV "
         "+ NRRD maps), or reproduce the SYNTHETIC experiment")
 CSV_FIELDS = ("rank", "case", "path", "kind", "score", "percentile_among_normals", "variant_score",
-              "variant_percentile", "map_score", "map_percentile", "map_max", "flagged_voxels", "map", "error")
+              "variant_percentile", "map_score", "map_percentile", "map_max", "flagged_voxels", "rotation_deg",
+              "scale_xyz", "fit_dice", "orientation_checked", "map", "error")
+
+
+MIN_CALIBRATION = 10      # fewer calibration normals than this: `anomaly train` warns
+
+
+def pose_fields(info: dict) -> dict:
+    """The head registration's pose and fit (``normalise``) for the CSV; empty for a chest X-ray."""
+    if "fit_dice" not in info:
+        return {}
+    return {"rotation_deg": round(info["rotation_deg"], 1), "scale_xyz": " ".join(f"{v:.3f}" for v in info["scale_xyz"]),
+            "fit_dice": round(info["fit_dice"], 3), "orientation_checked": info["orientation_checked"]}
 
 
 def add_arguments(parser) -> None:
@@ -122,7 +134,8 @@ def score_folder(folder, out, kind="head_ct", model=None, device="cpu", rank_by=
             row.update(score=round(res.score, 5), percentile_among_normals=round(res.percentile, 1),
                        variant_score=round(res.variant, 5), variant_percentile=round(res.variant_percentile, 1),
                        map_score=round(res.map_score, 4), map_percentile=round(res.map_percentile, 1),
-                       map_max=round(res.map_max, 3), flagged_voxels=res.flagged_voxels, map=str(map_path))
+                       map_max=round(res.map_max, 3), flagged_voxels=res.flagged_voxels, map=str(map_path),
+                       **pose_fields(res.sample.info))
         except SlicerCADError as exc:
             row["error"] = str(exc)
         rows.append(row)
@@ -174,6 +187,10 @@ def train_folder(folder, out, kind="head_ct", family="glow", name=None, epochs=N
         raise InputError(f"{len(set(patients))} patient(s) among {len(xs)} normal studies: a patient-level split "
                          "needs at least 3 patients", folder)
     n_val = len(val_idx)
+    if n_val < MIN_CALIBRATION:
+        progress.emit("train", message=f"warning: only {n_val} calibration normals (at least {MIN_CALIBRATION} "
+                                       "advised): the map threshold (95th percentile of their maxima) and the "
+                                       "percentiles will be coarse and unstable")
     epochs = epochs or T.epochs_for_steps(len(x) - n_val, T.RECIPE["batch_size"], T.STEP_BUDGET)
 
     def report(epoch, loss=None, **kw):
@@ -189,7 +206,8 @@ def train_folder(folder, out, kind="head_ct", family="glow", name=None, epochs=N
                               "n_calibration": n_val, "studies": used, "split_by": "patient",
                             "n_patients": len(set(patients))},
             "metrics": {"map_threshold": info["map_threshold"]}, "temperature": 1.0,
-            "training": {"epochs": epochs, "recipe": T.RECIPE}}
+            "training": {"epochs": epochs, "recipe": T.RECIPE},
+            "warnings": [f"{n_val} calibration normals (< {MIN_CALIBRATION})"] if n_val < MIN_CALIBRATION else []}
     path = save_model(model, card, out)
     progress.emit("train", fraction=1.0, message="training finished", card=str(path))
     return path

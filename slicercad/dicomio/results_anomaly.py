@@ -1,8 +1,9 @@
 """AnomalyCT results as DICOM on the scored series: the map thresholded at the model's normal-derived threshold
-as a SEG (AUTOMATIC, the model's sha256), the map itself as a FLOAT Parametric Map (a z-score against the
-held-out normals: UCUM '1'), and the case score, its percentile among the normals, the complexity-corrected
-variant, the map score (top 1 % of the map) with its percentile, the threshold and the flagged volume in a TID
-1500 SR (TID 1501 case values)."""
+as a SEG (AUTOMATIC, the model's sha256), the map itself as a FLOAT Parametric Map (|z| against the held-out
+normals, two-sided, smoothed in the mask; for the GAN the max over channels of the signed residual's |z|; UCUM
+'1'), and the case score, its percentile among the normals, the complexity-corrected variant, the map score
+(top 1 % of the map) with its percentile, the threshold and the flagged volume in a TID 1500 SR (TID 1501 case
+values)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 
-MAP_EXPLANATION = "anomaly map: z-score of bits/dim vs normals"
+MAP_EXPLANATION = "anomaly map: two-sided |z| vs normals, smoothed in mask"   # LO: <= 64 chars
 
 
 def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: float, percentile: float,
