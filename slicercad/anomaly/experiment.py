@@ -317,7 +317,9 @@ def report_markdown(results: dict) -> str:
         for label in r["case_auc"][methods[0]]:
             lines.append(f"| {label} | " + " | ".join(_fmt(r["case_auc"][m].get(label)) for m in methods) + " |")
         lines += ["", "Overall case ROC-AUC minus the atlas z-score's, paired on the same patient-cluster bootstrap "
-                  "resamples [95% CI] (share of resamples not above the atlas):", "",
+                  "resamples [95% CI]; 'share ≤ 0' is the share of resamples where the method is not above the "
+                  "atlas (a bootstrap share, not a p-value; every method is compared, no multiplicity "
+                  "correction):", "",
                   "| method | Δ AUROC vs atlas_z | share ≤ 0 |", "|---|---|---|"]
         for m, d in r["delta_vs_atlas"].items():
             lo, hi = d["ci"]
