@@ -111,3 +111,18 @@ def test_population_control_an_atlas_without_atrophic_normals_flags_atrophy():
     threshold = atlas.scores(x[3:]).max()                                  # young calibration normals
     atrophic = np.stack([T.phantom_normal(T.HEAD, s, "atrophy")[0] for s in (2200, 2201)])
     assert (atlas.scores(atrophic) > threshold).all()
+
+
+def test_map_threshold_is_case_level_the_95th_percentile_of_normal_maxima():
+    from slicercad.engine.tasks import get_task
+
+    assert T.MAP_THRESHOLD_PCT == 95.0
+    spec = get_task("anomaly_glow_cxr2d")
+    model = spec.build_model(spec.config({"steps": 1, "hidden": 8}))
+    x = torch.from_numpy(np.stack([T.phantom_normal(T.CXR, 700 + i)[0] for i in range(8)]))
+    model.glow.initialise(T.model_input(x, torch.Generator().manual_seed(0)))
+    T.calibrate(model.eval(), x)
+    ref = T.held_out_reference(model, x, set_stats=False)
+    maxima = [m[k].max() for m, k in zip(ref["map"], ref["mask"])]
+    assert float(model.map_threshold) == pytest.approx(np.percentile(maxima, 95.0), rel=1e-6)
+    assert np.mean(np.array(maxima) > float(model.map_threshold)) <= 0.125       # 1 of 8 normals at most
