@@ -141,7 +141,7 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        if self._score is not None and (not p or p.inputVolume is not self._scoredVolume):
+        if self._score is not None and p is not None and p.inputVolume is not self._scoredVolume:
             self._clearScore()   # the input changed: the last score and map belong to another volume
         self.ui.loadStudyButton.enabled = bool(p) and _isSet(p.dicomFolder)
         self.ui.scoreButton.enabled = bool(p) and p.inputVolume is not None
@@ -163,6 +163,7 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._clearScore()
             score = self.logic.score(p)
             p.mapThreshold = min(float(score.default_threshold), MAX_THRESHOLD)
+            anomaly.set_map_threshold(score.map_node, p.mapThreshold)
             self._score, self._scoredVolume = score, p.inputVolume
             clamped = _(" (the model's threshold is above the slider's range)") \
                 if score.default_threshold > MAX_THRESHOLD else ""
@@ -201,7 +202,8 @@ class AnomalyCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.trainStatusLabel.text = text
         if not running:
             self._jobTimer.stop()
-        self._checkCanApply()
+        if self._parameterNode is not None:     # the module is shown (the poll also runs while it is exited)
+            self._checkCanApply()
 
     def onLoadStudy(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the DICOM study."), waitCursor=True):

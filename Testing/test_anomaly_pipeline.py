@@ -90,7 +90,7 @@ def test_score_cli_ranks_cases_and_writes_maps(head_card, tmp_path):
     assert "Hounsfield" in rows[2]["error"] and rows[2]["case"] == "c_mr"
     for r in rows[:2]:
         assert sitk.ReadImage(r["map"]).GetSize() == ph.image.GetSize()
-        assert float(r["fit_dice"]) > 0.95 and r["orientation_checked"] == "False"    # a phantom: no face / neck
+        assert float(r["fit_dice"]) > 0.95 and r["upside_down_checked"] == "False"    # a phantom: no face / neck
         assert len(r["scale_xyz"].split()) == 3 and float(r["rotation_deg"]) < 20
     assert rows[0]["case"] == "b_bleed"        # the inserted haemorrhage (higher bits/dim) is triaged first
     assert float(rows[0]["score"]) > float(rows[1]["score"])

@@ -158,3 +158,13 @@ def test_area_average_on_the_mask_box_equals_the_whole_volume_and_block_means_st
     assert blocks.GetSpacing() == (2.5, 2.5, 2.5)                                   # 2 x 2 x 1 block means
     diff = np.abs(on_grid(blocks) - on_grid(_full_smoothing(fine, icm_f, 5.0)))
     assert np.median(diff) < 0.5 and np.percentile(diff, 99) < 3.0                  # HU
+
+
+def test_a_5_mm_axial_head_ct_gives_the_sample_of_the_fine_one(head):
+    sp = (1.25, 1.25, 5.0)
+    size = [int(round(n * 2.5 / s)) for n, s in zip(head.image.GetSize(), sp)]
+    thick = sitk.Resample(head.image, size, sitk.Transform(), sitk.sitkLinear, head.image.GetOrigin(), sp,
+                          head.image.GetDirection(), -1000.0, sitk.sitkFloat32)
+    a, b = pp.head_ct_sample(head.image), pp.head_ct_sample(thick)           # z needs no smoothing at 5 mm
+    both = a.mask & b.mask
+    assert both.sum() > 0.9 * a.mask.sum() and np.abs(a.x[0] - b.x[0])[both].mean() < 0.05

@@ -105,7 +105,7 @@ def test_sample_path_on_the_real_head(cranium):
     rim = icm & ndimage.binary_dilation(bone, iterations=2)
     assert (rim & (hu < 15)).sum() > 1000                          # CSF next to the inner table kept (no strip)
     assert s.mask.sum() > 5000 and s.x.shape == (2, 32, 44, 36)
-    assert s.info["fit_dice"] > 0.85 and s.info["orientation_checked"]      # skull base / neck inferior
+    assert s.info["fit_dice"] > 0.85 and s.info["upside_down_checked"]      # skull base / neck inferior
     assert s.info["extracranial_offset_mm"][2] < -20
 
 
@@ -121,10 +121,11 @@ def _header_flipped(img, axis):
 
 def test_an_upside_down_header_is_refused_and_mirrors_are_not_detected(cranium):
     img = cranium[0]
-    with pytest.raises(InputError, match="looks flipped"):
+    with pytest.raises(InputError, match="looks upside down"):
         pp.head_ct_sample(_header_flipped(img, 2), "Cranium.inv3")
     for axis in (0, 1):                       # left-right and front-back mirrors: not detectable (README)
-        assert pp.head_ct_sample(_header_flipped(img, axis)).info["fit_dice"] > 0.85
+        info = pp.head_ct_sample(_header_flipped(img, axis)).info
+        assert info["fit_dice"] > 0.85 and info["upside_down_checked"] and info["truncated_mm2"] > 0   # face cut
 
 
 def test_haemorrhage_inserted_into_the_real_background(cranium):

@@ -31,7 +31,9 @@ def test_leave_one_out_equals_explicit_recomputation(channels):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, var = np.nan_to_num(np.nanmean(others, 0)), np.nan_to_num(np.nanvar(others, 0))
-        std = np.where(n > 0, np.sqrt((n * var + T.PRIOR_COUNT * prior) / (n + T.PRIOR_COUNT)), 1.0)
+        mean = np.where(n > 0, mean, prior["mean"])
+        std = np.where(n > 0, np.sqrt((n * var + T.PRIOR_COUNT * prior["var"]) / (n + T.PRIOR_COUNT)),
+                       np.sqrt(prior["var"]))
         z = np.abs((np.nan_to_num(raw[i]) - mean) / np.maximum(std, floor)).max(0)    # two-sided, max over C'
         valid = ~np.isnan(raw[i, 0])
         want = smooth_in_mask(torch.from_numpy(z[None].astype(np.float32)), torch.from_numpy(valid[None]))[0]
@@ -41,16 +43,18 @@ def test_leave_one_out_equals_explicit_recomputation(channels):
 def test_std_floor_and_shrinkage_ignore_voxels_outside_every_mask():
     assert T.PRIOR_COUNT == 4
     raw = np.full((5, 1, 10, 10, 10), np.nan)
-    raw[:, :, :2] = np.random.default_rng(2).normal(scale=0.01, size=(5, 1, 2, 10, 10))   # 20 % of the grid
+    raw[:, :, :2] = np.random.default_rng(2).normal(loc=3.0, scale=0.01, size=(5, 1, 2, 10, 10))   # 20 % of grid
     raw[0, :, 2, 0, 0] = 5.0                                  # an edge voxel inside one mask only: var 0
     mean, std, floor, prior = T._map_stats(raw)
     seen = ~np.isnan(raw).all(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        assert prior == pytest.approx(np.median(np.nanvar(raw, 0)[seen]))
-    assert floor == pytest.approx(0.5 * np.median(std[std != 1.0])) and floor < 0.01
-    assert std[0, 2, 0, 0] == pytest.approx(np.sqrt(4 * prior / 5))        # shrunk from 0 towards the prior
-    assert std[:, 3:].min() == 1.0 and std[0, 2, 1, 1] == 1.0
+        assert prior["var"].item() == pytest.approx(np.median(np.nanvar(raw, 0)[seen]))
+        assert prior["mean"].item() == pytest.approx(np.median(np.nanmean(raw, 0)[seen]))
+    assert floor == pytest.approx(0.5 * np.median(std[seen])) and floor < 0.01
+    assert std[0, 2, 0, 0] == pytest.approx(np.sqrt(4 * prior["var"].item() / 5))   # shrunk from 0 to the prior
+    # outside every mask: the channel's typical mean and std, so a voxel there is not an outlier by default
+    assert np.allclose(std[:, 3:], np.sqrt(prior["var"].item())) and np.allclose(mean[:, 3:], prior["mean"].item())
 
 
 def _standardised(raw, mean, std, floor):

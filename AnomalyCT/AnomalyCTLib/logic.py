@@ -24,10 +24,12 @@ GRID_NOTE = (" The head's intracranial space is registered to a template head (p
 def pose_note(info: dict) -> str:
     """The head's registration to the template (rotation, per-axis scale, fit) and the orientation check."""
     scale = " x ".join(f"{v:.2f}" for v in info["scale_xyz"])
-    checked = "checked (skull base / neck inferior)" if info["orientation_checked"] else \
-        "not verifiable in this field of view (flips would go unnoticed)"
+    checked = "not upside down (skull base / neck inferior)" if info["upside_down_checked"] else \
+        "upside-down not verifiable in this field of view"
+    cut = f" The field of view cuts the head ({info['truncated_mm2'] / 100:.0f} cm2 of the intracranial space on " \
+          "its edge): the registration and the map near that edge are less reliable." if info["truncated_mm2"] else ""
     return (f" Registered to the template head: rotation {info['rotation_deg']:.0f} deg, scale {scale}, fit Dice "
-            f"{info['fit_dice']:.2f}; orientation {checked}.{GRID_NOTE}")
+            f"{info['fit_dice']:.2f}; {checked}; front-back and left-right not checked.{cut}{GRID_NOTE}")
 
 
 def photometric_interpretation(volume_node) -> str:

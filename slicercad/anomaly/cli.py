@@ -13,7 +13,7 @@ HELP = ("anomaly detection trained on normals only: score a folder of head CT / 
         "+ NRRD maps), or reproduce the SYNTHETIC experiment")
 CSV_FIELDS = ("rank", "case", "path", "kind", "score", "percentile_among_normals", "variant_score",
               "variant_percentile", "map_score", "map_percentile", "map_max", "flagged_voxels", "rotation_deg",
-              "scale_xyz", "fit_dice", "orientation_checked", "map", "error")
+              "scale_xyz", "fit_dice", "upside_down_checked", "truncated_mm2", "map", "error")
 
 
 MIN_CALIBRATION = 10      # fewer calibration normals than this: `anomaly train` warns
@@ -24,7 +24,8 @@ def pose_fields(info: dict) -> dict:
     if "fit_dice" not in info:
         return {}
     return {"rotation_deg": round(info["rotation_deg"], 1), "scale_xyz": " ".join(f"{v:.3f}" for v in info["scale_xyz"]),
-            "fit_dice": round(info["fit_dice"], 3), "orientation_checked": info["orientation_checked"]}
+            "fit_dice": round(info["fit_dice"], 3), "upside_down_checked": info["upside_down_checked"],
+            "truncated_mm2": round(info["truncated_mm2"])}
 
 
 def add_arguments(parser) -> None:
@@ -138,6 +139,8 @@ def score_folder(folder, out, kind="head_ct", model=None, device="cpu", rank_by=
                        **pose_fields(res.sample.info))
         except SlicerCADError as exc:
             row["error"] = str(exc)
+        except RuntimeError as exc:        # an ITK / SimpleITK failure on this study: named, the batch goes on
+            row["error"] = f"image processing failed: {exc}".splitlines()[0]
         rows.append(row)
     pct, raw = RANK_BY[rank_by]
     ok = sorted([r for r in rows if "score" in r], key=lambda r: (-r[pct], -r[raw]))

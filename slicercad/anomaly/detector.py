@@ -102,9 +102,10 @@ def load_detector(card_path=None, kind: str = T.HEAD, device="cpu") -> Detector:
     model, card = load_model(path)
     if card["task"] not in T.TASKS:
         raise ModelError(f"model is for task {card['task']!r}, not an AnomalyCT detector", path)
-    if card["input_spec"].get("sample_path") != T.SAMPLE_PATH.get(card["input_spec"].get("kind")):
+    card_kind = card["input_spec"].get("kind")
+    if card["input_spec"].get("sample_path") != T.SAMPLE_PATH.get(card_kind):
         raise ModelError(f"model was built for sample path {card['input_spec'].get('sample_path')!r}, not the "
-                         f"current {T.SAMPLE_PATH.get(kind)!r}: its inputs and calibration differ; retrain it "
+                         f"current {T.SAMPLE_PATH.get(card_kind)!r}: its inputs and calibration differ; retrain it "
                          "(`slicercad anomaly train`)", path)
     if card["input_spec"].get("kind") != kind:
         raise ModelError(f"model takes {card['input_spec'].get('kind')} input, not {kind}: pick the matching "

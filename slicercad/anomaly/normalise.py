@@ -16,12 +16,12 @@ pose no longer decide where on the model grid a structure lies.
   spacing HEAD_SPACING_MM x scale_i -- an ordinary (rotated, anisotropic) sitk image, so every resample to or
   from it stays in physical space. A lesion does not move the registration (it uses the mask only).
 * Fit check: Dice of the mask with the scaled template in the canonical frame, at least MIN_DICE.
-* Orientation check (``check_orientation``): the template is symmetric, so a 180-degree turn or an upside-down
-  head fits as well. The extracranial tissue (face, skull base, neck) lies anterior and inferior of the
-  intracranial centroid; an offset more than FLIP_MM posterior or superior in the canonical frame is refused
-  (a mislabelled header, a flipped file). Where the field of view holds no face / neck (offset under
-  FLIP_MM either way) the orientation is not verifiable and ``orientation_checked`` is False. Left-right flips
-  are not detectable from a normal head.
+* Orientation check (``check_orientation``): the template is symmetric, so a 180-degree turn or a mirror fits
+  as well. Only upside-down is checked: the extracranial tissue (skull base, neck, face) lies inferior of the
+  intracranial centroid; more than FLIP_MM superior in the canonical frame is refused (a mislabelled header, a
+  flipped file). Where the field of view holds no skull base / neck (offset under FLIP_MM either way) it is not
+  verifiable and ``upside_down_checked`` is False. Front-back (the table and head holder lie posterior) and
+  left-right are not checked.
 * Refused (not matched to a head): a per-axis scale outside SCALE_RANGE, a rotation over MAX_ROTATION_DEG, a
   fit below MIN_DICE.
 A rotation the mask cannot decide (two near-equal axes: roll when breadth ~ height) stays near the acquired pose;
@@ -64,7 +64,9 @@ def template(spacing: float = REGISTRATION_SPACING_MM, scale=(1.0, 1.0, 1.0), sm
 
 def _moving(mask_img: sitk.Image, spacing: float) -> sitk.Image:
     factors = [max(1, int(round(spacing / s))) for s in mask_img.GetSpacing()]
-    small = sitk.BinShrink(sitk.Cast(mask_img, sitk.sitkFloat32), factors)
+    pad = [(-n) % f for n, f in zip(mask_img.GetSize(), factors)]       # BinShrink drops a partial last bin
+    padded = sitk.ConstantPad(sitk.Cast(mask_img, sitk.sitkFloat32), [0, 0, 0], pad, 0.0)
+    small = sitk.BinShrink(padded, factors)
     return sitk.SmoothingRecursiveGaussian(small, spacing)
 
 
@@ -138,8 +140,11 @@ def normalising_transform(mask_img: sitk.Image, icm: np.ndarray, source="image")
 
 
 def check_orientation(hu: np.ndarray, icm: np.ndarray, image: sitk.Image, norm: dict, source="image") -> dict:
-    """Refuse a head whose extracranial tissue lies posterior or superior of the intracranial centroid in the
-    canonical frame (see module doc); {'extracranial_offset_mm' (x, y, z canonical), 'orientation_checked'}."""
+    """Refuse an upside-down head: extracranial tissue (skull base, neck, face) more than FLIP_MM superior of the
+    intracranial centroid in the canonical frame (see module doc). {'extracranial_offset_mm' (x, y, z canonical),
+    'upside_down_checked' (the offset is clearly inferior, so the check had something to see)}. Front-back and
+    left-right are not checked (the table and head holder lie posterior in a supine scan; a normal head is
+    near-symmetric left-right)."""
     step = tuple(max(1, int(round(3.0 / s))) for s in image.GetSpacing()[::-1])       # ~3 mm subsample
     sub = tuple(slice(None, None, st) for st in step)
     tissue = (hu[sub] > -500.0) & ~icm[sub]
@@ -150,13 +155,11 @@ def check_orientation(hu: np.ndarray, icm: np.ndarray, image: sitk.Image, norm: 
         kji = np.argwhere(m).mean(0) * step
         return np.asarray(image.GetOrigin()) + d @ (kji[::-1] * np.asarray(image.GetSpacing()))
     offset = norm["rotation"].T @ (centroid(tissue) - centroid(inside)) if tissue.any() else np.zeros(3)
-    if offset[1] > FLIP_MM or offset[2] > FLIP_MM:
-        where = " and ".join(w for w, v in (("posterior", offset[1]), ("superior", offset[2])) if v > FLIP_MM)
-        raise InputError(f"the face / skull base / neck lie {where} of the brain ({offset[1]:+.0f} mm A-P, "
-                         f"{offset[2]:+.0f} mm I-S, + = posterior / superior): the head looks flipped; check the "
-                         "orientation in the file's header (direction cosines) or the patient position", source)
-    checked = bool(offset[1] < -FLIP_MM or offset[2] < -FLIP_MM)
-    return {"extracranial_offset_mm": [float(v) for v in offset], "orientation_checked": checked}
+    if offset[2] > FLIP_MM:
+        raise InputError(f"the skull base / neck / face lie {offset[2]:.0f} mm superior of the brain: the head looks "
+                         "upside down; check the orientation in the file's header (direction cosines) or the "
+                         "patient position", source)
+    return {"extracranial_offset_mm": [float(v) for v in offset], "upside_down_checked": bool(offset[2] < -FLIP_MM)}
 
 
 def normalised_grid(norm: dict, size, spacing_mm: float) -> sitk.Image:

@@ -250,7 +250,20 @@ def _area_averaged(image: sitk.Image, hu: np.ndarray, icm: np.ndarray, out_sp: f
     work.SetOrigin(image.TransformIndexToPhysicalPoint([int(v) for v in lo[::-1]]))
     if shrink.max() > 1:
         work = sitk.BinShrink(work, [int(v) for v in shrink])
-    return sitk.SmoothingRecursiveGaussian(work, [float(v) for v in sigma]) if sigma.max() > 0 else work
+    if (sigma > 0).all():
+        return sitk.SmoothingRecursiveGaussian(work, [float(v) for v in sigma])
+    for axis in np.flatnonzero(sigma > 0):     # a 5 mm slice axis needs none (ITK refuses a zero sigma)
+        work = sitk.RecursiveGaussian(work, float(sigma[axis]), False, sitk.RecursiveGaussianImageFilter.ZeroOrder,
+                                      int(axis))
+    return work
+
+
+def truncated_area_mm2(icm: np.ndarray, spacing_xyz) -> float:
+    """Area (mm^2) of the intracranial mask on the array's faces: > 0 where the field of view cuts the head (the
+    registration's per-axis scale and the grid are then distorted; reported, not refused)."""
+    sz, sy, sx = (float(v) for v in np.asarray(spacing_xyz, float)[::-1])
+    face = {0: sy * sx, 1: sz * sx, 2: sz * sy}
+    return float(sum((icm.take(0, a).sum() + icm.take(-1, a).sum()) * face[a] for a in range(3)))
 
 
 def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
@@ -280,7 +293,7 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
     mask_img = sitk.GetImageFromArray(icm.astype(np.uint8))
     mask_img.CopyInformation(image)
     norm = normalising_transform(mask_img, icm, source)
-    info.update(check_orientation(hu, icm, image, norm, source))
+    info.update(check_orientation(hu, icm, image, norm, source), truncated_mm2=truncated_area_mm2(icm, sp))
     ref = normalised_grid(norm, grid_size, spacing_mm)
     smooth = _area_averaged(image, hu, icm, min(ref.GetSpacing()))
     hu_g = sitk.GetArrayFromImage(sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, NEUTRAL_HU,

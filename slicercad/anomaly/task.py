@@ -202,10 +202,17 @@ def shrunk_std(var: np.ndarray, n: np.ndarray, prior_var: float) -> np.ndarray:
     return np.sqrt((n * var + PRIOR_COUNT * prior_var) / (n + PRIOR_COUNT))
 
 
+def _channel_median(values: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Per channel (axis 0 of (C', *grid)) the median over seen voxels, shaped to broadcast."""
+    med = [float(np.median(v[m])) if m.any() else 0.0 for v, m in zip(values, seen)]
+    return np.asarray(med).reshape((-1,) + (1,) * (values.ndim - 1))
+
+
 def _map_stats(raw: np.ndarray):
-    """Voxel-wise mean / std over cases (axis 0; NaN = outside a case's mask; std shrunk by ``shrunk_std``
-    towards the median variance of the voxels inside some mask, std 1 outside every mask), the floor (half the
-    median std inside) and that prior variance."""
+    """Voxel-wise mean / std over cases (axis 0; NaN = outside a case's mask). A voxel's std is shrunk by
+    ``shrunk_std`` towards its channel's median variance over voxels inside some mask (the prior); a voxel
+    outside every mask gets its channel's median mean and the prior std. Returns (mean, std, floor = half the
+    median std inside, prior = {'var', 'mean'} per channel)."""
     valid = ~np.isnan(raw)
     n = valid.sum(0)
     with warnings.catch_warnings():
@@ -213,15 +220,16 @@ def _map_stats(raw: np.ndarray):
         mean = np.nan_to_num(np.nanmean(raw, 0), nan=0.0)
         var = np.nan_to_num(np.nanvar(raw, 0), nan=0.0)
     seen = n > 0
-    prior = float(np.median(var[seen])) if seen.any() else 1.0
-    std = np.where(seen, shrunk_std(var, n, prior), 1.0)
+    prior = {"var": _channel_median(var, seen), "mean": _channel_median(mean, seen)}
+    std = np.where(seen, shrunk_std(var, n, prior["var"]), np.sqrt(prior["var"]))
+    mean = np.where(seen, mean, prior["mean"])
     floor = max(float(np.median(std[seen])) * 0.5, 1e-4) if seen.any() else 1.0
     return mean, std, floor, prior
 
 
-def leave_one_out_maps(raw: np.ndarray, floor: float, prior: float) -> np.ndarray:
+def leave_one_out_maps(raw: np.ndarray, floor: float, prior: dict) -> np.ndarray:
     """Each held-out normal's (N, C', *grid) raw map standardised by the *other* normals' voxel mean / std
-    (shrunk as in ``_map_stats``), then made two-sided and smoothed like ``model.score``
+    (shrunk as in ``_map_stats``, with its ``prior``), then made two-sided and smoothed like ``model.score``
     (``scoring.standardised_map``): reference scores not biased low by a standardisation they took part in."""
     valid = ~np.isnan(raw)
     v = np.nan_to_num(raw)
@@ -229,9 +237,9 @@ def leave_one_out_maps(raw: np.ndarray, floor: float, prior: float) -> np.ndarra
     out = np.zeros((len(v),) + v.shape[2:], np.float32)
     for i in range(len(v)):
         c = n - valid[i]
-        mean = np.where(c > 0, (s1 - v[i]) / np.maximum(c, 1), 0.0)
+        mean = np.where(c > 0, (s1 - v[i]) / np.maximum(c, 1), prior["mean"])
         var = np.where(c > 0, np.maximum((s2 - v[i] ** 2) / np.maximum(c, 1) - mean ** 2, 0.0), 0.0)
-        std = np.maximum(np.where(c > 0, shrunk_std(var, c, prior), 1.0), floor)
+        std = np.maximum(np.where(c > 0, shrunk_std(var, c, prior["var"]), np.sqrt(prior["var"])), floor)
         out[i] = standardised_map(torch.from_numpy(v[i:i + 1]), torch.from_numpy(mean), torch.from_numpy(std),
                                   torch.from_numpy(valid[i:i + 1, 0])).numpy()[0]
     return out
