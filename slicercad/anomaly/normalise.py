@@ -9,8 +9,8 @@ pose no longer decide where on the model grid a structure lies.
   one thread (deterministic).
 * Rigid registration (versor rotation + translation; the scale stays s0, so no step can flip or collapse it),
   from the mask centroid and no rotation, on a COARSE_SPACING_MM grid, then refined on REGISTRATION_SPACING_MM
-  (a local optimiser: several starts were tried and picked wrong minima of the near-symmetric shape: 9 of 40
-  phantoms off by > 5 degrees, against none from the acquired pose).
+  (a local optimiser: several starts were tried and picked wrong minima of the near-symmetric shape, which the
+  acquired pose did not).
 * Per-axis scale: the mask's weighted standard deviation along each canonical axis over the template's.
 * Result: p_input = t + R diag(scale) p_canonical. The model grid is the canonical grid mapped by it: direction R,
   spacing HEAD_SPACING_MM x scale_i -- an ordinary (rotated, anisotropic) sitk image, so every resample to or
