@@ -3,13 +3,12 @@
 the test under CI=true (``.ci/run`` installs them) and skips it elsewhere - never a silent pass."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from required import missing
 
 _DCMQI = Path(sys.executable).parent
 
@@ -19,9 +18,7 @@ def tool(name: str) -> str:
     found = shutil.which(name) or (str(_DCMQI / name) if (_DCMQI / name).exists() else None)
     if found:
         return found
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{name} is required under CI=true (dicom3tools / PyPI dcmqi)", pytrace=False)
-    pytest.skip(f"{name} not installed (apt-get install dicom3tools / pip install dcmqi)")
+    missing(name, "apt-get install dicom3tools / pip install dcmqi")
 
 
 def dciodvfy_errors(path) -> list:

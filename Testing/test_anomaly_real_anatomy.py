@@ -2,7 +2,6 @@
 the anatomy, the head-CT sample path on it (HU check, intracranial mask reaching the inner table) and lesions
 inserted into it as a real normal background. Skipped when the file is absent locally, failed under CI=true."""
 import io
-import os
 import plistlib
 import tarfile
 
@@ -15,15 +14,13 @@ from slicercad.anomaly import preprocess as pp
 from slicercad.errors import InputError
 from slicercad.synth import real_anatomy as ra
 from slicercad.synth.anomaly_head import insert_anomaly
+from required import missing
 
 
 @pytest.fixture(scope="module")
 def cranium():
     if not ra.INVESALIUS_CRANIUM.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{ra.INVESALIUS_CRANIUM} (Debian invesalius-examples) is required under CI=true",
-                        pytrace=False)
-        pytest.skip("invesalius-examples not installed")
+        missing(str(ra.INVESALIUS_CRANIUM), "apt-get install invesalius-examples")
     img = ra.invesalius_head_ct()
     hu = sitk.GetArrayFromImage(img)
     return img, hu, pp.intracranial_mask(hu, img.GetSpacing()[::-1])

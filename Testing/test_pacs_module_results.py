@@ -2,21 +2,19 @@
 are pushed over DICOMweb, the modules run, their SEG / Parametric Map / SR are pushed over DIMSE (C-STORE, after
 the source check), pulled back over DICOMweb and read back equal to the local files. Skips without Orthanc
 locally, fails under CI=true."""
-import os
 
 import pydicom
 import pytest
 
 import module_results_data as data
 import orthanc_server
+from required import missing
 from slicercad.cli import main as cli_main
 from slicercad.dicomio.pacs import parse_endpoint, pull, push
 from slicercad.dicomio.sr import read_measurement_report
 
 if not orthanc_server.available():
-    if os.environ.get("CI") == "true":
-        pytest.fail("Orthanc (Debian orthanc + orthanc-dicomweb) is required under CI=true", pytrace=False)
-    pytest.skip("Orthanc not installed (apt-get install orthanc orthanc-dicomweb)", allow_module_level=True)
+    missing("Orthanc", "apt-get install orthanc orthanc-dicomweb", module_level=True)
 
 
 @pytest.fixture

@@ -4,20 +4,18 @@ SEG + SR pushed and read back from Orthanc.
 Orthanc runs on free loopback ports (not 8042/4242) with DICOMweb, basic auth and a throwaway storage folder.
 Without Orthanc the tests skip locally and fail under CI=true."""
 import json
-import os
 
 import numpy as np
 import pydicom
 import pytest
 
 import orthanc_server
+from required import missing
 from slicercad.cli import main as cli_main
 from slicercad.dicomio.pacs import PacsError, connect, parse_endpoint, pull, push
 
 if not orthanc_server.available():
-    if os.environ.get("CI") == "true":
-        pytest.fail("Orthanc (Debian orthanc + orthanc-dicomweb) is required under CI=true", pytrace=False)
-    pytest.skip("Orthanc not installed (apt-get install orthanc orthanc-dicomweb)", allow_module_level=True)
+    missing("Orthanc", "apt-get install orthanc orthanc-dicomweb", module_level=True)
 
 
 @pytest.fixture(scope="module")
