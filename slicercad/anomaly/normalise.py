@@ -83,6 +83,11 @@ def _sd_in_frame(img: sitk.Image, rot=np.eye(3), translation=np.zeros(3), scale=
     return np.sqrt((((q - mean) ** 2) * w[:, None]).sum(0) / w.sum())
 
 
+@functools.lru_cache(maxsize=1)
+def _template_sd() -> np.ndarray:
+    return _sd_in_frame(template())
+
+
 def _register(fixed, moving, transform, spacing):
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMeanSquares()
@@ -127,7 +132,7 @@ def normalising_transform(mask_img: sitk.Image, icm: np.ndarray, source="image")
     rigid, moving = _rigid(mask_img, centre, s0)
     rot = np.asarray(rigid.GetMatrix(), float).reshape(3, 3)
     translation = np.asarray(rigid.GetTranslation(), float)
-    scale = _sd_in_frame(moving, rot, translation) / _sd_in_frame(template())
+    scale = _sd_in_frame(moving, rot, translation) / _template_sd()
     angle = math.degrees(math.acos(float(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0))))
     lo, hi = SCALE_RANGE
     dice = _fit_dice(moving, rigid, scale) if ((scale >= lo) & (scale <= hi)).all() else 0.0
