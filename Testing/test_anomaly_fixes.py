@@ -9,6 +9,7 @@ from pydicom.data import get_testdata_file
 from scipy import ndimage
 
 from slicercad.anomaly import cli
+from slicercad.anomaly import cxr
 from slicercad.anomaly import preprocess as pp
 from slicercad.dicom.volume import load_volume
 from slicercad.errors import InputError
@@ -17,16 +18,16 @@ from slicercad.synth import anomaly_cxr
 
 def test_inverted_radiograph_refused_and_the_right_polarity_accepted():
     img, _ = load_volume([get_testdata_file("RG1_UNCI.dcm", download=False)])   # MONOCHROME1, inverted on load
-    pp.cxr_sample(img)
+    cxr.cxr_sample(img)
     stats = sitk.MinimumMaximumImageFilter()
     stats.Execute(img)
     raw = sitk.Cast(img, sitk.sitkFloat32) * -1.0 + (stats.GetMinimum() + stats.GetMaximum())   # as stored
     with pytest.raises(InputError, match="looks inverted"):
-        pp.cxr_sample(raw)
+        cxr.cxr_sample(raw)
     ph = anomaly_cxr.normal_cxr(2)
-    pp.cxr_sample(ph.image)
+    cxr.cxr_sample(ph.image)
     with pytest.raises(InputError, match="looks inverted"):
-        pp.cxr_sample(sitk.Cast(ph.image, sitk.sitkFloat32) * -1.0)
+        cxr.cxr_sample(sitk.Cast(ph.image, sitk.sitkFloat32) * -1.0)
 
 
 def test_closing_element_is_sized_in_mm_per_axis():
@@ -76,8 +77,8 @@ def test_rank_by_is_checked(tmp_path):
 
 
 def test_in_mask_voxels_clipped_by_the_windows_leave_the_likelihood_mask():
-    """A dense region (195 HU, below the 200 HU skull threshold) inside the skull saturates the subdural window: those grid voxels are
-    point masses and must not enter the likelihood; the rest of the brain stays in."""
+    """A dense region (195 HU, below the 200 HU skull threshold) inside the skull saturates the subdural window: those
+    grid voxels are point masses and must not enter the likelihood (they are kept, inpainted); the rest stays in."""
     from slicercad.synth.anomaly_head import normal_head
 
     img = normal_head(7).image
@@ -88,20 +89,10 @@ def test_in_mask_voxels_clipped_by_the_windows_leave_the_likelihood_mask():
     dense = sitk.GetImageFromArray(hu)
     dense.CopyInformation(img)
     s = pp.head_ct_sample(dense)
-    clipped = s.x[1] >= 1.0                                    # subdural window saturated
-    assert clipped.any()
-    assert not (s.mask & clipped).any()
+    clipped = s.kept                                           # subdural window saturated there
+    assert clipped.any() and not base.kept.any()
+    assert not (s.mask & clipped).any() and s.x[1][clipped].max() < 0.9      # inpainted, not left at the clip
     assert s.mask.sum() > 0.9 * base.mask.sum() and (base.mask & clipped).any()
-
-
-def test_cxr_grid_matches_the_zoom_corner_alignment():
-    """The model grid's last pixel centre lies on the input's last pixel centre (ndimage.zoom's alignment)."""
-    ph = anomaly_cxr.normal_cxr(3)
-    s = pp.cxr_sample(ph.image)
-    img = ph.image if ph.image.GetDimension() == 2 else ph.image[:, :, 0]
-    last_in = img.TransformIndexToPhysicalPoint([img.GetSize()[0] - 1, img.GetSize()[1] - 1])
-    last_grid = s.grid.TransformIndexToPhysicalPoint([s.grid.GetSize()[0] - 1, s.grid.GetSize()[1] - 1])
-    assert np.allclose(last_in, last_grid, atol=1e-6 * max(img.GetSpacing()) * max(img.GetSize()))
 
 
 def test_a_bone_enclosed_region_that_is_not_head_sized_is_refused():
@@ -131,3 +122,31 @@ def test_reproduce_epochs_override_reaches_the_training(monkeypatch, tmp_path):
         cli.run(__import__("argparse").Namespace(anomaly_command="reproduce", out=str(tmp_path), seed=0, smoke=True,
                                                  kinds=["cxr"], epochs=7, n_train=4))
     assert seen == [7]
+
+
+def test_clipped_intracranial_voxels_are_kept_inpainted_not_noise():
+    """A dense calcification (clipped in the subdural window) leaves the score but stays in the head: inpainted
+    from the brain around it, KEPT in the mask channel, and neither the flow's noise filler nor the GAN's zeroing
+    touches it; the background still gets noise."""
+    import torch
+    from slicercad.anomaly import scoring
+    from slicercad.anomaly.gan import AnomalyGAN
+    from slicercad.synth import anomaly_head
+
+    s = pp.head_ct_sample(anomaly_head.normal_head(31000, "calcification").image)
+    assert pp.KEPT == 0.5 and s.kept is not None and s.kept.sum() == s.info["n_kept"] > 0
+    assert not (s.kept & s.mask).any()
+    brain = s.x[1][s.mask].mean()
+    assert abs(s.x[1][s.kept].mean() - brain) < 0.15 < 1.0 - s.x[1][s.kept].mean()   # brain-like, not the clip
+    x = torch.from_numpy(s.stacked()[None])
+    assert torch.all(x[0, -1][torch.from_numpy(s.kept)] == 0.5)
+    y, mask = scoring.prepare(x, torch.Generator().manual_seed(0))
+    kept = torch.from_numpy(s.kept)
+    q = scoring.quantise(x[:, :-1])
+    assert torch.all((y[0][:, kept] - q[0][:, kept] >= 0) & (y[0][:, kept] - q[0][:, kept] < 1 / scoring.N_BINS))
+    bg = scoring.background(x)[0]
+    assert (y[0][:, bg] - q[0][:, bg]).abs().max() > 0.5                              # background: noise
+    ch, _ = AnomalyGAN.masked(x)
+    assert torch.equal(ch[0][:, kept], x[0, :-1][:, kept]) and torch.all(ch[0][:, bg] == 0)
+    holes = pp.inpaint_kept(s.x * 0 + 0.25, s.mask, s.kept)
+    assert np.allclose(holes[:, s.kept], 0.25, atol=1e-5)                             # the mean of its neighbours

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "AnomalyCT"))
 import module_results_data as data  # noqa: E402
 from AnomalyCTLib import logic  # noqa: E402
 from SlicerCADLib.volumes import sitk_to_volume_node  # noqa: E402
-from slicercad.anomaly import preprocess as pp  # noqa: E402
+from slicercad.anomaly import cxr  # noqa: E402
 from slicercad.errors import InputError  # noqa: E402
 
 
@@ -42,12 +42,15 @@ def test_monochrome1_from_slicers_dicom_module_is_inverted(scene, monkeypatch):
     stored = sitk.GetImageFromArray(ds.pixel_array.astype(np.float32)[None])    # as Slicer's plugin shows it
     node = sitk_to_volume_node(stored, scene, name="CR")
     with pytest.raises(InputError, match="looks inverted"):
-        pp.cxr_sample(logic.input_image(node, "cxr"))                            # no DICOM source: as stored
+        cxr.cxr_sample(logic.input_image(node, "cxr"))                            # no DICOM source: as stored
     node.SetAttribute("DICOM.instanceUIDs", str(ds.SOPInstanceUID))
     monkeypatch.setattr(slicer, "dicomDatabase", FakeDatabase({str(ds.SOPInstanceUID): path}), raising=False)
     assert logic.photometric_interpretation(node) == "MONOCHROME1"
-    s = pp.cxr_sample(logic.input_image(node, "cxr"))
+    s = cxr.cxr_sample(logic.input_image(node, "cxr"))
     assert s.info["lung_median"] < s.info["soft_median"]
+    assert "Aligned on the lung fields: rotation" in logic.pose_note(s.info)
+    assert "inpainted and not scored" not in logic.pose_note(s.info) and s.info["n_kept"] == 0
+    assert "13 model voxels inside the anatomy are clipped" in logic.pose_note(dict(s.info, n_kept=13))
 
 
 @pytest.mark.filterwarnings("ignore:colour table")

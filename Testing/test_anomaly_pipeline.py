@@ -120,3 +120,14 @@ def test_smoke_reproduce_tables(tmp_path):
     pixel_header = next(line for line in text.splitlines() if line.startswith("| type |"))
     assert pixel_header.count("glow map") == 1 and "glow_complexity" not in pixel_header   # one column per map
     assert json.loads((tmp_path / "results.json").read_text())["smoke"] is True
+    assert set(r["kernel_flagged"]) == set(r["case_auc"]) and "| kernel (input smoothed 2.5 mm) normals flagged |" in text
+
+
+def test_kernel_control_blurs_the_input_in_mm():
+    from slicercad.anomaly import experiment as E
+
+    assert E.KERNEL_SIGMA_MM == {T.HEAD: 1.0, T.CXR: 2.5}
+    plain = T.phantom_normal(T.CXR, 5)[0]
+    soft, softer = E.kernel_normal(T.CXR, 5), E.kernel_normal(T.CXR, 5, 5.0)
+    d1, d3 = np.abs(soft - plain)[0].mean(), np.abs(softer - plain)[0].mean()
+    assert 2 / 256 < d1 < d3 and d1 < 0.03           # visible on the grid (> 2 quantisation levels), still mild

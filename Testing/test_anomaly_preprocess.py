@@ -8,6 +8,7 @@ from pydicom.data import get_testdata_file
 from scipy import ndimage
 
 from slicercad.anomaly import baselines
+from slicercad.anomaly import cxr
 from slicercad.anomaly import preprocess as pp
 from slicercad.dicom.volume import load_volume
 from slicercad.errors import InputError
@@ -18,9 +19,8 @@ def test_pinned_definitions():
     assert pp.BRAIN_WINDOW == (40.0, 80.0) and pp.SUBDURAL_WINDOW == (80.0, 200.0)
     assert pp.window(np.array([0.0, 40.0, 80.0, 100.0, -5.0]), *pp.BRAIN_WINDOW).tolist() == [0, 0.5, 1, 1, 0]
     assert pp.window(np.array([-20.0, 80.0, 180.0]), *pp.SUBDURAL_WINDOW).tolist() == [0, 0.5, 1]
-    assert pp.HEAD_GRID_SIZE == (36, 44, 32) and pp.HEAD_SPACING_MM == 5.0 and pp.CXR_SIZE == (64, 64)
+    assert pp.HEAD_GRID_SIZE == (36, 44, 32) and pp.HEAD_SPACING_MM == 5.0
     assert pp.BONE_HU == 200.0 and pp.NEUTRAL_HU == 30.0 and pp.ICV_RANGE_ML == (500.0, 2600.0)
-    assert (pp.LUNG_LEVEL, pp.SOFT_LEVEL) == (0.3, 0.7)
     assert baselines.hyperdense_level() == pytest.approx(62.0 / 80.0)
 
 
@@ -91,29 +91,30 @@ def test_non_ct_and_out_of_range_inputs_refused(head):
 
 def test_real_monochrome1_chest_radiograph():
     img, _ = load_volume([get_testdata_file("RG1_UNCI.dcm", download=False)])
-    s = pp.cxr_sample(img)
-    assert s.x.shape == (1, 64, 64)
+    s = cxr.cxr_sample(img)
+    assert s.x.shape == (1, *cxr.CXR_SIZE)
+    assert abs(s.info["rotation_deg"]) < 5                       # a well-positioned frontal film
     assert s.info["lung_median"] < s.info["soft_median"]          # MONOCHROME1 inverted: lungs dark
     assert s.mask.mean() > 0.8
     with pytest.raises(InputError, match="one 2D image"):
-        pp.cxr_sample(sitk.Image([64, 64, 3], sitk.sitkFloat32))
+        cxr.cxr_sample(sitk.Image([64, 64, 3], sitk.sitkFloat32))
 
 
 def test_cxr_phantom_and_anomalies():
     ph = anomaly_cxr.normal_cxr(1)
-    base = pp.cxr_sample(ph.image)
+    base = cxr.cxr_sample(ph.image)
     for kind in anomaly_cxr.ANOMALY_TYPES:
         size = anomaly_cxr.SWEEP[kind]["size_mm"][1]
         contrast = anomaly_cxr.SWEEP[kind]["contrast"][2]
         img, m = anomaly_cxr.insert_anomaly(ph, kind, size, contrast, seed=3)
-        s = pp.cxr_sample(img)
+        s = cxr.cxr_sample(img)
         les = pp.resample_to_grid(m, s.grid, True)
         assert les.sum() > 0
         delta = s.x[0][les].mean() - base.x[0][les].mean()
         assert (delta < 0) if kind == "pneumothorax" else (delta > 0), kind
     flat = sitk.GetImageFromArray(np.full((80, 80), 5.0, np.float32))
     with pytest.raises(InputError, match="constant"):
-        pp.cxr_sample(flat)
+        cxr.cxr_sample(flat)
 
 
 def test_adult_population_has_atrophy_and_calcification_at_stated_rates():
@@ -126,8 +127,14 @@ def test_adult_population_has_atrophy_and_calcification_at_stated_rates():
     assert pineal[old].mean() == pytest.approx(0.65, abs=0.15) and pineal[ages < 30].mean() < 0.35
     rv = [rv for p in pops for rv in p["calcifications"].values()]
     assert all(1.5 <= r <= 3.0 and 90 <= v <= 200 for r, v in rv)
-    tail = anomaly_head.population(5, "atrophy"), anomaly_head.population(5, "calcification")
-    assert tail[0]["atrophy"] == 1.0 and len(tail[1]["calcifications"]) == 3
+    assert (anomaly_head.ATROPHY_TAIL_AGE, anomaly_head.ATROPHY_TAIL_DRAW) == ((82.0, 90.0), 0.92)
+    tails = [anomaly_head.population(s, "atrophy") for s in range(40)]
+    a_tail = np.array([p["atrophy"] for p in tails])
+    assert all(82 <= p["age"] <= 90 for p in tails) and 0.7 < a_tail.min() and a_tail.max() <= 1.0
+    big = np.array([anomaly_head.population(s)["atrophy"] for s in range(4000)])
+    assert 0.03 < (big >= a_tail.min()).mean() < 0.08       # the variant is the population's top ~5 %, not beyond it
+    tail = tails[5], anomaly_head.population(5, "calcification")
+    assert len(tail[1]["calcifications"]) == 3
     assert all(v >= 150 for _, v in tail[1]["calcifications"].values())
 
 
@@ -168,3 +175,13 @@ def test_a_5_mm_axial_head_ct_gives_the_sample_of_the_fine_one(head):
     a, b = pp.head_ct_sample(head.image), pp.head_ct_sample(thick)           # z needs no smoothing at 5 mm
     both = a.mask & b.mask
     assert both.sum() > 0.9 * a.mask.sum() and np.abs(a.x[0] - b.x[0])[both].mean() < 0.05
+
+
+def test_ventricle_asymmetry_variant_doubles_one_lateral_ventricle():
+    assert anomaly_head.VENTRICLE_ASYMMETRY_VOLUME == 2.0
+    plain, grown = anomaly_head.normal_head(21), anomaly_head.normal_head(21, "ventricle_asymmetry")
+    changed = np.abs(sitk.GetArrayFromImage(grown.image) - sitk.GetArrayFromImage(plain.image)) > 1.0
+    vs = plain.params["ventricle_scale"]
+    one_ventricle_mm3 = 4 / 3 * np.pi * 7 * 28 * 9 * vs ** 3        # the phantom's lateral ventricle ellipsoid
+    added = changed.sum() * anomaly_head.PHANTOM_SPACING_MM ** 3
+    assert added / one_ventricle_mm3 == pytest.approx(1.0, abs=0.25)   # x2 in volume: one more ventricle's worth

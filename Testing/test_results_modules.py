@@ -83,6 +83,7 @@ def test_anomaly_map_as_seg_parametric_map_and_sr(tmp_path):
     assert back["case"]["anomaly_flagged_volume_mm3"] == pytest.approx(flagged.sum() * np.prod(image.GetSpacing()))
     assert back["case"]["anomaly_map_threshold"] == pytest.approx(result.threshold, abs=1e-9)
     assert back["algorithm"]["model_sha256"] == result.card["sha256"]
+    assert f"fit_dice {round(result.sample.info['fit_dice'], 3)}" in back["case_text"]["alignment"]   # the registration
     # the thresholded map as SEG (a threshold the tiny model's map crosses: the writer is under test)
     cut = float(np.quantile(expected, 0.99))
     out = write_anomaly_results(expected, image, files, tmp_path / "cut", score=result.score,

@@ -21,8 +21,24 @@ GRID_NOTE = (" The head's intracranial space is registered to a template head (p
              "bundled model learned SYNTHETIC anatomy: real scans tend to score at the top of the normal range.")
 
 
+def kept_note(info: dict) -> str:
+    """How many model voxels were clipped by the window inside the anatomy (inpainted, not scored)."""
+    n = info.get("n_kept", 0)
+    return (f" {n} model voxels inside the anatomy are clipped by the window (calcification, bone, metal, "
+            "markers): inpainted and not scored -- the map is blind there." if n else "")
+
+
 def pose_note(info: dict) -> str:
-    """The head's registration to the template (rotation, per-axis scale, fit) and the orientation check."""
+    """The head's registration to the template (rotation, per-axis scale, fit) and the orientation check, or a
+    chest X-ray's lung frame; then ``kept_note``."""
+    return _pose(info) + kept_note(info)
+
+
+def _pose(info: dict) -> str:
+    if "lung_distance_mm" in info:
+        return (f" Aligned on the lung fields: rotation {info['rotation_deg']:.0f} deg, lung centroids "
+                f"{info['lung_distance_mm']:.0f} mm apart (the grid is scaled to that distance; a radiograph without "
+                "a calibrated pixel spacing reads in pixels); upside-down and left-right not checked.")
     scale = " x ".join(f"{v:.2f}" for v in info["scale_xyz"])
     checked = "not upside down (skull base / neck inferior)" if info["upside_down_checked"] else \
         "upside-down not verifiable in this field of view"
@@ -94,7 +110,7 @@ class ScoreResult:
                 f"the map: {r.map_percentile:.0f}th). Map peak {r.map_max:.1f} SD; "
                 f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f} (set so that 5% "
                 f"of held-out normal cases show any voxel above it).{synth}"
-                f"{pose_note(r.sample.info) if r.sample.kind == 'head_ct' else ''}")
+                f"{pose_note(r.sample.info)}")
 
 
 def score_volume(volume_node, kind: str = "head_ct", detector=None, card_path=None, device="cpu",

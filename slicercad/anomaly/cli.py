@@ -13,19 +13,22 @@ HELP = ("anomaly detection trained on normals only: score a folder of head CT / 
         "+ NRRD maps), or reproduce the SYNTHETIC experiment")
 CSV_FIELDS = ("rank", "case", "path", "kind", "score", "percentile_among_normals", "variant_score",
               "variant_percentile", "map_score", "map_percentile", "map_max", "flagged_voxels", "rotation_deg",
-              "scale_xyz", "fit_dice", "upside_down_checked", "truncated_mm2", "map", "error")
+              "scale_xyz", "fit_dice", "upside_down_checked", "truncated_mm2", "lung_distance_mm", "kept_voxels", "map", "error")
 
 
 MIN_CALIBRATION = 10      # fewer calibration normals than this: `anomaly train` warns
 
 
 def pose_fields(info: dict) -> dict:
-    """The head registration's pose and fit (``normalise``) for the CSV; empty for a chest X-ray."""
+    """The head registration's pose and fit (``normalise``), or a chest X-ray's lung frame (``cxr``), for the CSV."""
+    if "lung_distance_mm" in info:
+        return {"rotation_deg": round(info["rotation_deg"], 1), "lung_distance_mm": round(info["lung_distance_mm"], 1),
+                "kept_voxels": info["n_kept"]}
     if "fit_dice" not in info:
         return {}
     return {"rotation_deg": round(info["rotation_deg"], 1), "scale_xyz": " ".join(f"{v:.3f}" for v in info["scale_xyz"]),
             "fit_dice": round(info["fit_dice"], 3), "upside_down_checked": info["upside_down_checked"],
-            "truncated_mm2": round(info["truncated_mm2"])}
+            "truncated_mm2": round(info["truncated_mm2"]), "kept_voxels": info["n_kept"]}
 
 
 def add_arguments(parser) -> None:

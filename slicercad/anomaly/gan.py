@@ -4,7 +4,7 @@ residual). Score A(x) = mean_M (x - G(E(x)))^2 + KAPPA * mean (f(x) - f(G(E(x)))
 features), per-voxel map = the signed residual x - G(E(x)) per channel, standardised voxel-wise over held-out
 normals, two-sided, max over channels (``scoring.standardised_map``: a region darker than the reconstruction,
 e.g. a hypodense infarct, counts as much as a brighter one; the squared residual hid it).
-Inputs: stacked (N, C + 1, *grid) tensors (channels, then the likelihood mask); outside the mask channels are 0.
+Inputs: stacked (N, C + 1, *grid) tensors (channels, then the mask channel); in the background channels are 0.
 GAN loss: non-saturating with spectral-normalised D (stabler on CPU-sized runs than WGAN-GP, same role).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from .scoring import add_reference_buffers, split, standardised_map
+from .scoring import add_reference_buffers, background, split, standardised_map
 
 KAPPA = 1.0
 
@@ -67,12 +67,13 @@ class AnomalyGAN(nn.Module):
 
     @staticmethod
     def masked(x):
+        """(channels, 0 in the background -- kept voxels keep their inpainted values -- ; scored mask)."""
         ch, mask = split(x)
-        return ch * mask[:, None], mask
+        return ch * (~background(x))[:, None], mask
 
     def residuals(self, x):
         ch, mask = self.masked(x)
-        rec = self.generate(self.encode(ch)) * mask[:, None]
+        rec = self.generate(self.encode(ch)) * (~background(x))[:, None]
         _, f_x = self.discriminate(ch)
         _, f_r = self.discriminate(rec)
         d = ch - rec

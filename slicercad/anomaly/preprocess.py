@@ -1,5 +1,5 @@
-"""The one sample path of AnomalyCT: head CT (3D) and chest X-ray (2D) -> fixed-grid channels in [0, 1] + the
-mask of voxels that count in the likelihood. No torch here (the Slicer module may import it at load).
+"""The one sample path of AnomalyCT: head CT (3D) here, chest X-ray (2D) in ``cxr`` -> fixed-grid channels in
+[0, 1] + the mask of voxels that count in the likelihood. No torch here (the Slicer module may import it at load).
 
 Head CT (``head_ct_sample``)
   1. HU check: a head CT in Hounsfield units has air (1st percentile <= AIR_MAX_HU) and skull
@@ -19,13 +19,11 @@ Head CT (``head_ct_sample``)
      volume does not leak into intracranial voxels next to the inner table (where subdural blood lies).
   4. Channels: brain window BRAIN_WINDOW (level 40, width 80 HU: 0..80 HU; acute blood sits at its top) and
      subdural window SUBDURAL_WINDOW (level 80, width 200 HU: -20..180 HU), each linear to [0, 1] and clipped.
-  5. Likelihood mask: intracranial & not clipped in the wide (subdural) window.
-Chest X-ray (``cxr_sample``)
-  2D only (one slice); MONOCHROME1 is already inverted by ``slicercad.dicom`` (air dark, bone bright);
-  resized to CXR_SIZE (aspect not kept: a frontal CXR is near square); **lung-field normalisation**: a rough
-  lung field (pixels below Otsu's threshold inside the central CXR_CENTRAL box) -> its median maps to
-  LUNG_LEVEL and the median of the rest of the central box to SOFT_LEVEL, linearly, clipped to [0, 1];
-  likelihood mask = not clipped.
+  5. Likelihood mask: intracranial & not clipped in the wide (subdural) window. The intracranial voxels it
+     leaves out and the holes of the intracranial mask (> 180 HU: calcification, which the skull threshold also
+     cuts out, intracranial bone, metal) are **kept**: inpainted from the scored voxels around
+     them (``inpaint_kept``) and marked KEPT in the mask channel, so the models see brain there, not the
+     background's noise, and do not score them.
 """
 from __future__ import annotations
 
@@ -54,12 +52,6 @@ HEAD_SPACING_MM = 5.0                # -> 180 x 220 x 160 mm: a large adult skul
 NEUTRAL_HU = 30.0                    # extracranial voxels are set to this before the coarse resample
 MAX_INPUT_VOXELS = 120_000_000       # a larger input is refused (bounded memory: ~6 float32 copies of it)
 
-CXR_SIZE = (64, 64)                  # (rows, cols)
-CXR_CENTRAL = 0.1                    # fraction trimmed on each side for the lung-field statistics
-LUNG_LEVEL, SOFT_LEVEL = 0.3, 0.7    # lung-field median -> 0.3, other central median -> 0.7
-LUNG_FRACTION_RANGE = (0.08, 0.8)    # a frontal CXR's rough lung field covers this fraction of the box
-CXR_CHANNELS = ("cxr_lung_normalised",)
-
 
 def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
     """Linear window to [0, 1], clipped: level - width/2 -> 0, level + width/2 -> 1."""
@@ -67,18 +59,46 @@ def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
     return np.clip((np.asarray(hu, dtype=np.float32) - lo) / width, 0.0, 1.0)
 
 
+KEPT = 0.5                           # mask-channel value of a kept (inpainted, unscored) voxel; scored 1, background 0
+
+
+def inpaint_kept(x: np.ndarray, mask: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """``x`` (C, *grid) with the ``kept`` voxels (inside the anatomy but left out of the score: clipped by a
+    window -- calcification, bone, metal) set to the Gaussian-weighted mean of the scored voxels around them
+    (sigma 1.5 voxels, doubled until every kept voxel has scored neighbours). Noise there (the background's
+    filler) made the flow's neighbouring voxels improbable: 1-3 clipped voxels of a calcified pineal held the
+    whole head's map score."""
+    out = x.copy()
+    todo = kept.copy()
+    sigma, w = 1.5, mask.astype(np.float32)
+    while todo.any() and sigma <= 16:
+        den = ndimage.gaussian_filter(w, sigma)
+        ok = todo & (den > 1e-3)
+        for c in range(len(out)):
+            out[c][ok] = (ndimage.gaussian_filter(np.where(mask, x[c], 0.0), sigma) / np.maximum(den, 1e-6))[ok]
+        todo &= ~ok
+        sigma *= 2
+    return out
+
+
 @dataclass
 class Sample:
-    """x: (C, *grid) float32 in [0, 1]; mask: grid bool (voxels in the likelihood); grid: sitk reference image."""
+    """x: (C, *grid) float32 in [0, 1]; mask: grid bool (voxels in the likelihood); grid: sitk reference image;
+    kept: grid bool (inside the anatomy, not scored, inpainted -- ``inpaint_kept``), None for none."""
     x: np.ndarray
     mask: np.ndarray
     grid: sitk.Image
     kind: str
     info: dict = field(default_factory=dict)
+    kept: np.ndarray | None = None
 
     def stacked(self) -> np.ndarray:
-        """(C + 1, *grid): channels then the mask (the tensor the models take)."""
-        return np.concatenate([self.x, self.mask[None].astype(np.float32)]).astype(np.float32)
+        """(C + 1, *grid): channels then the mask channel (1 scored, KEPT kept, 0 background): the models'
+        tensor."""
+        m = self.mask.astype(np.float32)
+        if self.kept is not None:
+            m = np.where(self.kept & ~self.mask, np.float32(KEPT), m)
+        return np.concatenate([self.x, m[None]]).astype(np.float32)
 
 
 def check_hu(array: np.ndarray, source="image") -> dict:
@@ -305,11 +325,12 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
     mask = m_g & (hu_g > lo) & (hu_g < hi)
     if mask.sum() < 100:
         raise InputError("too few intracranial voxels on the model grid", source)
+    kept = ndimage.binary_fill_holes(m_g) & ~mask      # clipped, or enclosed bone-dense (the mask's holes)
     info.update(icv_ml=icv_ml, center_lps=[float(c) for c in norm["translation"]], n_mask=int(mask.sum()),
-                scale_xyz=[float(v) for v in norm["scale"]], rotation_deg=norm["rotation_deg"],
-                fit_dice=norm["fit_dice"])
+                n_kept=int(kept.sum()), scale_xyz=[float(v) for v in norm["scale"]],
+                rotation_deg=norm["rotation_deg"], fit_dice=norm["fit_dice"])
     grid = sitk.Image(ref)
-    return Sample(x.astype(np.float32), mask, grid, "head_ct", info)
+    return Sample(inpaint_kept(x, mask, kept).astype(np.float32), mask, grid, "head_ct", info, kept)
 
 
 def resample_to_grid(image: sitk.Image, grid: sitk.Image, label=False) -> np.ndarray:
@@ -329,75 +350,3 @@ def map_to_image(map_array: np.ndarray, grid: sitk.Image, reference: sitk.Image 
     if reference is None:
         return img
     return sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-
-
-def _otsu(values: np.ndarray) -> float:
-    hist, edges = np.histogram(values, bins=128)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centers) / np.maximum(w0, 1)
-    m1 = (np.sum(hist * centers) - np.cumsum(hist * centers)) / np.maximum(w1, 1)
-    return float(centers[int(np.argmax(w0 * w1 * (m0 - m1) ** 2))])
-
-
-def check_cxr_polarity(a: np.ndarray, source="image") -> None:
-    """A frontal CXR in the MONOCHROME2 convention has lateral lung bands darker than the central (mediastinum,
-    spine) column; an inverted image (MONOCHROME1 not inverted on loading) is refused with that reason."""
-    rows, cols = a.shape
-    mid = a[int(0.25 * rows):int(0.75 * rows)]
-    central = float(np.median(mid[:, int(0.45 * cols):int(0.55 * cols)]))
-    lateral = float(np.median(np.concatenate([mid[:, int(0.15 * cols):int(0.35 * cols)],
-                                              mid[:, int(0.65 * cols):int(0.85 * cols)]], axis=1)))
-    if lateral >= central:
-        raise InputError(f"the lung bands (median {lateral:.4g}) are not darker than the central column (median "
-                         f"{central:.4g}): the image looks inverted (MONOCHROME1 shown as stored?) or is not a "
-                         "frontal chest X-ray; invert it or load it with the panel's Load study", source)
-
-
-def cxr_sample(image: sitk.Image, source="image", size=CXR_SIZE) -> Sample:
-    """A frontal chest radiograph (2D, MONOCHROME2 convention) -> lung-field-normalised fixed-size channel."""
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError("expected a single-component (grey) radiograph", source)
-    if image.GetDimension() == 3:
-        if image.GetSize()[2] != 1:
-            raise InputError(f"a chest X-ray is one 2D image; got a volume of {image.GetSize()[2]} slices (give "
-                             "the head CT model a volume)", source)
-        image = image[:, :, 0]
-    if image.GetDimension() != 2:
-        raise InputError(f"expected a 2D radiograph, got {image.GetDimension()}D", source)
-    a = sitk.GetArrayFromImage(image).astype(np.float32)
-    if min(a.shape) < 32:
-        raise InputError(f"radiograph of {a.shape} px is too small (at least 32 px a side)", source)
-    if float(a.max() - a.min()) <= 0:
-        raise InputError("the radiograph is constant", source)
-    rows, cols = size
-    # area average to the fixed size (block mean via zoom of a smoothed image)
-    sig = (max(0.0, a.shape[0] / rows / 2.0), max(0.0, a.shape[1] / cols / 2.0))
-    small = ndimage.zoom(ndimage.gaussian_filter(a, sig), (rows / a.shape[0], cols / a.shape[1]), order=1)
-    small = small[:rows, :cols]
-    check_cxr_polarity(small, source)
-    t = int(round(CXR_CENTRAL * rows)), int(round(CXR_CENTRAL * cols))
-    box = small[t[0]:rows - t[0], t[1]:cols - t[1]]
-    thr = _otsu(box.ravel())
-    lung = box < thr
-    frac = float(lung.mean())
-    if not LUNG_FRACTION_RANGE[0] <= frac <= LUNG_FRACTION_RANGE[1]:
-        raise InputError(f"rough lung field covers {frac:.0%} of the central image (expected "
-                         f"{LUNG_FRACTION_RANGE[0]:.0%}-{LUNG_FRACTION_RANGE[1]:.0%}): not a frontal chest X-ray",
-                         source)
-    lung_med, soft_med = float(np.median(box[lung])), float(np.median(box[~lung]))
-    if soft_med - lung_med <= 1e-6:
-        raise InputError("no contrast between lung field and soft tissue", source)
-    scale = (SOFT_LEVEL - LUNG_LEVEL) / (soft_med - lung_med)
-    raw = (small - lung_med) * scale + LUNG_LEVEL
-    x = np.clip(raw, 0.0, 1.0)
-    mask = (raw > 0.0) & (raw < 1.0)
-    grid = sitk.Image([cols, rows], sitk.sitkUInt8)
-    sp = image.GetSpacing()
-    # ndimage.zoom (grid_mode False) aligns the corner pixel centres: spacing sp * (in - 1) / (out - 1)
-    grid.SetSpacing([sp[0] * (a.shape[1] - 1) / (cols - 1), sp[1] * (a.shape[0] - 1) / (rows - 1)])
-    grid.SetOrigin(image.GetOrigin())
-    grid.SetDirection(image.GetDirection())
-    return Sample(x[None].astype(np.float32), mask, grid, "cxr",
-                  {"lung_fraction": frac, "lung_median": lung_med, "soft_median": soft_med})

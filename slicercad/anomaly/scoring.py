@@ -5,9 +5,9 @@ Inputs are (N, C + 1, *grid) tensors: C channels in [0, 1] and the likelihood ma
 * Quantisation: K = N_BINS = 256 levels, q = floor(clip(x) * K) / K (a [0, 1] channel holds 8 bits).
 * Dequantisation: y = q + u / K, u ~ U(0, 1) i.i.d. (training: fresh noise each step; scoring: a fixed-seed
   draw, so a score is deterministic), the standard bound log P(q) >= log p(y) - D log K.
-* Outside the mask (background and clipped voxels: point masses a flow would exploit) every channel is
-  replaced by i.i.d. U(0, 1) noise -- incompressible, so no likelihood can be gained there -- and those voxels
-  are left out of the score: the score uses the exact per-voxel decomposition of log p(y)
+* In the background (mask channel 0: point masses a flow would exploit) every channel is replaced by i.i.d.
+  U(0, 1) noise -- incompressible, so no likelihood can be gained there; kept voxels (clipped inside the
+  anatomy, inpainted by the sample path) stay as they are; both are left out of the score: the score uses the exact per-voxel decomposition of log p(y)
   (``Glow.voxel_log_density``) summed over mask voxels only.
 * bits/dim over the mask M: bpd = -(sum_{v in M} l(v) - |M| C log K) / (|M| C ln 2).
 * Variant (Serra et al., ICLR 2020, input complexity): S = bpd - L, with L the complexity of the quantised
@@ -41,6 +41,11 @@ def split(x: torch.Tensor):
     return x[:, :-1], x[:, -1] > 0.5
 
 
+def background(x: torch.Tensor) -> torch.Tensor:
+    """Background voxels of a stacked tensor (mask channel 0; kept voxels, ``preprocess.KEPT``, are not)."""
+    return x[:, -1] < 0.25
+
+
 def quantise(ch: torch.Tensor, bins: int = N_BINS) -> torch.Tensor:
     return torch.clamp(torch.floor(torch.clamp(ch, 0, 1) * bins), 0, bins - 1) / bins
 
@@ -51,7 +56,7 @@ def prepare(x: torch.Tensor, generator: torch.Generator | None = None, bins: int
     u = torch.rand(ch.shape, generator=generator, dtype=ch.dtype, device="cpu").to(ch.device)
     fill = torch.rand(ch.shape, generator=generator, dtype=ch.dtype, device="cpu").to(ch.device)
     y = quantise(ch, bins) + u / bins
-    y = torch.where(mask[:, None], y, fill)
+    y = torch.where(background(x)[:, None], fill, y)
     return y, mask
 
 

@@ -2,7 +2,7 @@
 
 Tasks (kind ``likelihood``: trained on normals, output = anomaly score per case, higher = more anomalous):
   anomaly_glow_head3d  3D Glow on head CT (2 windows, HEAD_GRID_SIZE at 5 mm)
-  anomaly_glow_cxr2d   2D Glow on chest X-ray (1 channel, 64 x 64)
+  anomaly_glow_cxr2d   2D Glow on chest X-ray (1 channel, cxr.CXR_SIZE on the lung frame)
   anomaly_gan_head3d / anomaly_gan_cxr2d   f-AnoGAN on the same samples
 Without a manifest they train on SYNTHETIC normal phantoms; with one, every case's first image is a normal
 study (labels ignored). The task's ``fit`` splits off the engine's validation patients, trains, then
@@ -30,22 +30,25 @@ import torch
 from ..engine.splits import train_val_test_split
 from ..engine.tasks import SampleSet, TaskSpec, register_task
 from ..errors import InputError
-from . import preprocess as pp
+from . import cxr, preprocess as pp
 from .gan import AnomalyGAN, train_gan
 from .baselines import top_fraction_mean
 from .scoring import N_REF, AnomalyGlow, complexity_bpd, standardised_map
 
 HEAD, CXR = "head_ct", "cxr"
-GRID = {HEAD: tuple(pp.HEAD_GRID_SIZE[::-1]), CXR: tuple(pp.CXR_SIZE)}      # (k j i) / (rows, cols)
-CHANNELS = {HEAD: pp.HEAD_CHANNELS, CXR: pp.CXR_CHANNELS}
+GRID = {HEAD: tuple(pp.HEAD_GRID_SIZE[::-1]), CXR: tuple(cxr.CXR_SIZE)}      # (k j i) / (rows, cols)
+CHANNELS = {HEAD: pp.HEAD_CHANNELS, CXR: cxr.CXR_CHANNELS}
 DIMS = {HEAD: 3, CXR: 2}
 RECIPE = {"epochs": 12, "batch_size": 8, "lr": 1e-3, "val_fraction": 0.25}
 STEP_BUDGET = 400                    # optimiser steps: bundled models, the reproduction, `anomaly train`
 GLOW_DEFAULT = {"levels": 2, "steps": 4, "hidden": 24, "positional_prior": 1, "n_normals": 96, "data_seed": 0,
                 "model_seed": 0}
 GAN_DEFAULT = {"z_dim": 16, "ch": 8, "n_normals": 96, "data_seed": 0, "model_seed": 0}
-SAMPLE_PATH = {HEAD: "head_ct/2: template-registered 5 mm grid, two-sided maps, case-level map threshold",
-               CXR: "cxr/2: two-sided maps, case-level map threshold"}   # a card of another version is refused
+# the sample path's version on every card; a card of another version is refused
+SAMPLE_PATH = {HEAD: "head_ct/3: template-registered 5 mm grid, clipped voxels inpainted, two-sided maps, "
+                     "case-level map threshold",
+               CXR: "cxr/3: lung-frame (similarity) 116 x 128 grid, outside air unscored, clipped pixels kept, "
+                    "two-sided maps, case-level map threshold"}
 MAP_THRESHOLD_PCT = 95.0       # of the held-out normals' map maxima (case-level)
 
 
@@ -54,7 +57,7 @@ def sample_of(image, kind: str, source="image") -> pp.Sample:
     if kind == HEAD:
         return pp.head_ct_sample(image, source)
     if kind == CXR:
-        return pp.cxr_sample(image, source)
+        return cxr.cxr_sample(image, source)
     raise InputError(f"unknown anomaly input kind {kind!r}; known {(HEAD, CXR)}", "kind")
 
 
@@ -119,9 +122,11 @@ def input_spec_of(kind):
                                      f"{pp.NEUTRAL_HU} HU before resampling", units="HU",
                        valid_ranges={"icv_ml": list(pp.ICV_RANGE_ML), "max_spacing_mm": [0.0, pp.MAX_SPACING_MM]})
         else:
-            out.update(spacing_mm="resized to 64 x 64 px", normalisation="lung-field median -> "
-                       f"{pp.LUNG_LEVEL}, soft tissue median -> {pp.SOFT_LEVEL}", units="detector values, "
-                       "MONOCHROME2 convention")
+            out.update(spacing_mm=f"{cxr.CXR_SIZE[0]} x {cxr.CXR_SIZE[1]} px on the lung frame (u +-"
+                       f"{cxr.GRID_HALF_WIDTH} D, v {cxr.GRID_V_RANGE} D; D = distance of the lungs' upper-half "
+                       "centroids)", normalisation=f"lung-field median -> {cxr.LUNG_LEVEL}, soft tissue median -> "
+                       f"{cxr.SOFT_LEVEL}", units="detector values, MONOCHROME2 convention",
+                       valid_ranges={"rotation_deg": [-cxr.MAX_ROTATION_DEG, cxr.MAX_ROTATION_DEG]})
         return out
     return spec
 

@@ -3,7 +3,8 @@ as a SEG (AUTOMATIC, the model's sha256), the map itself as a FLOAT Parametric M
 normals, two-sided, smoothed in the mask; for the GAN the max over channels of the signed residual's |z|; UCUM
 '1'), and the case score, its percentile among the normals, the complexity-corrected variant, the map score
 (top 1 % of the map) with its percentile, the threshold and the flagged volume in a TID 1500 SR (TID 1501 case
-values)."""
+values), with the spatial normalisation (head: rotation, per-axis scale, fit Dice, orientation check, cut area;
+chest X-ray: the lung frame's rotation and scale) as a text."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,12 @@ MAP_EXPLANATION = "anomaly map: two-sided |z| vs normals, smoothed in mask"   # 
 
 def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: float, percentile: float,
                           threshold: float, card: dict, variant_score: float | None = None,
-                          map_score: float | None = None, map_percentile: float | None = None) -> dict:
+                          map_score: float | None = None, map_percentile: float | None = None,
+                          sample_info: dict | None = None) -> dict:
     """Write ``anomaly.seg.dcm`` (when a voxel is above ``threshold``), ``anomaly.pm.dcm`` and ``report.sr.dcm``
-    for a map [k, j, i] on ``image``'s grid (the source series'). Returns {"seg", "pm", "sr", "case"}."""
+    for a map [k, j, i] on ``image``'s grid (the source series'); ``sample_info``: the sample's ``info`` (its
+    alignment goes in the SR). Returns {"seg", "pm", "sr", "case"}."""
+    from ..anomaly.cli import pose_fields
     from .pmap import write_parametric_map
     from .seg import Segment, write_seg
     from .sr import write_measurement_report
@@ -52,7 +56,8 @@ def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: fl
         f"{int(flagged.sum())} voxels above the map threshold (anomaly.seg.dcm)"
     synthetic = card.get("training_data", {}).get("synthetic")
     sr = write_measurement_report(out / "report.sr.dcm", [], image, source_files, algorithm, seg_path=seg,
-                                  case_values=case, case_texts={"status": status},
+                                  case_values=case, case_texts={"status": status, "alignment": "; ".join(
+                                      f"{k} {v}" for k, v in pose_fields(sample_info or {}).items())},
                                   notice="model trained on synthetic data" if synthetic else "",
                                   series_description="SlicerCAD anomaly report (research use)")
     return {"seg": seg, "pm": pm, "sr": sr, "case": case}
@@ -76,4 +81,5 @@ def anomaly_results(study_folder, out_folder, kind: str = "head_ct", model=None,
     return write_anomaly_results(values, image, volumes[0].files, out_folder, score=result.score,
                                  percentile=result.percentile, threshold=result.threshold, card=result.card,
                                  variant_score=result.variant, map_score=getattr(result, "map_score", None),
-                                 map_percentile=getattr(result, "map_percentile", None))
+                                 map_percentile=getattr(result, "map_percentile", None),
+                                 sample_info=result.sample.info)

@@ -49,7 +49,8 @@ CASE_VALUES = {"null_ti_ms": ("null_ti", "ms", "millisecond"),
                "anomaly_map_percentile": ("anomaly_map_percentile", "%", "percent"),
                "anomaly_flagged_volume_mm3": ("anomaly_flagged_volume", "mm3", "cubic millimeter")}
 # case-level text (TID 1501 TEXT rows) -> private concept key
-CASE_TEXTS = {"method": "method", "rule": "rule", "warnings": "warnings", "status": "status"}
+CASE_TEXTS = {"method": "method", "rule": "rule", "warnings": "warnings", "status": "status",
+              "alignment": "alignment"}
 
 
 @dataclass

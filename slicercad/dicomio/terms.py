@@ -64,7 +64,8 @@ PRIVATE = {"probability": ("P001", "Probability"), "predicted_class": ("P002", "
            "anomaly_map_score": ("P019", "Anomaly map score (top 1 %)"),
            "anomaly_map_percentile": ("P024", "Anomaly map score percentile among normals"),
            "method": ("P020", "Estimation method"), "rule": ("P021", "Recommendation rule"),
-           "warnings": ("P022", "Warnings"), "status": ("P023", "Result status")}
+           "warnings": ("P022", "Warnings"), "status": ("P023", "Result status"),
+           "alignment": ("P027", "Spatial normalisation to the model grid")}
 
 
 def lesion_type_key(name: str) -> str | None:

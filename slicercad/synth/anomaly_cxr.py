@@ -26,6 +26,8 @@ SWEEP = {"nodule": {"size_mm": (10.0, 18.0, 28.0), "contrast": (0.06, 0.12, 0.2)
          "effusion": {"size_mm": (20.0, 35.0, 55.0), "contrast": (0.1, 0.2, 0.3)},
          "pneumothorax": {"size_mm": (10.0, 18.0, 28.0), "contrast": (0.04, 0.08, 0.12)}}
 VARIANTS = ("cardiomegaly_borderline", "rotated", "low_inspiration")
+SUPPORT = {"cardiomegaly_borderline": "tail", "rotated": "pose (in-plane tilt, undone by the lung frame)",
+           "low_inspiration": "tail"}
 
 
 class CxrPhantom:

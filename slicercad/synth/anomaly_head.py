@@ -13,10 +13,13 @@ Normal head (HU, 2.5 mm isotropic grid PHANTOM_SIZE, LPS axes, random small rota
   0.15 + 0.5 clip((age - 18) / 60, 0, 1), each choroid plexus with half that; radius 1.5-3 mm, 90-200 HU).
   The prevalences are chosen, not fitted to a cohort: normal heads of an emergency population include the old.
 Normal-variation controls (healthy but unusual: the tails of that population, ``variant=``): ``atrophy``
-  (a = 1: ventricles x1.8, wide sulci and rim), ``calcification`` (all three sites, 2.5-4 mm, 150-300 HU),
+  (the oldest, most atrophic: age U(82, 90), the draw U(0.92, 1), so a in 0.71-1.0, the population's top ~5 %;
+  at a = 1 the ventricles are x1.8), ``calcification`` (all three sites, 2.5-4 mm, 150-300 HU),
   ``asymmetric`` (elongated, rotated head), ``large`` (head x1.12); and two healthy variants **outside** the
   training population (``SUPPORT``): ``cavum_septum`` (a CSF slit between the frontal horns) and
-  ``ventricle_asymmetry`` (the left lateral ventricle x1.5).
+  ``ventricle_asymmetry`` (the left lateral ventricle x2 in volume: each semi-axis x2^(1/3), a clearly
+  visible asymmetry still seen in healthy adults; formerly each semi-axis was x1.5, x3.4 in volume, the size of
+  a trapped ventricle rather than a normal variant).
 Anomalies (``insert_anomaly``; mask returned; any isotropic LPS grid -- also the real backgrounds of
   ``real_anatomy.real_head_background``; sizes in mm):
   ``ich``  intracerebral haemorrhage: lobulated blob in parenchyma, brain + contrast HU, thin oedema rim -6 HU;
@@ -45,6 +48,8 @@ VARIANTS = ("atrophy", "calcification", "asymmetric", "large", "cavum_septum", "
 SUPPORT = {"atrophy": "tail", "calcification": "tail", "asymmetric": "pose/shape", "large": "size",
            "cavum_septum": "outside", "ventricle_asymmetry": "outside"}
 AGE_RANGE = (18.0, 90.0)
+VENTRICLE_ASYMMETRY_VOLUME = 2.0     # the variant's left lateral ventricle, x this in volume
+ATROPHY_TAIL_AGE, ATROPHY_TAIL_DRAW = (82.0, 90.0), 0.92   # the atrophy variant: a >= 0.71, ~5 % of the population
 
 
 @dataclass
@@ -82,8 +87,9 @@ def population(seed: int, variant: str | None = None) -> dict:
         draw = rng.uniform(size=3)
         if draw[0] < p:
             calc[site] = (1.5 + 1.5 * float(draw[1]), 90.0 + 110.0 * float(draw[2]))
-    if variant == "atrophy":
-        atrophy = 1.0
+    if variant == "atrophy":                     # the top ~5 % of the population's atrophy (module doc)
+        age = float(rng.uniform(*ATROPHY_TAIL_AGE))
+        atrophy = (age - 55.0) / 35.0 * float(rng.uniform(ATROPHY_TAIL_DRAW, 1.0))
     if variant == "calcification":
         calc = {site: (2.5 + 1.5 * float(rng.uniform()), 150.0 + 150.0 * float(rng.uniform()))
                 for site in ("pineal", "choroid_left", "choroid_right")}
@@ -144,7 +150,8 @@ def normal_head(seed: int, variant: str | None = None, patient_id: str | None = 
     sep = rng.uniform(6, 9)
     vent = np.zeros(shape, bool)
     for side in (-1, 1):
-        v_side = vs * (1.5 if variant == "ventricle_asymmetry" and side == 1 else 1.0)
+        grow = VENTRICLE_ASYMMETRY_VOLUME ** (1 / 3) if variant == "ventricle_asymmetry" and side == 1 else 1.0
+        v_side = vs * grow
         vent |= ((x - side * sep) / (7 * v_side)) ** 2 + ((y + 4) / (28 * v_side)) ** 2 + \
             ((z - 8) / (9 * v_side)) ** 2 < 1
     if variant == "cavum_septum":                      # a CSF slit between the frontal horns
