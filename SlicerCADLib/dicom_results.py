@@ -251,7 +251,7 @@ def anomaly_map_to_dicom(map_node, volume_node, result, folder, *, threshold: fl
         _on_grid(map_node, image), image, volume_files(volume_node), folder, score=r.score,
         percentile=r.percentile, threshold=float(r.threshold if threshold is None else threshold), card=r.card,
         variant_score=getattr(r, "variant", None), map_score=getattr(r, "map_score", None),
-        map_percentile=getattr(r, "map_percentile", None), sample_info=r.sample.info)
+        map_percentile=getattr(r, "map_percentile", None), sample_info=r.sample.info, warnings=r.warnings)
     return _add([out["seg"], out["pm"], out["sr"]], database)
 
 

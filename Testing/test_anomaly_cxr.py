@@ -168,3 +168,30 @@ def test_anisotropic_pixels_and_a_turned_direction_give_the_same_sample():
     t = cxr.cxr_sample(turned)
     assert np.allclose(t.x, base.x, atol=1e-4) and t.info["rotation_deg"] == pytest.approx(
         base.info["rotation_deg"], abs=0.01)
+
+
+def test_map_on_a_one_slice_volume_keeps_its_geometry():
+    """The panel's radiograph is a one-slice volume: the map comes back on that volume's own origin and spacing."""
+    from slicercad.anomaly.detector import load_detector
+
+    ph = anomaly_cxr.normal_cxr(15)
+    vol = sitk.JoinSeries([ph.image])
+    vol.SetOrigin((10.0, -20.0, 55.0))
+    vol.SetSpacing((1.4, 1.4, 3.0))
+    r = load_detector(None, "cxr").score_image(vol[:, :, 0], "case")
+    m = r.map_image(vol)
+    assert m.GetSize() == vol.GetSize() and m.GetOrigin() == vol.GetOrigin() and m.GetSpacing() == vol.GetSpacing()
+    flat = r.map_image(vol[:, :, 0])
+    assert np.array_equal(sitk.GetArrayFromImage(m)[0], sitk.GetArrayFromImage(flat))
+
+
+def test_a_film_outside_the_adult_lung_distance_is_scored_with_a_warning():
+    from slicercad.anomaly.detector import load_detector
+
+    assert cxr.ADULT_LUNG_DISTANCE_MM == (110.0, 230.0)
+    det = load_detector(None, "cxr")
+    assert det.card["input_spec"]["valid_ranges"]["lung_distance_mm"] == [110.0, 230.0]
+    assert det.score_image(anomaly_cxr.normal_cxr(16).image).warnings == []
+    img, _ = load_volume([get_testdata_file("RG1_UNCI.dcm", download=False)])   # PixelSpacing 0: D in pixels
+    warned = det.score_image(img).warnings
+    assert len(warned) == 1 and warned[0].startswith("lung_distance_mm 7") and "110-230" in warned[0]

@@ -44,6 +44,10 @@ def test_monochrome1_from_slicers_dicom_module_is_inverted(scene, monkeypatch):
     with pytest.raises(InputError, match="looks inverted"):
         cxr.cxr_sample(logic.input_image(node, "cxr"))                            # no DICOM source: as stored
     node.SetAttribute("DICOM.instanceUIDs", str(ds.SOPInstanceUID))
+    monkeypatch.setattr(slicer, "dicomDatabase", FakeDatabase({}), raising=False)    # instances not in the database
+    assert logic.photometric_interpretation(node) == ""
+    with pytest.raises(InputError, match="looks inverted"):                     # the polarity check still refuses
+        cxr.cxr_sample(logic.input_image(node, "cxr"))
     monkeypatch.setattr(slicer, "dicomDatabase", FakeDatabase({str(ds.SOPInstanceUID): path}), raising=False)
     assert logic.photometric_interpretation(node) == "MONOCHROME1"
     s = cxr.cxr_sample(logic.input_image(node, "cxr"))

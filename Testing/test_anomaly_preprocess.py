@@ -133,6 +133,8 @@ def test_adult_population_has_atrophy_and_calcification_at_stated_rates():
     assert all(82 <= p["age"] <= 90 for p in tails) and 0.7 < a_tail.min() and a_tail.max() <= 1.0
     big = np.array([anomaly_head.population(s)["atrophy"] for s in range(4000)])
     assert 0.03 < (big >= a_tail.min()).mean() < 0.08       # the variant is the population's top ~5 %, not beyond it
+    tail_old = np.array([len(p["calcifications"]) for p in tails]).mean()
+    assert tail_old > np.array([len(p["calcifications"]) for p in pops]).mean() + 0.3   # calcified as old heads are
     tail = tails[5], anomaly_head.population(5, "calcification")
     assert len(tail[1]["calcifications"]) == 3
     assert all(v >= 150 for _, v in tail[1]["calcifications"].values())

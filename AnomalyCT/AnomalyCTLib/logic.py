@@ -11,7 +11,7 @@ from SlicerCADLib.dicom_nodes import FILES_ATTRIBUTE, UIDS_ATTRIBUTE
 from SlicerCADLib.overlays import show_float_overlay
 from SlicerCADLib.segmentations import label_array_to_segment
 from SlicerCADLib.volumes import volume_node_to_sitk
-from slicercad.errors import InputError
+from slicercad.errors import DicomError, InputError
 
 KINDS = ("head_ct", "cxr")
 MAP_NAME = "AnomalyCT map"
@@ -51,14 +51,18 @@ def _pose(info: dict) -> str:
 def photometric_interpretation(volume_node) -> str:
     """PhotometricInterpretation of the DICOM file behind a node loaded by Slicer's DICOM module
     (``DICOM.instanceUIDs``); "" for other nodes. Nodes loaded by ``SlicerCADLib.study`` (``SlicerCAD.files``)
-    are already inverted to MONOCHROME2 by ``slicercad.dicom.volume``."""
+    are already inverted to MONOCHROME2 by ``slicercad.dicom.volume``; "" too when the node's instances are not
+    in the database (a reloaded scene): the sample path's polarity check then refuses an inverted image."""
     if volume_node.GetAttribute(FILES_ATTRIBUTE) or not (volume_node.GetAttribute(UIDS_ATTRIBUTE) or "").strip():
         return ""
     import pydicom
 
     from SlicerCADLib.dicom_nodes import volume_files
 
-    files = volume_files(volume_node)
+    try:
+        files = volume_files(volume_node)
+    except DicomError:
+        return ""
     try:
         header = pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["PhotometricInterpretation"])
     except Exception as exc:  # pydicom raises several types for damaged files
@@ -110,7 +114,8 @@ class ScoreResult:
                 f"the map: {r.map_percentile:.0f}th). Map peak {r.map_max:.1f} SD; "
                 f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f} (set so that 5% "
                 f"of held-out normal cases show any voxel above it).{synth}"
-                f"{pose_note(r.sample.info)}")
+                f"{pose_note(r.sample.info)}"
+                + (f" Outside the training distribution: {'; '.join(r.warnings)}." if r.warnings else ""))
 
 
 def score_volume(volume_node, kind: str = "head_ct", detector=None, card_path=None, device="cpu",

@@ -13,7 +13,7 @@ HELP = ("anomaly detection trained on normals only: score a folder of head CT / 
         "+ NRRD maps), or reproduce the SYNTHETIC experiment")
 CSV_FIELDS = ("rank", "case", "path", "kind", "score", "percentile_among_normals", "variant_score",
               "variant_percentile", "map_score", "map_percentile", "map_max", "flagged_voxels", "rotation_deg",
-              "scale_xyz", "fit_dice", "upside_down_checked", "truncated_mm2", "lung_distance_mm", "kept_voxels", "map", "error")
+              "scale_xyz", "fit_dice", "upside_down_checked", "truncated_mm2", "lung_distance_mm", "kept_voxels", "map", "warnings", "error")
 
 
 MIN_CALIBRATION = 10      # fewer calibration normals than this: `anomaly train` warns
@@ -139,7 +139,7 @@ def score_folder(folder, out, kind="head_ct", model=None, device="cpu", rank_by=
                        variant_score=round(res.variant, 5), variant_percentile=round(res.variant_percentile, 1),
                        map_score=round(res.map_score, 4), map_percentile=round(res.map_percentile, 1),
                        map_max=round(res.map_max, 3), flagged_voxels=res.flagged_voxels, map=str(map_path),
-                       **pose_fields(res.sample.info))
+                       warnings="; ".join(res.warnings), **pose_fields(res.sample.info))
         except SlicerCADError as exc:
             row["error"] = str(exc)
         except RuntimeError as exc:        # an ITK / SimpleITK failure on this study: named, the batch goes on

@@ -45,6 +45,7 @@ EDGE_UNIFORM = 0.03                  # a border line this uniform (std / image r
 EDGE_MAX_FRACTION = 0.15             # at most this much of each side is trimmed as such bands
 FILM_EDGE_PX = 2                     # grid pixels this close to the film's edge are not scored (edge blur)
 MAX_ROTATION_DEG = 25.0              # a frontal CXR rotated more than this is refused
+ADULT_LUNG_DISTANCE_MM = (110.0, 230.0)  # an adult's D; outside it the score carries a warning (child, no spacing)
 CXR_CHANNELS = ("cxr_lung_normalised",)
 
 

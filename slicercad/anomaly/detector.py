@@ -37,6 +37,17 @@ class Result:
     card: dict
 
     @property
+    def warnings(self) -> list[str]:
+        """The sample's measurements outside the card's ``input_spec.valid_ranges`` (scored, but outside what the
+        model was trained on: e.g. a radiograph whose lung distance is not an adult's, or uncalibrated spacing)."""
+        out = []
+        for key, (lo, hi) in self.card["input_spec"].get("valid_ranges", {}).items():
+            value = self.sample.info.get(key)
+            if isinstance(value, (int, float)) and not lo <= value <= hi:
+                out.append(f"{key} {value:.4g} outside the model's range {lo:g}-{hi:g}")
+        return out
+
+    @property
     def map_max(self) -> float:
         return float(self.map.max())
 
@@ -53,7 +64,11 @@ class Result:
                 return img
             ref = reference if reference.GetDimension() == 2 else reference[:, :, 0]
             out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-            return sitk.JoinSeries([out]) if reference.GetDimension() == 3 else out
+            if reference.GetDimension() == 2:
+                return out
+            vol = sitk.JoinSeries([out])
+            vol.CopyInformation(reference)               # the one-slice volume's own origin, direction, z spacing
+            return vol
         return map_to_image(self.map, self.sample.grid, reference)
 
 

@@ -67,7 +67,7 @@ def inpaint_kept(x: np.ndarray, mask: np.ndarray, kept: np.ndarray) -> np.ndarra
     window -- calcification, bone, metal) set to the Gaussian-weighted mean of the scored voxels around them
     (sigma 1.5 voxels, doubled until every kept voxel has scored neighbours). Noise there (the background's
     filler) made the flow's neighbouring voxels improbable: 1-3 clipped voxels of a calcified pineal held the
-    whole head's map score."""
+    whole head's map score. A kept voxel with no scored voxel within reach (sigma 16) keeps its value."""
     out = x.copy()
     todo = kept.copy()
     sigma, w = 1.5, mask.astype(np.float32)

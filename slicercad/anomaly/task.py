@@ -126,7 +126,8 @@ def input_spec_of(kind):
                        f"{cxr.GRID_HALF_WIDTH} D, v {cxr.GRID_V_RANGE} D; D = distance of the lungs' upper-half "
                        "centroids)", normalisation=f"lung-field median -> {cxr.LUNG_LEVEL}, soft tissue median -> "
                        f"{cxr.SOFT_LEVEL}", units="detector values, MONOCHROME2 convention",
-                       valid_ranges={"rotation_deg": [-cxr.MAX_ROTATION_DEG, cxr.MAX_ROTATION_DEG]})
+                       valid_ranges={"rotation_deg": [-cxr.MAX_ROTATION_DEG, cxr.MAX_ROTATION_DEG],
+                                     "lung_distance_mm": list(cxr.ADULT_LUNG_DISTANCE_MM)})
         return out
     return spec
 

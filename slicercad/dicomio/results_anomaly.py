@@ -19,10 +19,11 @@ MAP_EXPLANATION = "anomaly map: two-sided |z| vs normals, smoothed in mask"   # 
 def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: float, percentile: float,
                           threshold: float, card: dict, variant_score: float | None = None,
                           map_score: float | None = None, map_percentile: float | None = None,
-                          sample_info: dict | None = None) -> dict:
+                          sample_info: dict | None = None, warnings: list | None = None) -> dict:
     """Write ``anomaly.seg.dcm`` (when a voxel is above ``threshold``), ``anomaly.pm.dcm`` and ``report.sr.dcm``
     for a map [k, j, i] on ``image``'s grid (the source series'); ``sample_info``: the sample's ``info`` (its
-    alignment goes in the SR). Returns {"seg", "pm", "sr", "case"}."""
+    alignment goes in the SR), ``warnings``: the result's (``Result.warnings``). Returns {"seg", "pm", "sr",
+    "case"}."""
     from ..anomaly.cli import pose_fields
     from .pmap import write_parametric_map
     from .seg import Segment, write_seg
@@ -57,7 +58,8 @@ def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: fl
     synthetic = card.get("training_data", {}).get("synthetic")
     sr = write_measurement_report(out / "report.sr.dcm", [], image, source_files, algorithm, seg_path=seg,
                                   case_values=case, case_texts={"status": status, "alignment": "; ".join(
-                                      f"{k} {v}" for k, v in pose_fields(sample_info or {}).items())},
+                                      f"{k} {v}" for k, v in pose_fields(sample_info or {}).items()),
+                                              "warnings": "; ".join(warnings or [])},
                                   notice="model trained on synthetic data" if synthetic else "",
                                   series_description="SlicerCAD anomaly report (research use)")
     return {"seg": seg, "pm": pm, "sr": sr, "case": case}
@@ -82,4 +84,4 @@ def anomaly_results(study_folder, out_folder, kind: str = "head_ct", model=None,
                                  percentile=result.percentile, threshold=result.threshold, card=result.card,
                                  variant_score=result.variant, map_score=getattr(result, "map_score", None),
                                  map_percentile=getattr(result, "map_percentile", None),
-                                 sample_info=result.sample.info)
+                                 sample_info=result.sample.info, warnings=result.warnings)

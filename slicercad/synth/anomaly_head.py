@@ -81,15 +81,15 @@ def population(seed: int, variant: str | None = None) -> dict:
     rng = np.random.default_rng([seed, 23])
     age = float(rng.uniform(*AGE_RANGE))
     atrophy = float(np.clip((age - 55.0) / 35.0, 0.0, 1.0) * rng.uniform(0.6, 1.0))
+    if variant == "atrophy":                     # the top ~5 % of the population's atrophy (module doc)
+        age = float(rng.uniform(*ATROPHY_TAIL_AGE))
+        atrophy = (age - 55.0) / 35.0 * float(rng.uniform(ATROPHY_TAIL_DRAW, 1.0))
     p_pineal = 0.15 + 0.5 * min(max((age - 18.0) / 60.0, 0.0), 1.0)
     calc = {}
     for site, p in (("pineal", p_pineal), ("choroid_left", p_pineal / 2), ("choroid_right", p_pineal / 2)):
         draw = rng.uniform(size=3)
         if draw[0] < p:
             calc[site] = (1.5 + 1.5 * float(draw[1]), 90.0 + 110.0 * float(draw[2]))
-    if variant == "atrophy":                     # the top ~5 % of the population's atrophy (module doc)
-        age = float(rng.uniform(*ATROPHY_TAIL_AGE))
-        atrophy = (age - 55.0) / 35.0 * float(rng.uniform(ATROPHY_TAIL_DRAW, 1.0))
     if variant == "calcification":
         calc = {site: (2.5 + 1.5 * float(rng.uniform()), 150.0 + 150.0 * float(rng.uniform()))
                 for site in ("pineal", "choroid_left", "choroid_right")}
