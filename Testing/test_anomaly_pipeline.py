@@ -131,3 +131,18 @@ def test_kernel_control_blurs_the_input_in_mm():
     soft, softer = E.kernel_normal(T.CXR, 5), E.kernel_normal(T.CXR, 5, 5.0)
     d1, d3 = np.abs(soft - plain)[0].mean(), np.abs(softer - plain)[0].mean()
     assert 2 / 256 < d1 < d3 and d1 < 0.03           # visible on the grid (> 2 quantisation levels), still mild
+
+
+@pytest.mark.parametrize("family", ["glow", "gan"])
+def test_models_are_initialised_from_their_model_seed(family):
+    """torch seeds its global RNG from the OS at start-up: the layers' default initialisation must come from
+    ``model_seed`` (the reproduction's Glow differed run to run before), and the caller's RNG state is kept."""
+    spec = get_task(T.task_for(T.CXR, family))
+    params = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a = spec.build_model(spec.config({"model_seed": 0}))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.seed()                                                            # an unrelated global RNG state
+    b, c = spec.build_model(spec.config({"model_seed": 0})), spec.build_model(spec.config({"model_seed": 1}))
+    assert torch.equal(params(a), params(b)) and not torch.equal(params(a), params(c))

@@ -91,16 +91,26 @@ def _manifest_dataset(kind, manifest) -> SampleSet:
     return SampleSet(x, torch.zeros(len(rows)), [r[1] for r in rows])
 
 
+def _seeded(make, seed: int):
+    """``make()`` with torch's global RNG seeded by ``seed`` for the layers' default initialisation (torch seeds it
+    from the OS at start-up: unseeded, the reproduction's Glow differed run to run), the caller's RNG state kept."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
+
+
 def build_glow(kind):
     def build(cfg):
-        return AnomalyGlow(len(CHANNELS[kind]), DIMS[kind], GRID[kind], int(cfg["levels"]), int(cfg["steps"]),
-                           int(cfg["hidden"]), int(cfg["model_seed"]), bool(cfg.get("positional_prior", 1)))
+        return _seeded(lambda: AnomalyGlow(len(CHANNELS[kind]), DIMS[kind], GRID[kind], int(cfg["levels"]),
+                                           int(cfg["steps"]), int(cfg["hidden"]), int(cfg["model_seed"]),
+                                           bool(cfg.get("positional_prior", 1))), int(cfg["model_seed"]))
     return build
 
 
 def build_gan(kind):
     def build(cfg):
-        return AnomalyGAN(len(CHANNELS[kind]), DIMS[kind], GRID[kind], int(cfg["z_dim"]), int(cfg["ch"]))
+        return _seeded(lambda: AnomalyGAN(len(CHANNELS[kind]), DIMS[kind], GRID[kind], int(cfg["z_dim"]),
+                                          int(cfg["ch"])), int(cfg["model_seed"]))
     return build
 
 
