@@ -30,7 +30,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from .preprocess import Sample, inpaint_kept
+from .preprocess import Sample, inpaint_kept, resample_to_grid
 
 CXR_SIZE = (116, 128)                # (rows, cols) of the model grid; each divisible by 4 (2 Glow levels)
 GRID_HALF_WIDTH = 1.1                # u: +-1.1 D (D = distance of the lungs' upper-half centroids)
@@ -213,11 +213,6 @@ def working_copy(image: sitk.Image, a: np.ndarray) -> sitk.Image:
     return sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
-def _on_grid(img: sitk.Image, grid: sitk.Image, default=np.nan) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.Resample(img, grid, sitk.Transform(), sitk.sitkLinear, default,
-                                                sitk.sitkFloat32))
-
-
 def cxr_sample(image: sitk.Image, source="image", size=CXR_SIZE):
     """A frontal chest radiograph -> ``preprocess.Sample`` on the lung-field-aligned grid (module doc)."""
     image = _as_2d(image, source)
@@ -242,11 +237,11 @@ def cxr_sample(image: sitk.Image, source="image", size=CXR_SIZE):
     su, sv = grid.GetSpacing()
     smooth = sitk.GetImageFromArray(ndimage.gaussian_filter(a, (0.5 * sv / sp[1], 0.5 * su / sp[0])))
     smooth.CopyInformation(image)
-    on_grid = _on_grid(smooth, grid)
+    on_grid = resample_to_grid(smooth, grid, default=np.nan)
     out_img = sitk.GetImageFromArray(outside.astype(np.float32))
     out_img.CopyInformation(work_img)
     in_film = ndimage.binary_erosion(np.isfinite(on_grid), iterations=FILM_EDGE_PX)
-    body = in_film & (_on_grid(out_img, grid, 1.0) < 0.5)
+    body = in_film & (resample_to_grid(out_img, grid, default=1.0) < 0.5)
     raw = (np.nan_to_num(on_grid, nan=lung_med) - lung_med) * (SOFT_LEVEL - LUNG_LEVEL) / (soft_med - lung_med) \
         + LUNG_LEVEL
     mask = body & (raw > 0.0) & (raw < 1.0)

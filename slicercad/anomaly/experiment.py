@@ -266,11 +266,7 @@ def kernel_normal(kind, seed, sigma_mm=None) -> np.ndarray:
     default KERNEL_SIGMA_MM[kind])."""
     import SimpleITK as sitk
 
-    if kind == T.HEAD:
-        from ..synth.anomaly_head import normal_head as make
-    else:
-        from ..synth.anomaly_cxr import normal_cxr as make
-    ph = make(seed)
+    ph = T.phantom(kind, seed)
     sigma = KERNEL_SIGMA_MM[kind] if sigma_mm is None else sigma_mm
     return T.sample_of(sitk.SmoothingRecursiveGaussian(ph.image, sigma), kind, ph.patient_id).stacked()
 

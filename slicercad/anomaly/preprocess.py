@@ -333,13 +333,14 @@ def head_ct_sample(image: sitk.Image, source="image", grid_size=HEAD_GRID_SIZE,
     return Sample(inpaint_kept(x, mask, kept).astype(np.float32), mask, grid, "head_ct", info, kept)
 
 
-def resample_to_grid(image: sitk.Image, grid: sitk.Image, label=False) -> np.ndarray:
-    """``image`` (e.g. a lesion mask on the input grid) onto a sample's grid as an array (k j i)."""
+def resample_to_grid(image: sitk.Image, grid: sitk.Image, label=False, default=0.0) -> np.ndarray:
+    """``image`` (e.g. a lesion mask on the input grid) onto a sample's grid as an array (k j i); ``default``
+    outside the image."""
     if label:
         out = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, 0.0,
                             sitk.sitkFloat32)
         return sitk.GetArrayFromImage(out) >= 0.5
-    return sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0,
+    return sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, default,
                                                 sitk.sitkFloat32))
 
 

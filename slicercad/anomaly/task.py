@@ -61,15 +61,19 @@ def sample_of(image, kind: str, source="image") -> pp.Sample:
     raise InputError(f"unknown anomaly input kind {kind!r}; known {(HEAD, CXR)}", "kind")
 
 
+def phantom(kind: str, seed: int, variant: str | None = None):
+    """One SYNTHETIC normal phantom of ``kind`` (``image``, ``patient_id``, ...)."""
+    if kind == HEAD:
+        from ..synth.anomaly_head import normal_head
+        return normal_head(seed, variant)
+    from ..synth.anomaly_cxr import normal_cxr
+    return normal_cxr(seed, variant)
+
+
 @functools.lru_cache(maxsize=32)
 def phantom_normal(kind: str, seed: int, variant: str | None = None):
     """(stacked sample, patient id) of one SYNTHETIC normal."""
-    if kind == HEAD:
-        from ..synth.anomaly_head import normal_head
-        ph = normal_head(seed, variant)
-    else:
-        from ..synth.anomaly_cxr import normal_cxr
-        ph = normal_cxr(seed, variant)
+    ph = phantom(kind, seed, variant)
     return sample_of(ph.image, kind, ph.patient_id).stacked(), ph.patient_id
 
 
