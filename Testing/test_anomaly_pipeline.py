@@ -97,7 +97,8 @@ def test_score_cli_ranks_cases_and_writes_maps(head_card, tmp_path):
 
 
 def test_smoke_reproduce_tables(tmp_path):
-    from slicercad.anomaly.experiment import reproduce, verdicts
+    from slicercad.anomaly.experiment import reproduce
+    from slicercad.anomaly.experiment_report import verdicts
 
     res = reproduce(tmp_path, smoke=True, kinds=("cxr",), log=lambda *a: None,
                     overrides={"n_train": 4, "n_val": 2, "n_test": 3, "n_boot": 20})

@@ -130,3 +130,31 @@ def test_map_threshold_is_case_level_the_95th_percentile_of_normal_maxima():
     maxima = [m[k].max() for m, k in zip(ref["map"], ref["mask"])]
     assert float(model.map_threshold) == pytest.approx(np.percentile(maxima, 95.0), rel=1e-6)
     assert np.mean(np.array(maxima) > float(model.map_threshold)) <= 0.125       # 1 of 8 normals at most
+
+
+def test_age_conditioned_atlas_fits_a_line_in_age_and_needs_the_true_ages():
+    """A voxel whose intensity rises with age: the plain atlas flags the oldest normals, the age-conditioned one
+    (``AgeAtlasZ``) does not; with the ages shuffled (the control) it flags them again. Its line is the
+    least-squares line in age inside the masks, its std the residual std with n - 2 degrees of freedom."""
+    from slicercad.anomaly.baselines import ATLAS_STD_FLOOR, AgeAtlasZ, AtlasZ
+
+    rng = np.random.default_rng(3)
+    n, shape = 60, (1, 5, 6)
+    ages = np.r_[rng.uniform(20, 40, n - 6), rng.uniform(80, 90, 6)]       # the old a tail of the normals
+    ch = 0.3 + 0.004 * (ages - 55)[:, None, None, None] + rng.normal(0, 0.01, (n,) + shape)
+    mask = np.ones((n, 1) + shape)
+    mask[:5, :, 0, 0, 0] = 0                                   # a voxel outside some masks
+    x = np.concatenate([ch[:, None], mask], 1)
+    atlas = AgeAtlasZ(x, ages)
+    sel = mask[:, 0, 0, 0, 0] > 0
+    slope, intercept = np.polyfit(ages[sel] - ages.mean(), ch[sel, 0, 0, 0], 1)
+    assert np.isclose(atlas.slope[0, 0, 0, 0], slope) and np.isclose(atlas.intercept[0, 0, 0, 0], intercept)
+    resid = ch[sel, 0, 0, 0] - (intercept + slope * (ages[sel] - ages.mean()))
+    assert np.isclose(atlas.std[0, 0, 0, 0], max(np.sqrt((resid ** 2).sum() / (sel.sum() - 2)), ATLAS_STD_FLOOR))
+    assert np.allclose(atlas.slope, 0.004, atol=0.001)
+    old_ages = np.full(8, 89.0)
+    old = np.concatenate([(0.3 + 0.004 * 34 + rng.normal(0, 0.01, (8,) + shape))[:, None], np.ones((8, 1) + shape)], 1)
+    plain, aware = AtlasZ(x).scores(old).mean(), atlas.scores(old, old_ages).mean()
+    assert aware < 2.5 < plain
+    shuffled = AgeAtlasZ(x, rng.permutation(ages))
+    assert shuffled.scores(old, old_ages).mean() > 2.5

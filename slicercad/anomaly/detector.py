@@ -57,18 +57,6 @@ class Result:
 
     def map_image(self, reference: sitk.Image | None = None) -> sitk.Image:
         """The map as an image on the model grid, or resampled onto ``reference`` (a 2D CXR grid too)."""
-        if self.sample.kind == T.CXR:
-            img = sitk.GetImageFromArray(self.map.astype(np.float32))
-            img.CopyInformation(self.sample.grid)
-            if reference is None:
-                return img
-            ref = reference if reference.GetDimension() == 2 else reference[:, :, 0]
-            out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-            if reference.GetDimension() == 2:
-                return out
-            vol = sitk.JoinSeries([out])
-            vol.CopyInformation(reference)               # the one-slice volume's own origin, direction, z spacing
-            return vol
         return map_to_image(self.map, self.sample.grid, reference)
 
 

@@ -29,7 +29,8 @@ held-out normals, then score test normals + anomalies inserted into **other test
 * head CT, real background (``experiment_real``): the one real head CT of invesalius-examples, a few small
   rigid transforms of it, with SYNTHETIC bleeds inserted -- one patient, so no CI.
 Methods: glow_bpd, glow_complexity (the variant), glow_map (top 1 % mean of the standardised map), gan
-(f-AnoGAN), gan_map, atlas_z, atlas_z_no_atrophy (head), hu_threshold (head), glow_random / glow_random_map
+(f-AnoGAN), gan_map, atlas_z, atlas_z_no_atrophy (head), atlas_z_age (head: ``baselines.AgeAtlasZ``, the
+cases' drawn ages as PatientAge), hu_threshold (head), glow_random / glow_random_map
 (untrained).
 Training budget: STEP_BUDGET optimiser steps per model (``task.epochs_for_steps``) unless ``epochs`` is given.
 """
@@ -46,7 +47,8 @@ from scipy import ndimage
 from ..atomic import write_text
 from ..engine.metrics import bootstrap_weights, percentile_ci, weighted_auc
 from . import task as T
-from .baselines import AtlasZ, hu_threshold_maps, hu_threshold_scores
+from .baselines import AgeAtlasZ, AtlasZ, hu_threshold_maps, hu_threshold_scores
+from .experiment_report import report_markdown
 from .preprocess import resample_to_grid
 
 NORMAL_VARIATION_LIMIT = 0.15      # stated: at most 15% of unusual-but-healthy normals flagged at 95% specificity
@@ -129,9 +131,10 @@ LEARNED = (("glow_bpd", "glow", "score"), ("glow_complexity", "glow", "variant")
 RANDOM = (("glow_random", "glow_random", "score"), ("glow_random_map", "glow_random", "map_score"))
 
 
-def method_outputs(models, atlases, kind, x, reference=False):
-    """{method: (scores, maps)} for stacked ``x``; ``atlases``: {method: AtlasZ}; ``reference``: the
-    held-out-normal scores for thresholds (map scores leave-one-out)."""
+def method_outputs(models, atlases, kind, x, reference=False, ages=None):
+    """{method: (scores, maps)} for stacked ``x``; ``atlases``: {method: AtlasZ or AgeAtlasZ (given the cases'
+    ``ages``; left out without them)}; ``reference``: the held-out-normal scores for thresholds (map scores
+    leave-one-out)."""
     out, raw = {}, {}
     for name, model in models.items():
         raw[name] = (T.held_out_reference(model, torch.from_numpy(x), set_stats=False) if reference else
@@ -139,7 +142,11 @@ def method_outputs(models, atlases, kind, x, reference=False):
     for method, model, key in LEARNED:
         out[method] = (raw[model][key], raw[model]["map"])
     for method, atlas in atlases.items():
-        out[method] = (atlas.scores(x), atlas.maps(x))
+        if isinstance(atlas, AgeAtlasZ):
+            if ages is not None:
+                out[method] = (atlas.scores(x, ages), atlas.maps(x, ages))
+        else:
+            out[method] = (atlas.scores(x), atlas.maps(x))
     if kind == T.HEAD:
         out["hu_threshold"] = (hu_threshold_scores(x), hu_threshold_maps(x))
     for method, model, key in RANDOM:
@@ -179,17 +186,20 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     rnd.glow.initialise(T.model_input(xt[:16], torch.Generator().manual_seed(seed)))
     T.calibrate(rnd.eval(), xv)
     models["glow_random"] = rnd
-    atlas = {"atlas_z": AtlasZ(x["train"])}
+    atlas, age = {"atlas_z": AtlasZ(x["train"])}, {k: None for k in seeds}
     if kind == T.HEAD:                # the control that must fail: the atlas of the normals without atrophy
         from ..synth.anomaly_head import population
         young = [i for i, s in enumerate(seeds["train"]) if population(s)["atrophy"] == 0.0]
         if len(young) >= 2:
             atlas["atlas_z_no_atrophy"] = AtlasZ(x["train"][young])
+        age = {k: np.array([population(s)["age"] for s in v]) for k, v in seeds.items()}   # PatientAge
+        atlas["atlas_z_age"] = AgeAtlasZ(x["train"], age["train"])
     anomalies = _anomalies(kind, seeds["test"], cfg["per_cell"], seed, cfg.get("cells"))
     xa = np.stack([a[0] for a in anomalies])
     log(f"[{kind}] {len(anomalies)} anomalous cases ({time.perf_counter() - t0:.0f} s)")
-    out_n = method_outputs(models, atlas, kind, x["test"])
-    out_a = method_outputs(models, atlas, kind, xa)
+    age_a = None if age["test"] is None else age["test"][[a[2] for a in anomalies]]
+    out_n = method_outputs(models, atlas, kind, x["test"], ages=age["test"])
+    out_a = method_outputs(models, atlas, kind, xa, ages=age_a)
     groups = pids["test"] + [pids["test"][a[2]] for a in anomalies]
     strata = {"all": np.ones(len(anomalies), bool)}
     for a_type in sorted({a[3] for a in anomalies}):
@@ -222,7 +232,7 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     paired = {m: float(np.mean([out_a[m][0][i] > out_n[m][0][a[2]] for i, a in enumerate(anomalies)]))
               for m in out_a}
     # controls at 95% specificity on the held-out (calibration) normals, map scores leave-one-out
-    out_v = method_outputs(models, atlas, kind, x["val"], reference=True)
+    out_v = method_outputs(models, atlas, kind, x["val"], reference=True, ages=age["val"])
     thr = {m: float(np.percentile(out_v[m][0], 95)) for m in out_v}
     test_rate = {m: flagged(out_n[m][0], thr[m], cfg["n_boot"], seed) for m in thr}
     if kind == T.HEAD:
@@ -231,8 +241,10 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
         from ..synth.anomaly_cxr import SUPPORT, VARIANTS
     nv = {}
     for variant in VARIANTS:
-        xs = np.stack([T.phantom_normal(kind, base + 30_000 + i, variant)[0] for i in range(cfg["n_variant"])])
-        o = method_outputs(models, atlas, kind, xs)
+        vseeds = [base + 30_000 + i for i in range(cfg["n_variant"])]
+        xs = np.stack([T.phantom_normal(kind, s, variant)[0] for s in vseeds])
+        o = method_outputs(models, atlas, kind, xs, ages=None if kind != T.HEAD else
+                           np.array([population(s, variant)["age"] for s in vseeds]))
         nv[variant] = {m: o[m][0] for m in o}
     nv["all"] = {m: np.concatenate([nv[v][m] for v in VARIANTS]) for m in thr}
     nv = {v: {m: flagged(d[m], thr[m], cfg["n_boot"], seed) for m in d} for v, d in nv.items()}
@@ -241,9 +253,10 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     for i in range(len(sm)):
         for c in range(sm.shape[1] - 1):
             sm[i, c] = ndimage.gaussian_filter(sm[i, c], sigma[1:])
-    o = method_outputs(models, atlas, kind, sm)
+    o = method_outputs(models, atlas, kind, sm, ages=age["test"])
     simple = {m: float(np.mean(o[m][0] > thr[m])) for m in o}
-    o = method_outputs(models, atlas, kind, np.stack([kernel_normal(kind, sd) for sd in seeds["test"]]))
+    o = method_outputs(models, atlas, kind, np.stack([kernel_normal(kind, sd) for sd in seeds["test"]]),
+                       ages=age["test"])
     kernel = {m: float(np.mean(o[m][0] > thr[m])) for m in o}
     real = None
     if kind == T.HEAD and cfg.get("n_real"):
@@ -256,6 +269,7 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
             "normal_variation_limit": NORMAL_VARIATION_LIMIT, "variant_support": SUPPORT,
             "registration": registration_accuracy(seeds["test"]) if kind == T.HEAD else None, "simple_image_flagged": simple,
             "kernel_flagged": kernel, "kernel_sigma_mm": KERNEL_SIGMA_MM[kind], "real_background": real,
+            "random_methods": [m for m, _model, _key in RANDOM],
             "training": {k: {kk: vv for kk, vv in v.items() if kk != "history"} | {
                 "final": v["history"][-1] if v["history"] else None} for k, v in info.items()},
             "seconds": time.perf_counter() - t0}
@@ -294,112 +308,6 @@ def registration_accuracy(seeds) -> dict:
         dice.append(sample.info["fit_dice"])
     q = lambda a: {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "max": float(np.max(a))}  # noqa
     return {"n": len(seeds), "rotation_error_deg": q(err), "size_error": q(size), "fit_dice_min": float(min(dice))}
-
-
-CHANCE_BAND = 0.1      # random-weights control: overall case ROC-AUC within 0.5 +- this is "at chance"
-PIXEL_MAPS = (("glow map", "glow_bpd"), ("GAN map", "gan"), ("atlas z", "atlas_z"), ("HU threshold", "hu_threshold"),
-              ("random-weights Glow map", "glow_random"))   # one column per distinct map (the Glow scores share one)
-
-
-def verdicts(r: dict) -> dict:
-    """PASS/FAIL of the stated controls per method: ``normal_variation`` ({variant (and 'all'): {method: each
-    variant's healthy cases flagged at most ``normal_variation_limit``}}), ``population_control`` (head: the atlas without atrophic normals flags the
-    atrophy variant above that limit) and, for the random-weights methods, ``random_at_chance`` (overall case
-    ROC-AUC within 0.5 +- CHANCE_BAND)."""
-    limit = r["normal_variation_limit"]
-    out = {"normal_variation": {v: {m: "PASS" if f["rate"] <= limit else "FAIL" for m, f in d.items()}
-                                for v, d in r["normal_variation_flagged"].items()}}
-    atrophy = r["normal_variation_flagged"].get("atrophy", {}).get("atlas_z_no_atrophy")
-    if atrophy is not None:         # the population control must flag the variant its normals lack
-        out["population_control"] = {"atlas_z_no_atrophy": "PASS" if atrophy["rate"] > limit else "FAIL"}
-    out["random_at_chance"] = {}
-    for m, _model, _key in RANDOM:
-        auc = (r["case_auc"].get(m) or {}).get("all") or {}
-        if auc.get("auc") is not None:
-            out["random_at_chance"][m] = "PASS" if abs(auc["auc"] - 0.5) <= CHANCE_BAND else "FAIL"
-    return out
-
-
-def _fmt(r):
-    if r is None or r.get("auc") is None:
-        return "-"
-    lo, hi = r["ci"]
-    return f"{r['auc']:.3f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{r['auc']:.3f}"
-
-
-def _rate(f):
-    lo, hi = f["ci"]
-    return f"{f['rate']:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{f['rate']:.2f}"
-
-
-def report_markdown(results: dict) -> str:
-    lines = ["# AnomalyCT reproduction — SYNTHETIC phantoms (seed 001 part 2)", "",
-             "Report (real data): chest X-ray GAN 0.752, Glow 0.783; head CT 3D Glow 0.866. "
-             "Numbers below are on generated phantoms only.", ""]
-    for kind, r in results["kinds"].items():
-        methods = list(r["case_auc"])
-        lines += [f"## {kind} — case ROC-AUC [95% patient-cluster bootstrap CI]", "",
-                  "| stratum | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-        for label in r["case_auc"][methods[0]]:
-            lines.append(f"| {label} | " + " | ".join(_fmt(r["case_auc"][m].get(label)) for m in methods) + " |")
-        lines += ["", "Overall case ROC-AUC minus the atlas z-score's, paired on the same patient-cluster bootstrap "
-                  "resamples [95% CI]; 'share ≤ 0' is the share of resamples where the method is not above the "
-                  "atlas (a bootstrap share, not a p-value; every method is compared, no multiplicity "
-                  "correction):", "",
-                  "| method | Δ AUROC vs atlas_z | share ≤ 0 |", "|---|---|---|"]
-        for m, d in r["delta_vs_atlas"].items():
-            lo, hi = d["ci"]
-            ci = f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None else ""
-            share = "-" if d["p_le_0"] is None else f"{d['p_le_0']:.3f}"
-            lines.append(f"| {m} | {d['delta']:+.3f}{ci} | {share} |")
-        maps = [(label, m) for label, m in PIXEL_MAPS if m in r["pixel_auc"]]
-        lines += ["", "Pixel AUROC of the maps (mean over cases [case bootstrap CI]; peak-in-lesion rate); the "
-                  "three Glow scores share one map, as do the two GAN scores", "",
-                  "| type | " + " | ".join(label for label, _ in maps) + " |", "|---|" + "---|" * len(maps)]
-        for a_type in r["pixel_auc"][methods[0]]:
-            cells = []
-            for _label, m in maps:
-                p = r["pixel_auc"][m][a_type]
-                cells.append("-" if p["auc"] is None else f"{_fmt(p)}; peak {p['peak_in_lesion']:.2f}")
-            lines.append(f"| {a_type} | " + " | ".join(cells) + " |")
-        lines += ["", "| control | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods),
-                  "| inserted > same case without (paired) | " + " | ".join(f"{r['paired_higher'][m]:.2f}"
-                                                                          for m in methods) + " |"]
-        lines.append("| test normals flagged at the held-out 95th pct (nominal 0.05) | " + " | ".join(
-            _rate(r["test_normals_flagged"][m]) for m in methods) + " |")
-        v = verdicts(r)
-        for name, d in r["normal_variation_flagged"].items():
-            support = r.get("variant_support", {}).get(name, "pooled")
-            lines.append(f"| normal variation `{name}` ({support}) flagged, limit "
-                         f"{r['normal_variation_limit']:.0%} | " + " | ".join(
-                             f"{_rate(d[m])} {v['normal_variation'][name][m]}" for m in methods) + " |")
-        if "population_control" in v:
-            lines.append(f"| population control: atrophy flagged above {r['normal_variation_limit']:.0%} by the "
-                         "atlas without atrophic normals | " + " | ".join(
-                             v["population_control"].get(m, "") for m in methods) + " |")
-        lines.append(f"| random weights at chance (case AUROC 0.5 ± {CHANCE_BAND}) | " + " | ".join(
-            v["random_at_chance"].get(m, "") for m in methods) + " |")
-        lines.append("| simple (smoothed on the model grid, 1 voxel) normals flagged | " + " | ".join(
-            f"{r['simple_image_flagged'][m]:.2f}" for m in methods) + " |")
-        if "kernel_flagged" in r:
-            lines.append(f"| kernel (input smoothed {r['kernel_sigma_mm']:g} mm) normals flagged | " + " | ".join(
-                f"{r['kernel_flagged'][m]:.2f}" for m in methods) + " |")
-        lines += ["", f"Threshold: 95th percentile of each method on the held-out calibration normals (map scores "
-                  f"leave-one-out). Stated normal-variation limit: at most {r['normal_variation_limit']:.0%} of "
-                  f"the healthy variants flagged. {r['n_cases']['test_normals']} test normals, "
-                  f"{r['n_cases']['anomalous']} anomalous; {r['seconds']:.0f} s.", ""]
-        if r.get("registration"):
-            g = r["registration"]
-            lines += [f"Registration on the {g['n']} test normals (known pose): rotation error (angle of "
-                      f"R_true^T R_est) median {g['rotation_error_deg']['median']:.2f}°, 90th pct "
-                      f"{g['rotation_error_deg']['p90']:.2f}°, max {g['rotation_error_deg']['max']:.2f}°; per-axis "
-                      f"size error max {g['size_error']['max']:.1%}; "
-                      f"fit Dice min {g['fit_dice_min']:.3f}. The template is the phantoms' own mean shape, so "
-                      "this says nothing of real heads.", ""]
-        if r.get("real_background"):
-            from .experiment_real import real_markdown
-            lines += real_markdown(r["real_background"])
-    return "\n".join(lines) + "\n"
 
 
 def reproduce(out, smoke=False, seed=0, kinds=(T.HEAD, T.CXR), overrides=None, log=print) -> dict:

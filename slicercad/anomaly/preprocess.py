@@ -345,9 +345,18 @@ def resample_to_grid(image: sitk.Image, grid: sitk.Image, label=False, default=0
 
 
 def map_to_image(map_array: np.ndarray, grid: sitk.Image, reference: sitk.Image | None = None) -> sitk.Image:
-    """A map on the model grid as an image; resampled (linear) onto ``reference`` when given."""
+    """A map on the model grid as an image; resampled (linear) onto ``reference`` when given. A 2D map (chest
+    X-ray) onto a one-slice 3D reference (a radiograph loaded as a volume) is resampled onto its slice and
+    stacked back with the volume's own origin, direction and slice spacing."""
     img = sitk.GetImageFromArray(np.asarray(map_array, dtype=np.float32))
     img.CopyInformation(grid)
     if reference is None:
         return img
-    return sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    flat = img.GetDimension() == 2 and reference.GetDimension() == 3
+    out = sitk.Resample(img, reference[:, :, 0] if flat else reference, sitk.Transform(), sitk.sitkLinear, 0.0,
+                        sitk.sitkFloat32)
+    if not flat:
+        return out
+    vol = sitk.JoinSeries([out])
+    vol.CopyInformation(reference)
+    return vol
