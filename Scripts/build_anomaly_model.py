@@ -1,7 +1,8 @@
 """Rebuild Resources/Models/anomaly_glow_{head3d,cxr2d}_demo.* (``make anomaly-model``): Glow trained on
 SYNTHETIC normal phantoms with the task's recipe, deterministic by seed, calibrated on held-out normals; the
-card's metrics are measured through the product path (``Detector.score_image``) on held-out phantoms, and a
-few per-case scores are kept so a test can re-check them."""
+card's metrics are measured through the product path (``Detector.score_image``) on held-out phantoms, beside
+the atlas z-score baseline on the same samples, with patient-bootstrap CIs; a few per-case scores are kept so a
+test can re-check them."""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from slicercad.anomaly import task as T  # noqa: E402
+from slicercad.anomaly.baselines import AtlasZ  # noqa: E402
 from slicercad.anomaly.detector import Detector  # noqa: E402
-from slicercad.engine.metrics import weighted_auc  # noqa: E402
+from slicercad.anomaly.experiment import auc_ci  # noqa: E402
 from slicercad.engine.registry import BUNDLED_DIR, save_model  # noqa: E402
 from slicercad.engine.tasks import get_task  # noqa: E402
 
@@ -42,7 +44,7 @@ def build(kind: str, out: Path, n_train=96, n_val=32, epochs=None, seed=0) -> Pa
     else:
         from slicercad.synth.anomaly_cxr import insert_anomaly, normal_cxr as make
         lesion = ("nodule", 18.0, 0.12)
-    scores, labels, checks = [], [], []
+    scores, labels, checks, samples, groups = [], [], [], [], []
     for i in range(N_EVAL):
         s = 900_000 + i
         ph = make(s)
@@ -51,18 +53,24 @@ def build(kind: str, out: Path, n_train=96, n_val=32, epochs=None, seed=0) -> Pa
             r = det.score_image(img, ph.patient_id)
             scores.append((r.score, r.map_score))
             labels.append(is_anom)
+            samples.append(r.sample.stacked())
+            groups.append(ph.patient_id)
             if i < 2:
                 checks.append({"seed": s, "anomaly": list(lesion) if is_anom else None, "score": r.score,
                                "map_score": r.map_score})
-    scores = np.array(scores)
-    auc, map_auc = (float(weighted_auc(np.array(labels, bool), scores[:, c], np.ones((1, len(scores))))[0])
-                    for c in (0, 1))
+    scores, pos = np.array(scores), np.array(labels, bool)
+    atlas = AtlasZ(x[:n_train].numpy()).scores(np.stack(samples))      # the simple baseline on the same cases
+    auc, map_auc, atlas_auc = (auc_ci(pos, v, groups, 1000, seed) for v in (scores[:, 0], scores[:, 1], atlas))
     card = {"name": f"{name.replace('anomaly_', 'anomaly_')}_demo", "task": name, "kind": "likelihood",
             "model_config": cfg, "input_spec": spec.spec_for(cfg), "classes": ["normal", "anomalous"],
             "training_data": {"synthetic": True, "phantom": f"slicercad.synth.anomaly_{'head' if kind == T.HEAD else 'cxr'}",
                               "n_train_normals": n_train, "n_calibration_normals": n_val, "seed": seed},
-            "metrics": {"synthetic": True, "product_path_auc": auc, "product_path_map_auc": map_auc, "eval": f"{N_EVAL} held-out normals vs the same "
-                        f"with {lesion[0]} {lesion[1]} mm / {lesion[2]}", "map_threshold": info["map_threshold"],
+            "metrics": {"synthetic": True, "product_path_auc": auc["auc"], "product_path_map_auc": map_auc["auc"],
+                        "atlas_z_auc": atlas_auc["auc"],
+                        "ci_95": {"product_path_auc": auc["ci"], "product_path_map_auc": map_auc["ci"],
+                                  "atlas_z_auc": atlas_auc["ci"], "bootstrap": "1000 resamples of patients"},
+                        "eval": f"{N_EVAL} held-out normals vs the same with {lesion[0]} {lesion[1]} mm / "
+                                f"{lesion[2]}", "map_threshold": info["map_threshold"],
                         "check_cases": checks},
             "training": {"epochs": epochs, "step_budget": T.STEP_BUDGET,
                          "recipe": {k: v for k, v in T.RECIPE.items() if k != "epochs"}, "final_train_bpd": info["history"][-1]["train_bpd"]},
@@ -70,7 +78,8 @@ def build(kind: str, out: Path, n_train=96, n_val=32, epochs=None, seed=0) -> Pa
             "score": "bits/dim over the likelihood mask (slicercad.anomaly.scoring); variant = bpd - zlib complexity; "
                      "map score = top 1% mean of the standardised map"}
     path = save_model(model, card, out)
-    print(f"{path}: AUC {auc:.3f}, map score AUC {map_auc:.3f} (SYNTHETIC), {time.perf_counter() - t0:.0f} s, "
+    print(f"{path}: AUC {auc['auc']:.3f}, map score AUC {map_auc['auc']:.3f}, atlas_z {atlas_auc['auc']:.3f} "
+          f"(SYNTHETIC), {time.perf_counter() - t0:.0f} s, "
           f"{(out / (card['name'] + '.safetensors')).stat().st_size / 1e6:.2f} MB")
     return path
 

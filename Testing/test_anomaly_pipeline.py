@@ -147,3 +147,24 @@ def test_models_are_initialised_from_their_model_seed(family):
     torch.seed()                                                            # an unrelated global RNG state
     b, c = spec.build_model(spec.config({"model_seed": 0})), spec.build_model(spec.config({"model_seed": 1}))
     assert torch.equal(params(a), params(b)) and not torch.equal(params(a), params(c))
+
+
+def test_smoke_reproduce_head_branch(tmp_path):
+    """The head-only parts of the reproduction: the age-conditioned and no-atrophy atlases, the HU threshold,
+    the registration check and the real background (where its package is installed; no age there, so no
+    age-conditioned row)."""
+    from slicercad.anomaly.experiment import reproduce
+    from slicercad.synth.real_anatomy import INVESALIUS_CRANIUM
+
+    real = INVESALIUS_CRANIUM.is_file()
+    if not real:
+        from required import missing
+        missing("Debian invesalius-examples", "apt-get install invesalius-examples")
+    r = reproduce(tmp_path, smoke=True, kinds=("head_ct",), log=lambda *a: None,
+                  overrides={"n_train": 6, "n_val": 2, "n_test": 2, "n_boot": 20, "n_real": 1})["kinds"]["head_ct"]
+    assert {"atlas_z", "atlas_z_age", "atlas_z_no_atrophy", "hu_threshold"} <= set(r["case_auc"])
+    assert set(r["normal_variation_flagged"]["atrophy"]) == set(r["case_auc"]) == set(r["kernel_flagged"])
+    assert r["registration"]["n"] == 2 and r["registration"]["rotation_error_deg"]["max"] < 5.0
+    assert set(r["real_background"]["methods"]) == set(r["case_auc"]) - {"atlas_z_age"}
+    text = (tmp_path / "report.md").read_text()
+    assert "REAL normal background" in text and "| atlas_z_age |" in text

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from SlicerCADLib.dicom_nodes import FILES_ATTRIBUTE, UIDS_ATTRIBUTE
 from SlicerCADLib.overlays import show_float_overlay
 from SlicerCADLib.segmentations import label_array_to_segment
-from SlicerCADLib.volumes import volume_node_to_sitk
+from SlicerCADLib.volumes import reference_image, volume_node_to_sitk
 from slicercad.errors import DicomError, InputError
 
 KINDS = ("head_ct", "cxr")
@@ -52,7 +52,8 @@ def photometric_interpretation(volume_node) -> str:
     """PhotometricInterpretation of the DICOM file behind a node loaded by Slicer's DICOM module
     (``DICOM.instanceUIDs``); "" for other nodes. Nodes loaded by ``SlicerCADLib.study`` (``SlicerCAD.files``)
     are already inverted to MONOCHROME2 by ``slicercad.dicom.volume``; "" too when the node's instances are not
-    in the database (a reloaded scene): the sample path's polarity check then refuses an inverted image."""
+    in the database (a reloaded scene): the sample path's polarity check then refuses an inverted image.
+    The tag alone does not say how the pixels look: ``input_image`` decides by polarity."""
     if volume_node.GetAttribute(FILES_ATTRIBUTE) or not (volume_node.GetAttribute(UIDS_ATTRIBUTE) or "").strip():
         return ""
     import pydicom
@@ -70,23 +71,53 @@ def photometric_interpretation(volume_node) -> str:
     return str(getattr(header, "PhotometricInterpretation", "")).strip().upper()
 
 
-def input_image(volume_node, kind: str) -> sitk.Image:
-    """The node's image as the detector expects it (a 2D image for a one-slice chest X-ray)."""
+def _reads_as_monochrome2(image: sitk.Image) -> bool:
+    """Whether a radiograph passes the sample path's polarity check (``cxr.check_cxr_polarity`` on its working
+    copy): lung bands darker than the central column."""
+    from slicercad.anomaly import cxr
+
+    a = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    try:
+        cxr.check_cxr_polarity(sitk.GetArrayViewFromImage(cxr.working_copy(image, a)))
+    except InputError:
+        return False
+    return True
+
+
+def _images(volume_node, kind: str) -> tuple:
+    """(the node's image on its world grid, the detector's input: a 2D image for a one-slice chest X-ray).
+
+    A MONOCHROME1 radiograph is inverted only when it fails the polarity check: Slicer's DICOM plugin reads with
+    GDCM by default, which already inverts MONOCHROME1, and with DCMTK (its fallback), which shows the stored
+    values."""
     if volume_node is None:
         raise InputError("select an input volume", "inputVolume")
     if kind not in KINDS:
         raise InputError(f"kind must be one of {KINDS}, got {kind!r}", "kind")
     image = volume_node_to_sitk(volume_node)
-    if kind == "cxr":
-        if image.GetSize()[2] != 1:
-            raise InputError(f"a chest X-ray is one 2D image; {volume_node.GetName()} has {image.GetSize()[2]} "
-                             "slices (choose the head CT model for volumes)", volume_node.GetName())
-        image = image[:, :, 0]
-        if photometric_interpretation(volume_node) == "MONOCHROME1":   # Slicer's DICOM plugin does not invert
-            stats = sitk.MinimumMaximumImageFilter()
-            stats.Execute(image)
-            image = sitk.Cast(image, sitk.sitkFloat32) * -1.0 + float(stats.GetMinimum() + stats.GetMaximum())
-    return image
+    if kind != "cxr":
+        return image, image
+    if image.GetSize()[2] != 1:
+        raise InputError(f"a chest X-ray is one 2D image; {volume_node.GetName()} has {image.GetSize()[2]} "
+                         "slices (choose the head CT model for volumes)", volume_node.GetName())
+    flat = image[:, :, 0]
+    if photometric_interpretation(volume_node) == "MONOCHROME1" and not _reads_as_monochrome2(flat):
+        stats = sitk.MinimumMaximumImageFilter()
+        stats.Execute(flat)
+        flat = sitk.Cast(flat, sitk.sitkFloat32) * -1.0 + float(stats.GetMinimum() + stats.GetMaximum())
+    return image, flat
+
+
+def input_image(volume_node, kind: str) -> sitk.Image:
+    """The node's image as the detector expects it (``_images``)."""
+    return _images(volume_node, kind)[1]
+
+
+def ordinal(value: float) -> str:
+    """A percentile rounded to an English ordinal: 1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st, 100th."""
+    n = int(round(float(value)))
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 class ScoreResult:
@@ -109,9 +140,10 @@ class ScoreResult:
         r = self.result
         unit = "bits/dim" if "glow" in r.card["task"] else "f-AnoGAN score"
         synth = " Model trained on SYNTHETIC data (research use)." if r.card["training_data"]["synthetic"] else ""
-        return (f"Case score {r.score:.4f} {unit}: {r.percentile:.0f}th percentile among held-out normal cases "
-                f"(complexity-corrected: {r.variant_percentile:.0f}th; map score {r.map_score:.2f} SD, top 1% of "
-                f"the map: {r.map_percentile:.0f}th). Map peak {r.map_max:.1f} SD; "
+        return (f"Map score {r.map_score:.2f} SD (top 1% of the map): {ordinal(r.map_percentile)} percentile among "
+                f"held-out normal cases (the batch scoring's triage rank). Case score {r.score:.4f} "
+                f"{unit}: {ordinal(r.percentile)} (complexity-corrected: {ordinal(r.variant_percentile)}). "
+                f"Map peak {r.map_max:.1f} SD; "
                 f"{r.flagged_voxels} model voxels above the normal threshold {r.threshold:.2f} (set so that 5% "
                 f"of held-out normal cases show any voxel above it).{synth}"
                 f"{pose_note(r.sample.info)}"
@@ -123,12 +155,16 @@ def score_volume(volume_node, kind: str = "head_ct", detector=None, card_path=No
     """Score ``volume_node``; show the map (standardised, SD above the normal mean) over it as a foreground."""
     from slicercad.anomaly.detector import load_detector
 
-    image = input_image(volume_node, kind)
+    grid, image = _images(volume_node, kind)
     det = detector or load_detector(card_path or None, kind, device)
     result = det.score_image(image, volume_node.GetName())
-    arr = sitk.GetArrayFromImage(result.map_image(volume_node_to_sitk(volume_node)))
-    node = show_float_overlay(arr, volume_node, MAP_NAME, colormap="Inferno", opacity=opacity,
-                              window=(0.0, max(float(result.threshold) * 2.0, float(arr.max()), 1e-3)),
+    del image
+    on_grid = result.map_image(grid)          # float32 on the node's world grid, passed on as an image
+    del grid
+    stats = sitk.MinimumMaximumImageFilter()
+    stats.Execute(on_grid)
+    node = show_float_overlay(on_grid, volume_node, MAP_NAME, colormap="Inferno", opacity=opacity,
+                              window=(0.0, max(float(result.threshold) * 2.0, stats.GetMaximum(), 1e-3)),
                               threshold=float(result.threshold))
     node.SetAttribute("AnomalyCT.threshold", f"{result.threshold:.6g}")
     return ScoreResult(result, node, kind)
@@ -161,14 +197,33 @@ def map_to_segment(map_node, volume_node, threshold: float, segmentation_node=No
     return node, segment_id
 
 
+def _same_grid(map_node, volume_node) -> bool:
+    """Whether the map node still lies on the volume's world grid (as ``score_volume`` made it)."""
+    a, b = reference_image(map_node), reference_image(volume_node)
+    return a.GetSize() == b.GetSize() and all(np.allclose(getattr(a, f)(), getattr(b, f)(), atol=1e-4)
+                                              for f in ("GetOrigin", "GetSpacing", "GetDirection"))
+
+
 def save_dicom(score, volume_node, results_folder_path, threshold: float, database=True) -> str:
     """The scored case as DICOM (Parametric Map, SEG of the map above ``threshold``, SR with the case score) on
-    the volume's series in ``SlicerCADLib.dicom_results.results_folder``, added to the DICOM database."""
+    the volume's series in ``SlicerCADLib.dicom_results.results_folder``, added to the DICOM database; a
+    projection radiograph gets the SR only (``results_anomaly.PROJECTION_NOTE``). Refused for a volume under a
+    parent transform."""
+    from SlicerCADLib.dicom_nodes import volume_files
     from SlicerCADLib.dicom_results import anomaly_map_to_dicom, results_folder, written_summary
+    from slicercad.dicomio.results_anomaly import PROJECTION_NOTE
+    from slicercad.dicomio.sources import has_image_plane
 
     if score is None or volume_node is None:
         raise InputError("score the case first", "score")
+    if volume_node.GetParentTransformNode() is not None:     # the map is on the world grid, the series is not
+        raise InputError(f"harden or remove the transform on {volume_node.GetName()} first (the DICOM result must "
+                         "lie on the series' own grid), then score again", volume_node.GetName())
+    if not _same_grid(score.map_node, volume_node):
+        raise InputError(f"{volume_node.GetName()} has moved since it was scored (a transform hardened, removed or "
+                         "changed): score it again", volume_node.GetName())
     folder = results_folder(results_folder_path, "AnomalyCT", volume_node)
-    return written_summary(anomaly_map_to_dicom(score.map_node, volume_node, score, folder, threshold=threshold,
+    text = written_summary(anomaly_map_to_dicom(score.map_node, volume_node, score, folder, threshold=threshold,
                                                 database=database), database)
+    return text if has_image_plane(volume_files(volume_node)) else f"{text}\n{PROJECTION_NOTE}."
 

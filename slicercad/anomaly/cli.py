@@ -115,6 +115,11 @@ def read_case(path: Path):
     return read_image(path)
 
 
+def refusal(exc: Exception) -> str:
+    """Why a study was refused: a SlicerCADError's message, or an ITK / SimpleITK RuntimeError's first line."""
+    return str(exc) if isinstance(exc, SlicerCADError) else f"image processing failed: {exc}".splitlines()[0]
+
+
 def score_folder(folder, out, kind="head_ct", model=None, device="cpu", rank_by=DEFAULT_RANK) -> list:
     """Score every study of ``folder``; rows ranked most anomalous first by ``rank_by`` (``RANK_BY``: the
     percentile among held-out normals of the bits/dim, the complexity variant or the top-1% map score)."""
@@ -140,10 +145,8 @@ def score_folder(folder, out, kind="head_ct", model=None, device="cpu", rank_by=
                        map_score=round(res.map_score, 4), map_percentile=round(res.map_percentile, 1),
                        map_max=round(res.map_max, 3), flagged_voxels=res.flagged_voxels, map=str(map_path),
                        warnings="; ".join(res.warnings), **pose_fields(res.sample.info))
-        except SlicerCADError as exc:
-            row["error"] = str(exc)
-        except RuntimeError as exc:        # an ITK / SimpleITK failure on this study: named, the batch goes on
-            row["error"] = f"image processing failed: {exc}".splitlines()[0]
+        except (SlicerCADError, RuntimeError) as exc:   # named in the CSV, the batch goes on
+            row["error"] = refusal(exc)
         rows.append(row)
     pct, raw = RANK_BY[rank_by]
     ok = sorted([r for r in rows if "score" in r], key=lambda r: (-r[pct], -r[raw]))
@@ -160,7 +163,9 @@ def score_folder(folder, out, kind="head_ct", model=None, device="cpu", rank_by=
 
 
 def train_folder(folder, out, kind="head_ct", family="glow", name=None, epochs=None, val_fraction=0.25, seed=0):
-    """Train + calibrate on the normal studies of ``folder``; returns the card path (progress lines on stdout)."""
+    """Train + calibrate on the normal studies of ``folder``; returns the card path (progress lines on stdout).
+    A study that cannot be read or preprocessed is skipped with its reason (progress line, card's
+    ``training_data.skipped``)."""
     import numpy as np
     import torch
 
@@ -170,15 +175,17 @@ def train_folder(folder, out, kind="head_ct", family="glow", name=None, epochs=N
     from . import task as T
 
     cases = _cases(Path(folder))
-    xs, used, patients = [], [], []
+    xs, used, patients, skipped = [], [], [], []
     for i, path in enumerate(cases, 1):
         try:
             image = read_case(path)
             xs.append(T.sample_of(image, kind, str(path)).stacked())
             used.append(path.name)
             patients.append(_patient_id(image, path))
-        except SlicerCADError as exc:
-            progress.emit("train", message=f"skipped {path.name}: {exc}")
+        except (SlicerCADError, RuntimeError) as exc:   # skipped with its reason, training goes on
+            reason = refusal(exc)
+            skipped.append({"study": path.name, "reason": reason})
+            progress.emit("train", message=f"skipped {path.name}: {reason}")
         progress.emit("train", fraction=0.2 * i / len(cases), message=f"read {path.name}")
     n_val = max(2, int(round(val_fraction * len(xs))))
     if len(xs) - n_val < 2:
@@ -209,7 +216,7 @@ def train_folder(folder, out, kind="head_ct", family="glow", name=None, epochs=N
     card = {"name": name, "task": task_name, "kind": "likelihood", "model_config": cfg,
             "input_spec": spec.spec_for(cfg), "classes": ["normal", "anomalous"],
             "training_data": {"synthetic": False, "folder": str(folder), "n_train": len(x) - n_val,
-                              "n_calibration": n_val, "studies": used, "split_by": "patient",
+                              "n_calibration": n_val, "studies": used, "skipped": skipped, "split_by": "patient",
                             "n_patients": len(set(patients))},
             "metrics": {"map_threshold": info["map_threshold"]}, "temperature": 1.0,
             "training": {"epochs": epochs, "recipe": T.RECIPE},

@@ -109,11 +109,14 @@ def delta_vs(reference, pos, scores: dict, groups, n_boot, seed=0) -> dict:
     return out
 
 
-def _pixel(maps, lesions, masks, n_boot, seed=0):
-    aucs, peaks = [], []
-    for m, les, msk in zip(maps, lesions, masks):
+def _pixel(maps, lesions, masks, groups, n_boot, seed=0):
+    """Mean per-case pixel AUROC (lesion vs other mask voxels) with a bootstrap CI clustered by ``groups`` (the
+    background patient: several anomalous cases share one), and the peak-in-lesion rate."""
+    aucs, peaks, kept = [], [], []
+    for m, les, msk, g in zip(maps, lesions, masks, groups):
         if les.sum() == 0 or (msk & ~les).sum() == 0:
             continue
+        kept.append(g)
         v, p = m[msk], les[msk]
         aucs.append(float(weighted_auc(p, v, np.ones((1, len(v))))[0]))
         peak = np.unravel_index(np.argmax(np.where(msk, m, -np.inf)), m.shape)
@@ -121,7 +124,7 @@ def _pixel(maps, lesions, masks, n_boot, seed=0):
     if not aucs:
         return {"auc": None, "ci": [None, None], "peak_in_lesion": None, "n": 0}
     a = np.asarray(aucs)
-    w = bootstrap_weights(len(a), None, n_boot, seed)
+    w = bootstrap_weights(len(a), kept, n_boot, seed)
     return {"auc": float(a.mean()), "ci": percentile_ci(w @ a / w.sum(1)), "peak_in_lesion": float(np.mean(peaks)),
             "n": len(a)}
 
@@ -167,8 +170,10 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     seeds = {"train": [base + i for i in range(cfg["n_train"])],
              "val": [base + 10_000 + i for i in range(cfg["n_val"])],
              "test": [base + 20_000 + i for i in range(cfg["n_test"])]}
-    x = {k: np.stack([T.phantom_normal(kind, s)[0] for s in v]) for k, v in seeds.items()}
-    pids = {k: [T.phantom_normal(kind, s)[1] for s in v] for k, v in seeds.items()}
+    rows = {k: [T.phantom_normal(kind, s) for s in v] for k, v in seeds.items()}     # (sample, patient id)
+    x = {k: np.stack([r[0] for r in v]) for k, v in rows.items()}
+    pids = {k: [r[1] for r in v] for k, v in rows.items()}
+    del rows
     log(f"[{kind}] {len(x['train'])} train / {len(x['val'])} val / {len(x['test'])} test normals "
         f"({time.perf_counter() - t0:.0f} s)")
     xt, xv = torch.from_numpy(x["train"]), torch.from_numpy(x["val"])
@@ -228,7 +233,8 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
         for a_type in sorted({a[3] for a in anomalies}):
             idx = [i for i, a in enumerate(anomalies) if a[3] == a_type]
             pixel[m][a_type] = _pixel([out_a[m][1][i] for i in idx], [lesions[i] for i in idx],
-                                      [masks[i] for i in idx], cfg["n_boot"], seed)
+                                      [masks[i] for i in idx], [groups[len(pids["test"]) + i] for i in idx],
+                                      cfg["n_boot"], seed)
     paired = {m: float(np.mean([out_a[m][0][i] > out_n[m][0][a[2]] for i, a in enumerate(anomalies)]))
               for m in out_a}
     # controls at 95% specificity on the held-out (calibration) normals, map scores leave-one-out

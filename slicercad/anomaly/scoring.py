@@ -15,10 +15,9 @@ Inputs are (N, C + 1, *grid) tensors: C channels in [0, 1] and the likelihood ma
   background set to 0, divided by |M| C. Likelihoods favour simple inputs; subtracting the complexity removes
   that bias (a smooth, simple normal no longer looks "more normal" than a textured one).
 * Per-voxel map: -l(v) / (C ln 2) + log2 K (bits/dim at the voxel), then standardised voxel-wise by the mean
-  and standard deviation over held-out normals (``map_mean``, ``map_std`` buffers), **two-sided** (|z|: a
-  region the flow finds unusually likely, e.g. a smooth hypodense infarct, is atypical too), then smoothed inside the
-  mask with a Gaussian of MAP_SMOOTH_SIGMA_VOX voxels (normalised convolution: the mask's edge voxels, which
-  are the noisiest single voxels, no longer hold the peak), 0 outside the mask.
+  and standard deviation over held-out normals (``map_mean``, ``map_std`` buffers), two-sided and smoothed in the
+  mask (``reference.standardise``: a region the flow finds unusually likely, e.g. a smooth hypodense infarct, is
+  atypical too).
 """
 from __future__ import annotations
 
@@ -30,9 +29,9 @@ import torch
 from torch import nn
 
 from .glow import Glow
+from .reference import standardise
 
 N_BINS = 256
-MAP_SMOOTH_SIGMA_VOX = 1.0           # the standardised map is smoothed within the mask (normalised convolution)
 SCORE_SEED = 12345                   # the fixed dequantisation / background-fill draw used when scoring
 
 
@@ -68,28 +67,11 @@ def bits_per_dim(voxel_logp: torch.Tensor, mask: torch.Tensor, channels: int, bi
     return -(ll - n * math.log(bins)) / (n * math.log(2.0))
 
 
-def smooth_in_mask(maps: torch.Tensor, mask: torch.Tensor, sigma: float = MAP_SMOOTH_SIGMA_VOX) -> torch.Tensor:
-    """Gaussian smoothing of (N, *S) maps inside ``mask`` only (sum(g * m * v) / sum(g * m)); 0 outside."""
-    if sigma <= 0:
-        return torch.where(mask, maps, torch.zeros_like(maps))
-    from scipy import ndimage
-
-    v = torch.where(mask, maps, torch.zeros_like(maps)).cpu().numpy()
-    m = mask.cpu().numpy().astype(np.float32)
-    out = np.zeros_like(v)
-    for i in range(len(v)):
-        num = ndimage.gaussian_filter(v[i], sigma, mode="constant")
-        den = ndimage.gaussian_filter(m[i], sigma, mode="constant")
-        out[i] = np.where(m[i] > 0, num / np.maximum(den, 1e-6), 0.0)
-    return torch.from_numpy(out).to(maps.device)
-
-
 def standardised_map(raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Two-sided map of (N, C', *S) raw maps: max over C' of |raw - mean| / std (normal voxel-wise statistics,
-    shape (C', *S)), smoothed in the mask (``smooth_in_mask``). Two-sided: a region unusually *likely* (or
-    darker than the reconstruction) is as atypical as an unlikely one -- the per-voxel typicality."""
-    z = ((raw - mean) / std.clamp_min(1e-4)).abs().amax(1)
-    return smooth_in_mask(torch.nan_to_num(z, nan=0.0), mask)
+    """``reference.standardise`` on tensors: the two-sided map of (N, C', *S) raw maps against the normal voxel-wise
+    statistics (shape (C', *S)), smoothed in the mask."""
+    out = standardise(raw.cpu().numpy(), mean.cpu().numpy(), std.cpu().numpy(), mask.cpu().numpy())
+    return torch.from_numpy(out).to(raw.device)
 
 
 def complexity_bpd(x: np.ndarray, bins: int = N_BINS) -> float:

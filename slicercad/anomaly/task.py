@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -33,7 +32,8 @@ from ..errors import InputError
 from . import cxr, preprocess as pp
 from .gan import AnomalyGAN, train_gan
 from .baselines import top_fraction_mean
-from .scoring import N_REF, AnomalyGlow, complexity_bpd, standardised_map
+from .reference import shrunk_std, standardise, voxel_stats
+from .scoring import N_REF, AnomalyGlow, complexity_bpd
 
 HEAD, CXR = "head_ct", "cxr"
 GRID = {HEAD: tuple(pp.HEAD_GRID_SIZE[::-1]), CXR: tuple(cxr.CXR_SIZE)}      # (k j i) / (rows, cols)
@@ -213,44 +213,10 @@ def raw_scores(model, x: torch.Tensor, batch_size: int = 8) -> dict:
     return out
 
 
-PRIOR_COUNT = 4      # pseudo-normals of the median variance mixed into each voxel's variance (edge voxels)
-
-
-def shrunk_std(var: np.ndarray, n: np.ndarray, prior_var: float) -> np.ndarray:
-    """sqrt((n var + PRIOR_COUNT prior_var) / (n + PRIOR_COUNT)): a voxel inside few normals' masks (the mask
-    edge) gets a std near the typical one instead of its own noisy estimate from 1-2 values."""
-    return np.sqrt((n * var + PRIOR_COUNT * prior_var) / (n + PRIOR_COUNT))
-
-
-def _channel_median(values: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Per channel (axis 0 of (C', *grid)) the median over seen voxels, shaped to broadcast."""
-    med = [float(np.median(v[m])) if m.any() else 0.0 for v, m in zip(values, seen)]
-    return np.asarray(med).reshape((-1,) + (1,) * (values.ndim - 1))
-
-
-def _map_stats(raw: np.ndarray):
-    """Voxel-wise mean / std over cases (axis 0; NaN = outside a case's mask). A voxel's std is shrunk by
-    ``shrunk_std`` towards its channel's median variance over voxels inside some mask (the prior); a voxel
-    outside every mask gets its channel's median mean and the prior std. Returns (mean, std, floor = half the
-    median std inside, prior = {'var', 'mean'} per channel)."""
-    valid = ~np.isnan(raw)
-    n = valid.sum(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)       # voxels outside every normal's mask
-        mean = np.nan_to_num(np.nanmean(raw, 0), nan=0.0)
-        var = np.nan_to_num(np.nanvar(raw, 0), nan=0.0)
-    seen = n > 0
-    prior = {"var": _channel_median(var, seen), "mean": _channel_median(mean, seen)}
-    std = np.where(seen, shrunk_std(var, n, prior["var"]), np.sqrt(prior["var"]))
-    mean = np.where(seen, mean, prior["mean"])
-    floor = max(float(np.median(std[seen])) * 0.5, 1e-4) if seen.any() else 1.0
-    return mean, std, floor, prior
-
-
 def leave_one_out_maps(raw: np.ndarray, floor: float, prior: dict) -> np.ndarray:
     """Each held-out normal's (N, C', *grid) raw map standardised by the *other* normals' voxel mean / std
-    (shrunk as in ``_map_stats``, with its ``prior``), then made two-sided and smoothed like ``model.score``
-    (``scoring.standardised_map``): reference scores not biased low by a standardisation they took part in."""
+    (shrunk as in ``reference.voxel_stats``, with its ``prior``), two-sided and smoothed like ``model.score``
+    (``reference.standardise``): reference scores not biased low by a standardisation they took part in."""
     valid = ~np.isnan(raw)
     v = np.nan_to_num(raw)
     n, s1, s2 = valid.sum(0), v.sum(0), (v ** 2).sum(0)
@@ -260,8 +226,7 @@ def leave_one_out_maps(raw: np.ndarray, floor: float, prior: dict) -> np.ndarray
         mean = np.where(c > 0, (s1 - v[i]) / np.maximum(c, 1), prior["mean"])
         var = np.where(c > 0, np.maximum((s2 - v[i] ** 2) / np.maximum(c, 1) - mean ** 2, 0.0), 0.0)
         std = np.maximum(np.where(c > 0, shrunk_std(var, c, prior["var"]), np.sqrt(prior["var"])), floor)
-        out[i] = standardised_map(torch.from_numpy(v[i:i + 1]), torch.from_numpy(mean), torch.from_numpy(std),
-                                  torch.from_numpy(valid[i:i + 1, 0])).numpy()[0]
+        out[i] = standardise(v[i:i + 1], mean, std, valid[i:i + 1, 0])[0]
     return out
 
 
@@ -275,7 +240,7 @@ def held_out_reference(model, x_val: torch.Tensor, set_stats: bool = True) -> di
     r = raw_scores(model, x_val)
     mask = x_val[:, -1].numpy() > 0.5
     raw = np.where(mask[:, None], r["raw_map"], np.nan)
-    mean, std, floor, prior = _map_stats(raw)
+    mean, std, floor, prior = voxel_stats(raw)
     if set_stats:
         model.map_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
         model.map_std.copy_(torch.from_numpy(np.maximum(std, floor).astype(np.float32)))

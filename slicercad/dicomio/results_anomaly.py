@@ -4,7 +4,9 @@ normals, two-sided, smoothed in the mask; for the GAN the max over channels of t
 '1'), and the case score, its percentile among the normals, the complexity-corrected variant, the map score
 (top 1 % of the map) with its percentile, the threshold and the flagged volume in a TID 1500 SR (TID 1501 case
 values), with the spatial normalisation (head: rotation, per-axis scale, fit Dice, orientation check, cut area;
-chest X-ray: the lung frame's rotation and scale) as a text."""
+chest X-ray: the lung frame's rotation and scale) as a text. A projection radiograph (CR, DX: no Image Plane
+module, no Frame of Reference) gets the SR only, referencing its image: a Parametric Map needs a Frame of
+Reference and the SEG writer places frames by ImagePositionPatient, so neither is written (PROJECTION_NOTE)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +16,8 @@ import numpy as np
 from ..errors import InputError
 
 MAP_EXPLANATION = "anomaly map: two-sided |z| vs normals, smoothed in mask"   # LO: <= 64 chars
+PROJECTION_NOTE = ("projection radiograph (no image plane): no Parametric Map or SEG written, the SR only "
+                   "(save the map node as NRRD to keep it)")
 
 
 def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: float, percentile: float,
@@ -23,10 +27,11 @@ def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: fl
     """Write ``anomaly.seg.dcm`` (when a voxel is above ``threshold``), ``anomaly.pm.dcm`` and ``report.sr.dcm``
     for a map [k, j, i] on ``image``'s grid (the source series'); ``sample_info``: the sample's ``info`` (its
     alignment goes in the SR), ``warnings``: the result's (``Result.warnings``). Returns {"seg", "pm", "sr",
-    "case"}."""
+    "case"} ("seg" and "pm" None for a projection radiograph)."""
     from ..anomaly.cli import pose_fields
     from .pmap import write_parametric_map
     from .seg import Segment, write_seg
+    from .sources import has_image_plane
     from .sr import write_measurement_report
     from .terms import algorithm_from_card
 
@@ -36,27 +41,31 @@ def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: fl
     algorithm = algorithm_from_card(card)
     out = Path(out_folder)
     flagged = values > float(threshold)
-    voxel_mm3 = float(np.prod(image.GetSpacing()))
-    seg = None
-    if flagged.any():
+    planar = has_image_plane(source_files)
+    seg = pm = None
+    if planar and flagged.any():
         seg = write_seg([Segment("anomaly", flagged, "anomaly", algorithm, tracking_id="anomaly")], image,
                         source_files, out / "anomaly.seg.dcm",
                         series_description="SlicerCAD anomaly above threshold (research use)")
-    pm = write_parametric_map(values, image, source_files, out / "anomaly.pm.dcm", label="ANOMALY",
-                              explanation=MAP_EXPLANATION, quantity="anomaly_z", algorithm=algorithm,
-                              site={"head_ct": "head", "cxr": "chest"}.get(card.get("input_spec", {}).get("kind")),
-                              series_description="SlicerCAD anomaly map (research use)")
+    if planar:
+        pm = write_parametric_map(values, image, source_files, out / "anomaly.pm.dcm", label="ANOMALY",
+                                  explanation=MAP_EXPLANATION, quantity="anomaly_z", algorithm=algorithm,
+                                  site={"head_ct": "head", "cxr": "chest"}.get(card.get("input_spec", {}).get("kind")),
+                                  series_description="SlicerCAD anomaly map (research use)")
     case = {"anomaly_score": float(score), "anomaly_percentile": float(percentile),
-            "anomaly_map_threshold": float(threshold),
-            "anomaly_flagged_volume_mm3": float(flagged.sum()) * voxel_mm3}
+            "anomaly_map_threshold": float(threshold)}
+    if planar:
+        case["anomaly_flagged_volume_mm3"] = float(flagged.sum()) * float(np.prod(image.GetSpacing()))
     for key, value in (("anomaly_variant_score", variant_score), ("anomaly_map_score", map_score),
                        ("anomaly_map_percentile", map_percentile)):
         if value is not None:
             case[key] = float(value)
-    status = "no voxel above the map threshold: no SEG written" if seg is None else \
+    status = f"{int(flagged.sum())} pixels above the map threshold; {PROJECTION_NOTE}" if not planar else \
+        "no voxel above the map threshold: no SEG written" if seg is None else \
         f"{int(flagged.sum())} voxels above the map threshold (anomaly.seg.dcm)"
     synthetic = card.get("training_data", {}).get("synthetic")
-    sr = write_measurement_report(out / "report.sr.dcm", [], image, source_files, algorithm, seg_path=seg,
+    sr = write_measurement_report(out / "report.sr.dcm", [], image if planar else None, source_files, algorithm,
+                                  seg_path=seg,
                                   case_values=case, case_texts={"status": status, "alignment": "; ".join(
                                       f"{k} {v}" for k, v in pose_fields(sample_info or {}).items()),
                                               "warnings": "; ".join(warnings or [])},

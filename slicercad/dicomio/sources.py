@@ -26,6 +26,15 @@ def read_source(path):
     return ds
 
 
+def has_image_plane(files) -> bool:
+    """Whether the series' first file has an Image Plane module (ImagePositionPatient): a projection
+    radiograph (CR, DX) has none, so a SEG or Parametric Map cannot be placed on it slice by slice."""
+    files = list(files)
+    if not files:
+        raise InputError("no source files", "series")
+    return "ImagePositionPatient" in read_source(files[0])
+
+
 def sorted_sources(files, image) -> list:
     """Source datasets in ``image``'s slice order (by position along its k axis): one per label slice.
 
@@ -77,7 +86,8 @@ class SeriesRef:
     @classmethod
     def of(cls, sources) -> "SeriesRef":
         first = sources[0]
-        return cls(str(first.StudyInstanceUID), str(first.SeriesInstanceUID), str(first.FrameOfReferenceUID),
+        return cls(str(first.StudyInstanceUID), str(first.SeriesInstanceUID),
+                   str(first.get("FrameOfReferenceUID", "")),      # none on a projection radiograph (CR, DX)
                    str(first.SOPClassUID), [str(ds.SOPInstanceUID) for ds in sources])
 
 
