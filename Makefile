@@ -95,4 +95,4 @@ anomaly-model: $(STAMP)
 
 # seed 001 (2): Glow vs complexity variant vs f-AnoGAN vs atlas z / HU threshold, controls (SYNTHETIC)
 reproduce-anomaly: $(STAMP)
-	$(PY) -m slicercad anomaly reproduce --out $(OUT)/anomaly
+	$(PY) -m slicercad anomaly reproduce --out $(OUT)/anomaly$(if $(SEED),_seed$(SEED)) --seed $(or $(SEED),0)

@@ -1,4 +1,4 @@
-"""Mutation check of the quantities the liver method and the evaluation define: change one at a time, in a
+"""Mutation check of the quantities the liver method, AnomalyCT and the evaluation define: change one at a time, in a
 throwaway copy of the tree, run the tests that pin it, and report whether they fail ("killed").
 
     python Scripts/mutation_check.py [--out out/mutation] [--only NAME ...]
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COPY = ("slicercad", "SlicerCADLib", "Testing", "LiverLesionCAD", "Resources", "pyproject.toml")
 PINS = ["Testing/test_liver_science_pins.py", "Testing/test_engine_ci.py"]
 GUARD = ["Testing/test_liver_units_guard.py"]
+ANOMALY = ["Testing/test_anomaly_science_pins.py", "Testing/test_anomaly_preprocess.py"]
 # (name, file, original text, mutated text, tests that must fail)
 MUTATIONS = [
     ("sigma = diameter / 1.5 (not the radius)", "slicercad/liver/attention.py",
@@ -42,6 +43,30 @@ MUTATIONS = [
     ("bootstrap resamples 1000 -> 200", "slicercad/engine/ci_settings.py", "N_BOOT = 1000", "N_BOOT = 200", PINS),
     ("plausible parenchyma ADC floor 0.6 -> 0.2", "slicercad/liver/guard.py", "PARENCHYMA_ADC = (0.6, 2.5)",
      "PARENCHYMA_ADC = (0.2, 2.5)", GUARD),
+    ("anomaly: map smoothing sigma 1 -> 1.5 voxels", "slicercad/anomaly/reference.py",
+     "MAP_SMOOTH_SIGMA_VOX = 1.0", "MAP_SMOOTH_SIGMA_VOX = 1.5", ANOMALY),
+    ("anomaly: std shrinkage 4 -> 2 pseudo-normals", "slicercad/anomaly/reference.py", "PRIOR_COUNT = 4",
+     "PRIOR_COUNT = 2", ANOMALY),
+    ("anomaly: std floor half -> a quarter of the median", "slicercad/anomaly/reference.py",
+     "np.median(std[seen])) * 0.5", "np.median(std[seen])) * 0.25", ANOMALY),
+    ("anomaly: map score top 1 % -> 2 %", "slicercad/anomaly/baselines.py", "TOP_FRACTION, TOP_MIN = 0.01, 5",
+     "TOP_FRACTION, TOP_MIN = 0.02, 5", ANOMALY),
+    ("anomaly: map score at least 5 -> 3 voxels", "slicercad/anomaly/baselines.py", "TOP_FRACTION, TOP_MIN = 0.01, 5",
+     "TOP_FRACTION, TOP_MIN = 0.01, 3", ANOMALY),
+    ("anomaly: hyperdense 62 -> 60 HU", "slicercad/anomaly/baselines.py", "HYPERDENSE_HU = 62.0",
+     "HYPERDENSE_HU = 60.0", ANOMALY),
+    ("anomaly: brain window 40/80 -> 40/100", "slicercad/anomaly/preprocess.py", "BRAIN_WINDOW = (40.0, 80.0)",
+     "BRAIN_WINDOW = (40.0, 100.0)", ANOMALY),
+    ("anomaly: subdural window 80/200 -> 80/160", "slicercad/anomaly/preprocess.py",
+     "SUBDURAL_WINDOW = (80.0, 200.0)", "SUBDURAL_WINDOW = (80.0, 160.0)", ANOMALY),
+    ("anomaly: 256 -> 128 quantisation levels", "slicercad/anomaly/scoring.py", "\nN_BINS = 256\n", "\nN_BINS = 128\n",
+     ANOMALY),
+    ("anomaly: map threshold 95th -> 90th percentile", "slicercad/anomaly/task.py", "MAP_THRESHOLD_PCT = 95.0",
+     "MAP_THRESHOLD_PCT = 90.0", ANOMALY),
+    ("anomaly: normal-variation limit 15 % -> 20 %", "slicercad/anomaly/experiment.py",
+     "NORMAL_VARIATION_LIMIT = 0.15", "NORMAL_VARIATION_LIMIT = 0.20", ANOMALY),
+    ("anomaly: chance band 0.1 -> 0.15", "slicercad/anomaly/experiment_report.py", "CHANCE_BAND = 0.1",
+     "CHANCE_BAND = 0.15", ANOMALY),
 ]
 
 

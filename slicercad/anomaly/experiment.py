@@ -32,7 +32,8 @@ Methods: glow_bpd, glow_complexity (the variant), glow_map (top 1 % mean of the 
 (f-AnoGAN), gan_map, atlas_z, atlas_z_no_atrophy (head), atlas_z_age (head: ``baselines.AgeAtlasZ``, the
 cases' drawn ages as PatientAge), hu_threshold (head), glow_random / glow_random_map
 (untrained).
-Training budget: STEP_BUDGET optimiser steps per model (``task.epochs_for_steps``) unless ``epochs`` is given.
+Training budget: STEP_BUDGET optimiser steps per model (``task.epochs_for_steps``) unless ``epochs`` is given;
+the run's ``seed`` sets the phantoms, the training order and the models' initialisation (``model_seed``).
 """
 from __future__ import annotations
 
@@ -183,7 +184,7 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     epochs = cfg.get("epochs") or T.epochs_for_steps(len(xt), T.RECIPE["batch_size"], cfg["steps"])
     for name, task_name in (("glow", glow_task), ("gan", gan_task)):
         spec = get_task(task_name)
-        model = spec.build_model(spec.config(cfg.get(f"{name}_config")))
+        model = spec.build_model(spec.config({"model_seed": seed, **(cfg.get(f"{name}_config") or {})}))
         info[name] = T.fit_detector(model, xt, xv, epochs, T.RECIPE["batch_size"], T.RECIPE["lr"], seed)
         models[name] = model
         log(f"[{kind}] {name} trained ({time.perf_counter() - t0:.0f} s)")
