@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COPY = ("slicercad", "SlicerCADLib", "Testing", "LiverLesionCAD", "Resources", "pyproject.toml")
 PINS = ["Testing/test_liver_science_pins.py", "Testing/test_engine_ci.py"]
 GUARD = ["Testing/test_liver_units_guard.py"]
-ANOMALY = ["Testing/test_anomaly_science_pins.py", "Testing/test_anomaly_preprocess.py"]
+ANOMALY = ["Testing/test_anomaly_science_pins.py", "Testing/test_anomaly_preprocess.py",
+           "Testing/test_anomaly_reference.py"]
 # (name, file, original text, mutated text, tests that must fail)
 MUTATIONS = [
     ("sigma = diameter / 1.5 (not the radius)", "slicercad/liver/attention.py",

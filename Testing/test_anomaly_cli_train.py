@@ -62,3 +62,10 @@ def test_score_names_the_itk_failure_and_goes_on(normals, tmp_path, monkeypatch)
     by_case = {r["case"]: r for r in rows}
     assert by_case["bad"]["error"].startswith("image processing failed: Exception thrown in SimpleITK")
     assert "score" in by_case["n0"]
+
+
+def test_a_bug_is_not_taken_for_a_bad_study():
+    """RuntimeError's subclasses (NotImplementedError, RecursionError) come from the code, not the study: raised."""
+    assert cli.refusal(RuntimeError("itk::ERROR: x\nmore")) == "image processing failed: itk::ERROR: x"
+    with pytest.raises(NotImplementedError):
+        cli.refusal(NotImplementedError("not written yet"))

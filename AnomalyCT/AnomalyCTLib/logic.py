@@ -71,19 +71,6 @@ def photometric_interpretation(volume_node) -> str:
     return str(getattr(header, "PhotometricInterpretation", "")).strip().upper()
 
 
-def _reads_as_monochrome2(image: sitk.Image) -> bool:
-    """Whether a radiograph passes the sample path's polarity check (``cxr.check_cxr_polarity`` on its working
-    copy): lung bands darker than the central column."""
-    from slicercad.anomaly import cxr
-
-    a = sitk.GetArrayViewFromImage(image).astype(np.float32)
-    try:
-        cxr.check_cxr_polarity(sitk.GetArrayViewFromImage(cxr.working_copy(image, a)))
-    except InputError:
-        return False
-    return True
-
-
 def _images(volume_node, kind: str) -> tuple:
     """(the node's image on its world grid, the detector's input: a 2D image for a one-slice chest X-ray).
 
@@ -101,7 +88,9 @@ def _images(volume_node, kind: str) -> tuple:
         raise InputError(f"a chest X-ray is one 2D image; {volume_node.GetName()} has {image.GetSize()[2]} "
                          "slices (choose the head CT model for volumes)", volume_node.GetName())
     flat = image[:, :, 0]
-    if photometric_interpretation(volume_node) == "MONOCHROME1" and not _reads_as_monochrome2(flat):
+    from slicercad.anomaly.cxr import polarity_ok
+
+    if photometric_interpretation(volume_node) == "MONOCHROME1" and not polarity_ok(flat):
         stats = sitk.MinimumMaximumImageFilter()
         stats.Execute(flat)
         flat = sitk.Cast(flat, sitk.sitkFloat32) * -1.0 + float(stats.GetMinimum() + stats.GetMaximum())
@@ -212,7 +201,7 @@ def save_dicom(score, volume_node, results_folder_path, threshold: float, databa
     from SlicerCADLib.dicom_nodes import volume_files
     from SlicerCADLib.dicom_results import anomaly_map_to_dicom, results_folder, written_summary
     from slicercad.dicomio.results_anomaly import PROJECTION_NOTE
-    from slicercad.dicomio.sources import has_image_plane
+    from slicercad.dicomio.sources import is_projection_radiograph
 
     if score is None or volume_node is None:
         raise InputError("score the case first", "score")
@@ -225,5 +214,5 @@ def save_dicom(score, volume_node, results_folder_path, threshold: float, databa
     folder = results_folder(results_folder_path, "AnomalyCT", volume_node)
     text = written_summary(anomaly_map_to_dicom(score.map_node, volume_node, score, folder, threshold=threshold,
                                                 database=database), database)
-    return text if has_image_plane(volume_files(volume_node)) else f"{text}\n{PROJECTION_NOTE}."
+    return f"{text}\n{PROJECTION_NOTE}." if is_projection_radiograph(volume_files(volume_node)) else text
 

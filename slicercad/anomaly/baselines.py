@@ -46,7 +46,9 @@ class AtlasZ:
 class AgeAtlasZ:
     """Atlas z-score with each voxel's mean a line in age (fitted over the training normals inside their masks;
     a voxel inside fewer than 3 masks, or of normals all of one age, gets its plain mean); std = the residual
-    std about that line (``residual_var``, n - 2 degrees of freedom), shrunk and floored like ``AtlasZ``'s."""
+    std about that line (``residual_var``, n - 2 degrees of freedom) shrunk towards its channel's median with
+    the degrees of freedom as weight, floored at half the median std. Unlike ``AtlasZ`` a voxel outside every
+    training mask gets mean 0 and std 1 (not the channel's median mean and prior std)."""
 
     def __init__(self, x_train: np.ndarray, ages):
         ch, w = x_train[:, :-1], np.broadcast_to(x_train[:, -1:] > 0.5, x_train[:, :-1].shape).astype(np.float64)

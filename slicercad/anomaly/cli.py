@@ -116,8 +116,13 @@ def read_case(path: Path):
 
 
 def refusal(exc: Exception) -> str:
-    """Why a study was refused: a SlicerCADError's message, or an ITK / SimpleITK RuntimeError's first line."""
-    return str(exc) if isinstance(exc, SlicerCADError) else f"image processing failed: {exc}".splitlines()[0]
+    """Why a study was refused: a SlicerCADError's message, or an ITK / SimpleITK RuntimeError's first line.
+    RuntimeError's subclasses (NotImplementedError, RecursionError: a bug, not a bad study) are raised again."""
+    if isinstance(exc, SlicerCADError):
+        return str(exc)
+    if type(exc) is not RuntimeError:
+        raise exc
+    return f"image processing failed: {exc}".splitlines()[0]
 
 
 def score_folder(folder, out, kind="head_ct", model=None, device="cpu", rank_by=DEFAULT_RANK) -> list:

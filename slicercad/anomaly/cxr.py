@@ -213,6 +213,18 @@ def working_copy(image: sitk.Image, a: np.ndarray) -> sitk.Image:
     return sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
+def polarity_ok(image: sitk.Image) -> bool:
+    """Whether a 2D radiograph passes the sample path's polarity check (``check_cxr_polarity`` on its working
+    copy: lung bands darker than the central column) -- for deciding whether a MONOCHROME1 file's image was
+    already inverted by its reader."""
+    a = sitk.GetArrayFromImage(image).astype(np.float32)
+    try:
+        check_cxr_polarity(sitk.GetArrayFromImage(working_copy(image, a)))
+    except InputError:
+        return False
+    return True
+
+
 def cxr_sample(image: sitk.Image, source="image", size=CXR_SIZE):
     """A frontal chest radiograph -> ``preprocess.Sample`` on the lung-field-aligned grid (module doc)."""
     image = _as_2d(image, source)

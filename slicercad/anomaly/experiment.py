@@ -5,8 +5,8 @@ held-out normals, then score test normals + anomalies inserted into **other test
 (each anomalous case is clustered with its background patient in the bootstrap). Reported, all SYNTHETIC:
 * case ROC-AUC with a patient-cluster bootstrap 95% CI per method, overall and per anomaly type, size, contrast
   (each anomalous group against all test normals);
-* pixel AUROC of the maps (per anomalous case, lesion voxels vs the other mask voxels; mean with a case
-  bootstrap CI) and how often the map's peak lies inside the lesion (dilated by one voxel);
+* pixel AUROC of the maps (per anomalous case, lesion voxels vs the other mask voxels; mean with a bootstrap
+  CI clustered by background patient) and how often the map's peak lies inside the lesion (dilated by one voxel);
 * paired check: the inserted case scores higher than the same background without it (fraction of pairs);
 * paired difference of each method's overall case ROC-AUC against the atlas z-score (``delta_vs``: the same
   patient-cluster bootstrap resamples for both, so the CI is of the difference);
@@ -188,7 +188,8 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
         info[name] = T.fit_detector(model, xt, xv, epochs, T.RECIPE["batch_size"], T.RECIPE["lr"], seed)
         models[name] = model
         log(f"[{kind}] {name} trained ({time.perf_counter() - t0:.0f} s)")
-    rnd = get_task(glow_task).build_model(get_task(glow_task).config(cfg.get("glow_config")))
+    rnd = get_task(glow_task).build_model(get_task(glow_task).config({"model_seed": seed,
+                                                                      **(cfg.get("glow_config") or {})}))
     rnd.glow.initialise(T.model_input(xt[:16], torch.Generator().manual_seed(seed)))
     T.calibrate(rnd.eval(), xv)
     models["glow_random"] = rnd

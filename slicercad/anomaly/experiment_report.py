@@ -9,9 +9,9 @@ PIXEL_MAPS = (("glow map", "glow_bpd"), ("GAN map", "gan"), ("atlas z", "atlas_z
 
 def verdicts(r: dict) -> dict:
     """PASS/FAIL of the stated controls per method: ``normal_variation`` ({variant (and 'all'): {method: each
-    variant's healthy cases flagged at most ``normal_variation_limit``}}), ``population_control`` (head: the atlas without atrophic normals flags the
-    atrophy variant above that limit) and, for the random-weights methods (``random_methods``), ``random_at_chance`` (overall case
-    ROC-AUC within 0.5 +- CHANCE_BAND)."""
+    variant's healthy cases flagged at most ``normal_variation_limit``}}), ``population_control`` (head: the atlas
+    without atrophic normals flags the atrophy variant above that limit) and, for the random-weights methods
+    (``random_methods``), ``random_at_chance`` (overall case ROC-AUC within 0.5 +- CHANCE_BAND)."""
     limit = r["normal_variation_limit"]
     out = {"normal_variation": {v: {m: "PASS" if f["rate"] <= limit else "FAIL" for m, f in d.items()}
                                 for v, d in r["normal_variation_flagged"].items()}}
@@ -19,7 +19,7 @@ def verdicts(r: dict) -> dict:
     if atrophy is not None:         # the population control must flag the variant its normals lack
         out["population_control"] = {"atlas_z_no_atrophy": "PASS" if atrophy["rate"] > limit else "FAIL"}
     out["random_at_chance"] = {}
-    for m in r["random_methods"]:
+    for m in r.get("random_methods", []):
         auc = (r["case_auc"].get(m) or {}).get("all") or {}
         if auc.get("auc") is not None:
             out["random_at_chance"][m] = "PASS" if abs(auc["auc"] - 0.5) <= CHANCE_BAND else "FAIL"
@@ -59,8 +59,8 @@ def report_markdown(results: dict) -> str:
             share = "-" if d["p_le_0"] is None else f"{d['p_le_0']:.3f}"
             lines.append(f"| {m} | {d['delta']:+.3f}{ci} | {share} |")
         maps = [(label, m) for label, m in PIXEL_MAPS if m in r["pixel_auc"]]
-        lines += ["", "Pixel AUROC of the maps (mean over cases [case bootstrap CI]; peak-in-lesion rate); the "
-                  "three Glow scores share one map, as do the two GAN scores", "",
+        lines += ["", "Pixel AUROC of the maps (mean over cases [bootstrap CI clustered by background patient]; "
+                  "peak-in-lesion rate); the three Glow scores share one map, as do the two GAN scores", "",
                   "| type | " + " | ".join(label for label, _ in maps) + " |", "|---|" + "---|" * len(maps)]
         for a_type in r["pixel_auc"][methods[0]]:
             cells = []

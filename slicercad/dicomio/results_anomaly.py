@@ -4,9 +4,10 @@ normals, two-sided, smoothed in the mask; for the GAN the max over channels of t
 '1'), and the case score, its percentile among the normals, the complexity-corrected variant, the map score
 (top 1 % of the map) with its percentile, the threshold and the flagged volume in a TID 1500 SR (TID 1501 case
 values), with the spatial normalisation (head: rotation, per-axis scale, fit Dice, orientation check, cut area;
-chest X-ray: the lung frame's rotation and scale) as a text. A projection radiograph (CR, DX: no Image Plane
-module, no Frame of Reference) gets the SR only, referencing its image: a Parametric Map needs a Frame of
-Reference and the SEG writer places frames by ImagePositionPatient, so neither is written (PROJECTION_NOTE)."""
+chest X-ray: the lung frame's rotation and scale) as a text. A projection radiograph without a Frame of
+Reference (``sources.is_projection_radiograph``: CR, DX, ...) gets the SR only, referencing its image: a
+Parametric Map needs a Frame of Reference and the SEG writer places frames by ImagePositionPatient, so neither
+is written (PROJECTION_NOTE)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 
 MAP_EXPLANATION = "anomaly map: two-sided |z| vs normals, smoothed in mask"   # LO: <= 64 chars
-PROJECTION_NOTE = ("projection radiograph (no image plane): no Parametric Map or SEG written, the SR only "
+PROJECTION_NOTE = ("projection radiograph (no Frame of Reference): no Parametric Map or SEG written, the SR only "
                    "(save the map node as NRRD to keep it)")
 
 
@@ -31,7 +32,7 @@ def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: fl
     from ..anomaly.cli import pose_fields
     from .pmap import write_parametric_map
     from .seg import Segment, write_seg
-    from .sources import has_image_plane
+    from .sources import is_projection_radiograph
     from .sr import write_measurement_report
     from .terms import algorithm_from_card
 
@@ -41,7 +42,7 @@ def write_anomaly_results(map_kji, image, source_files, out_folder, *, score: fl
     algorithm = algorithm_from_card(card)
     out = Path(out_folder)
     flagged = values > float(threshold)
-    planar = has_image_plane(source_files)
+    planar = not is_projection_radiograph(source_files)
     seg = pm = None
     if planar and flagged.any():
         seg = write_seg([Segment("anomaly", flagged, "anomaly", algorithm, tracking_id="anomaly")], image,

@@ -26,13 +26,18 @@ def read_source(path):
     return ds
 
 
-def has_image_plane(files) -> bool:
-    """Whether the series' first file has an Image Plane module (ImagePositionPatient): a projection
-    radiograph (CR, DX) has none, so a SEG or Parametric Map cannot be placed on it slice by slice."""
+PROJECTION_MODALITIES = ("CR", "DX", "MG", "RG", "PX", "IO")
+
+
+def is_projection_radiograph(files) -> bool:
+    """Whether the series is a projection radiograph without a Frame of Reference (Modality CR, DX, MG, RG, PX
+    or IO, no FrameOfReferenceUID in its first file): a SEG or Parametric Map cannot be placed on it. Anything
+    else keeps the cross-sectional path and its checks (an Enhanced CT is not mistaken for a radiograph)."""
     files = list(files)
     if not files:
         raise InputError("no source files", "series")
-    return "ImagePositionPatient" in read_source(files[0])
+    ds = read_source(files[0])
+    return str(ds.get("Modality", "")).upper() in PROJECTION_MODALITIES and not ds.get("FrameOfReferenceUID")
 
 
 def sorted_sources(files, image) -> list:
