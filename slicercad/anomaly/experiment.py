@@ -158,6 +158,19 @@ def method_outputs(models, atlases, kind, x, reference=False, ages=None):
     return out
 
 
+def phantom_ages(kind, seeds, variant=None):
+    """The head phantoms' drawn ages (standing in for PatientAge); None for chest X-ray (no age drawn)."""
+    if kind != T.HEAD:
+        return None
+    from ..synth.anomaly_head import population
+    return np.array([population(s, variant)["age"] for s in seeds])
+
+
+def _model_config(spec, cfg, family, seed):
+    """The family's config of the run (``cfg[family + '_config']``), initialised from the run ``seed``."""
+    return spec.config({"model_seed": seed, **(cfg.get(f"{family}_config") or {})})
+
+
 def flagged(scores, thr, n_boot, seed=0):
     """Fraction of cases above ``thr`` with a case bootstrap CI."""
     f = (np.asarray(scores) > thr).astype(float)
@@ -174,7 +187,7 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     rows = {k: [T.phantom_normal(kind, s) for s in v] for k, v in seeds.items()}     # (sample, patient id)
     x = {k: np.stack([r[0] for r in v]) for k, v in rows.items()}
     pids = {k: [r[1] for r in v] for k, v in rows.items()}
-    del rows
+    del rows                                  # the per-case arrays; the stacked copies in x are kept
     log(f"[{kind}] {len(x['train'])} train / {len(x['val'])} val / {len(x['test'])} test normals "
         f"({time.perf_counter() - t0:.0f} s)")
     xt, xv = torch.from_numpy(x["train"]), torch.from_numpy(x["val"])
@@ -184,22 +197,21 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     epochs = cfg.get("epochs") or T.epochs_for_steps(len(xt), T.RECIPE["batch_size"], cfg["steps"])
     for name, task_name in (("glow", glow_task), ("gan", gan_task)):
         spec = get_task(task_name)
-        model = spec.build_model(spec.config({"model_seed": seed, **(cfg.get(f"{name}_config") or {})}))
+        model = spec.build_model(_model_config(spec, cfg, name, seed))
         info[name] = T.fit_detector(model, xt, xv, epochs, T.RECIPE["batch_size"], T.RECIPE["lr"], seed)
         models[name] = model
         log(f"[{kind}] {name} trained ({time.perf_counter() - t0:.0f} s)")
-    rnd = get_task(glow_task).build_model(get_task(glow_task).config({"model_seed": seed,
-                                                                      **(cfg.get("glow_config") or {})}))
+    glow_spec = get_task(glow_task)
+    rnd = glow_spec.build_model(_model_config(glow_spec, cfg, "glow", seed))
     rnd.glow.initialise(T.model_input(xt[:16], torch.Generator().manual_seed(seed)))
     T.calibrate(rnd.eval(), xv)
     models["glow_random"] = rnd
-    atlas, age = {"atlas_z": AtlasZ(x["train"])}, {k: None for k in seeds}
+    atlas, age = {"atlas_z": AtlasZ(x["train"])}, {k: phantom_ages(kind, v) for k, v in seeds.items()}
     if kind == T.HEAD:                # the control that must fail: the atlas of the normals without atrophy
         from ..synth.anomaly_head import population
         young = [i for i, s in enumerate(seeds["train"]) if population(s)["atrophy"] == 0.0]
         if len(young) >= 2:
             atlas["atlas_z_no_atrophy"] = AtlasZ(x["train"][young])
-        age = {k: np.array([population(s)["age"] for s in v]) for k, v in seeds.items()}   # PatientAge
         atlas["atlas_z_age"] = AgeAtlasZ(x["train"], age["train"])
     anomalies = _anomalies(kind, seeds["test"], cfg["per_cell"], seed, cfg.get("cells"))
     xa = np.stack([a[0] for a in anomalies])
@@ -251,8 +263,7 @@ def run_kind(kind, cfg, seed=0, log=print) -> dict:
     for variant in VARIANTS:
         vseeds = [base + 30_000 + i for i in range(cfg["n_variant"])]
         xs = np.stack([T.phantom_normal(kind, s, variant)[0] for s in vseeds])
-        o = method_outputs(models, atlas, kind, xs, ages=None if kind != T.HEAD else
-                           np.array([population(s, variant)["age"] for s in vseeds]))
+        o = method_outputs(models, atlas, kind, xs, ages=phantom_ages(kind, vseeds, variant))
         nv[variant] = {m: o[m][0] for m in o}
     nv["all"] = {m: np.concatenate([nv[v][m] for v in VARIANTS]) for m in thr}
     nv = {v: {m: flagged(d[m], thr[m], cfg["n_boot"], seed) for m in d} for v, d in nv.items()}
